@@ -1,0 +1,9 @@
+//! Wire and file formats, parsed and built as pure functions: no sockets, files, clocks or
+//! threads here. Everything that does I/O calls into this module, so each format can be
+//! unit-tested and fuzzed on its own.
+
+pub mod bencode;
+pub mod escape;
+pub mod hex;
+pub mod magnet;
+pub mod metainfo;
