@@ -1,15 +1,21 @@
 //! torrent-gateway: one binary that bridges HTTP, Nostr/Blossom and BitTorrent.
 //!
-//! In scope so far: the pure formats (`proto`: bencode, metainfo, magnet), parallel piece
-//! hashing (`hash`), memory-mapped reads (`store`), torrent creation and recheck (`create`,
-//! `verify`) and the command line (`cli`). Out of scope here: any network I/O, which lives in
-//! the server modules added later. ARCHITECTURE.md has the map.
+//! In scope so far: the pure formats (`proto`), parallel piece hashing (`hash`), storage
+//! (`store`: mmap, content store, SQLite), the catalog of stored files (`catalog`), the HTTP
+//! services (`http`, started by `server::run_server`), torrent creation and recheck
+//! (`create`, `verify`) and the command line (`cli`). ARCHITECTURE.md has the map.
 
 #![cfg_attr(test, deny(warnings))]
 
+pub mod catalog;
 pub mod cli;
+pub mod config;
 pub mod create;
 pub mod hash;
+pub mod http;
 pub mod proto;
+pub mod server;
 pub mod store;
 pub mod verify;
+
+pub use server::{run_server, Running};

@@ -7,6 +7,7 @@
 mod create;
 mod info;
 mod progress;
+mod serve;
 mod verify;
 
 use argh::FromArgs;
@@ -14,7 +15,8 @@ use std::fmt;
 use std::io::Write;
 use std::process::ExitCode;
 
-/// torrent-gateway: create, inspect and verify torrents (the gateway server comes later).
+/// torrent-gateway: a BitTorrent gateway (serve) and a CLI to create, inspect and verify
+/// torrents.
 #[derive(FromArgs)]
 struct Cli {
     #[argh(subcommand)]
@@ -26,6 +28,7 @@ struct Cli {
 enum Command {
     Create(create::Args),
     Info(info::Args),
+    Serve(serve::Args),
     Verify(verify::Args),
 }
 
@@ -56,7 +59,6 @@ impl CliError {
 
 /// Runs the program with the process arguments and returns its exit code.
 pub fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let args: Vec<String> = std::env::args().collect();
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
     let cli = match Cli::from_args(&["torrent-gateway"], argv.get(1..).unwrap_or_default()) {
@@ -74,9 +76,16 @@ pub fn main() -> ExitCode {
             };
         }
     };
+    // The server reports its addresses at info level; the one-shot commands stay quiet.
+    let level = match cli.command {
+        Command::Serve(_) => "info",
+        _ => "warn",
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
     let result = match cli.command {
         Command::Create(a) => create::run(a),
         Command::Info(a) => info::run(a),
+        Command::Serve(a) => serve::run(a),
         Command::Verify(a) => verify::run(a),
     };
     match result {
@@ -89,7 +98,7 @@ pub fn main() -> ExitCode {
 }
 
 /// Writes text to stdout; a closed pipe (`| head`) is not an error.
-fn print_out(text: &str) -> Result<(), CliError> {
+pub(crate) fn print_out(text: &str) -> Result<(), CliError> {
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {

@@ -7,3 +7,5 @@ pub mod escape;
 pub mod hex;
 pub mod magnet;
 pub mod metainfo;
+pub mod mime;
+pub mod range;

@@ -1,4 +1,6 @@
-//! Storage: memory-mapped access to content on disk (later also the blob and chunk stores and
-//! the SQLite metadata).
+//! Storage: the content store on disk (blobs, chunks, uploads in progress), the SQLite
+//! metadata, and the memory maps both read through.
 
+pub mod content;
+pub mod db;
 pub mod mmap;

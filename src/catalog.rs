@@ -1,0 +1,273 @@
+//! The catalog of stored files: upload (stream, hash, build the torrent, commit), lookup,
+//! listing, delete, and each file's torrent, magnet link and URLs.
+//!
+//! Commits and deletes are serialized by one lock, so "is it stored already?", the rename
+//! into place and the SQLite transaction act as one step; uploads themselves run in parallel.
+
+use crate::config::Config;
+use crate::proto::magnet::Magnet;
+use crate::proto::metainfo::{self, NewInfo, TorrentExtras};
+use crate::proto::{escape, hex, mime};
+use crate::store::content::{Body, ContentStore, IngestError};
+use crate::store::db::{Db, FileRecord};
+use parking_lot::Mutex;
+use serde_json::{json, Value};
+use sha1::{Digest, Sha1};
+use std::io::{self, Read};
+use std::ops::Range;
+
+/// Why an upload was refused.
+#[derive(Debug)]
+pub enum UploadError {
+    TooLarge,
+    Truncated(String),
+    Empty,
+    HashMismatch { expected: String, actual: String },
+    Io(io::Error),
+    Db(rusqlite::Error),
+}
+
+impl std::fmt::Display for UploadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UploadError::TooLarge => write!(f, "upload exceeds the size limit"),
+            UploadError::Truncated(m) => write!(f, "incomplete body: {m}"),
+            UploadError::Empty => write!(f, "empty body"),
+            UploadError::HashMismatch { expected, actual } => {
+                write!(f, "X-SHA-256 is {expected} but the body hashes to {actual}")
+            }
+            UploadError::Io(e) => write!(f, "storage error: {e}"),
+            UploadError::Db(e) => write!(f, "database error: {e}"),
+        }
+    }
+}
+
+/// What the start-up sweep found.
+#[derive(Debug, Clone, Default)]
+pub struct SweepReport {
+    pub removed: usize,
+    pub missing: Vec<String>,
+}
+
+pub struct Catalog {
+    db: Db,
+    store: ContentStore,
+    commit: Mutex<()>,
+    public_url: String,
+    max_upload: u64,
+}
+
+/// Unix time in seconds.
+pub fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+impl Catalog {
+    /// Opens the database and content store under the data dir and sweeps leftovers.
+    pub fn open(config: &Config, public_url: &str) -> Result<(Catalog, SweepReport), String> {
+        let dir = &config.data_dir;
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let db_path = dir.join("gateway.db");
+        let db = Db::open(&db_path).map_err(|e| format!("{}: {e}", db_path.display()))?;
+        let store = ContentStore::open(
+            dir,
+            config.storage.piece_length_bytes,
+            config.storage.blob_threshold_bytes,
+        )
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
+        let known = db.all().map_err(|e| format!("reading gateway.db: {e}"))?;
+        let (removed, missing) = store
+            .sweep(&known)
+            .map_err(|e| format!("sweeping {}: {e}", dir.display()))?;
+        for sha in &missing {
+            log::warn!("data of stored file {sha} is missing");
+        }
+        if removed > 0 {
+            log::info!("start-up sweep removed {removed} leftover entries");
+        }
+        Ok((
+            Catalog {
+                db,
+                store,
+                commit: Mutex::new(()),
+                public_url: public_url.to_string(),
+                max_upload: config.api.max_upload_bytes,
+            },
+            SweepReport { removed, missing },
+        ))
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    pub fn max_upload(&self) -> u64 {
+        self.max_upload
+    }
+
+    /// Stores a body under `name`. Returns the record and whether it is new.
+    pub fn upload(
+        &self,
+        name: &str,
+        body: &mut dyn Read,
+        declared: Option<u64>,
+        expected_sha256: Option<&str>,
+    ) -> Result<(FileRecord, bool), UploadError> {
+        let up = self
+            .store
+            .ingest(body, declared, self.max_upload)
+            .map_err(|e| match e {
+                IngestError::TooLarge => UploadError::TooLarge,
+                e @ IngestError::Truncated { .. } => UploadError::Truncated(e.to_string()),
+                IngestError::Io(e) => classify_body_error(e),
+            })?;
+        if up.size == 0 {
+            return Err(UploadError::Empty);
+        }
+        if let Some(expected) = expected_sha256 {
+            if expected != up.sha256 {
+                return Err(UploadError::HashMismatch {
+                    expected: expected.to_string(),
+                    actual: up.sha256.clone(),
+                });
+            }
+        }
+        let piece_length = self.store.piece_length();
+        let info = metainfo::build_info(&NewInfo {
+            name,
+            piece_length,
+            pieces: &up.pieces,
+            files: None,
+            single_length: up.size,
+            private: false,
+            source: None,
+        });
+        let record = FileRecord {
+            sha256: up.sha256.clone(),
+            name: name.to_string(),
+            size: up.size,
+            content_type: mime::from_name(name).to_string(),
+            storage: up.storage,
+            created_at: now_secs(),
+            info_hash: hex::encode(&Sha1::digest(&info)),
+            piece_length,
+        };
+        let _guard = self.commit.lock();
+        if let Some(existing) = self.db.by_sha256(&record.sha256).map_err(UploadError::Db)? {
+            return Ok((existing, false));
+        }
+        self.store.commit(up).map_err(UploadError::Io)?;
+        self.db.insert(&record, &info).map_err(UploadError::Db)?;
+        Ok((record, true))
+    }
+
+    pub fn get(&self, sha256: &str) -> rusqlite::Result<Option<FileRecord>> {
+        self.db.by_sha256(sha256)
+    }
+
+    pub fn by_info_hash(&self, info_hash: &str) -> rusqlite::Result<Option<FileRecord>> {
+        self.db.by_info_hash(info_hash)
+    }
+
+    pub fn list(
+        &self,
+        limit: usize,
+        after: Option<(i64, &str)>,
+    ) -> rusqlite::Result<Vec<FileRecord>> {
+        self.db.list(limit, after)
+    }
+
+    /// Deletes a file: the record first (so it vanishes at once), then its data.
+    pub fn delete(&self, sha256: &str) -> Result<bool, UploadError> {
+        let _guard = self.commit.lock();
+        let Some(rec) = self.db.by_sha256(sha256).map_err(UploadError::Db)? else {
+            return Ok(false);
+        };
+        self.db.delete(sha256).map_err(UploadError::Db)?;
+        // If this fails the data is an orphan that the next start-up sweep removes.
+        if let Err(e) = self.store.remove(sha256, rec.storage) {
+            log::warn!("removing data of {sha256}: {e}");
+        }
+        Ok(true)
+    }
+
+    /// Maps the bytes `range` of a stored file.
+    pub fn read(&self, rec: &FileRecord, range: Range<u64>) -> io::Result<Body> {
+        self.store.read(&rec.sha256, rec.storage, rec.size, range)
+    }
+
+    pub fn announce_url(&self) -> String {
+        format!("{}/announce", self.public_url)
+    }
+
+    pub fn webseed_url(&self, rec: &FileRecord) -> String {
+        format!(
+            "{}/webseed/{}/{}",
+            self.public_url,
+            rec.info_hash,
+            escape::encode(rec.name.as_bytes())
+        )
+    }
+
+    pub fn magnet(&self, rec: &FileRecord) -> String {
+        Magnet {
+            info_hash: hex::decode::<20>(&rec.info_hash).unwrap_or_default(),
+            name: Some(rec.name.clone()),
+            trackers: vec![self.announce_url()],
+            webseeds: vec![self.webseed_url(rec)],
+            length: Some(rec.size),
+            ..Magnet::default()
+        }
+        .to_uri()
+    }
+
+    /// The .torrent file: the stored info dict verbatim, our tracker and our webseed.
+    pub fn torrent(&self, rec: &FileRecord) -> rusqlite::Result<Option<Vec<u8>>> {
+        let Some(info) = self.db.info_bytes(&rec.sha256)? else {
+            return Ok(None);
+        };
+        Ok(Some(metainfo::build_torrent(
+            &info,
+            &TorrentExtras {
+                trackers: &[self.announce_url()],
+                webseeds: &[self.webseed_url(rec)],
+                comment: None,
+                created_by: Some(concat!("torrent-gateway/", env!("CARGO_PKG_VERSION"))),
+                creation_date: Some(rec.created_at),
+            },
+        )))
+    }
+
+    /// The JSON descriptor of a stored file.
+    pub fn descriptor(&self, rec: &FileRecord) -> Value {
+        json!({
+            "sha256": rec.sha256,
+            "name": rec.name,
+            "size": rec.size,
+            "content_type": rec.content_type,
+            "storage": rec.storage.as_str(),
+            "info_hash": rec.info_hash,
+            "magnet": self.magnet(rec),
+            "torrent_url": format!("{}/api/files/{}/torrent", self.public_url, rec.sha256),
+            "webseed_url": self.webseed_url(rec),
+            "download_url": format!("{}/download/{}", self.public_url, rec.sha256),
+            "created_at": rec.created_at,
+        })
+    }
+}
+
+/// A body read error: the client's fault (bad chunked encoding, hang-up) or ours (disk).
+fn classify_body_error(e: io::Error) -> UploadError {
+    match e.kind() {
+        io::ErrorKind::InvalidData
+        | io::ErrorKind::InvalidInput
+        | io::ErrorKind::UnexpectedEof
+        | io::ErrorKind::ConnectionAborted
+        | io::ErrorKind::ConnectionReset
+        | io::ErrorKind::TimedOut
+        | io::ErrorKind::WouldBlock => UploadError::Truncated(e.to_string()),
+        _ => UploadError::Io(e),
+    }
+}

@@ -1,0 +1,311 @@
+//! The one validated configuration of `serve`: defaults, then the TOML file, then flags.
+//!
+//! Every key has a documented default in [`DEFAULT_TOML`] (what `serve --print-config`
+//! prints; a test keeps it equal to `Config::default()`), units are the last word of a key's
+//! name, unknown keys are errors, and [`Config::validate`] names the key that is wrong. The
+//! defaults fit a 64 MB box.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// The annotated default configuration.
+pub const DEFAULT_TOML: &str = r#"# torrent-gateway configuration. Every key is optional; shown with its default.
+
+# Where blobs, chunks, temporary uploads and gateway.db live.
+data_dir = "./data"
+
+[api]
+# Listen address of the HTTP API, downloads, webseed and (later) tracker.
+addr = "0.0.0.0:9877"
+# Base URL that clients reach the API at, used in torrents and magnet links.
+# Empty: http://<addr>, with 0.0.0.0 read as 127.0.0.1.
+public_url = ""
+# Worker threads that handle requests.
+workers = 4
+# Most open client connections; past it requests get 503 + Retry-After and the
+# idlest connections are closed.
+max_connections = 128
+# A connection that neither sends nor receives for this long is closed.
+io_timeout_secs = 20
+# Largest upload accepted; bigger ones get 413 before the body is read.
+max_upload_bytes = 17179869184
+# Bearer tokens that may upload and delete from non-loopback addresses.
+write_tokens = []
+# How long shutdown waits for in-flight requests.
+shutdown_grace_secs = 10
+
+[storage]
+# Files of at least this size are stored as piece-sized chunk files.
+blob_threshold_bytes = 100000000
+# Piece length of the torrents the gateway makes (and chunk size).
+piece_length_bytes = 2097152
+
+[rate_limit]
+# Per-IP token buckets, one per route class.
+enabled = true
+# Loopback clients are not limited.
+exempt_loopback = true
+read_per_sec = 100
+read_burst = 400
+write_per_sec = 5
+write_burst = 20
+# Most client IPs tracked at once (the least recently seen are forgotten).
+max_tracked_ips = 10000
+"#;
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub api: ApiConfig,
+    pub storage: StorageConfig,
+    pub rate_limit: RateLimitConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    pub addr: String,
+    pub public_url: String,
+    pub workers: usize,
+    pub max_connections: usize,
+    pub io_timeout_secs: u64,
+    pub max_upload_bytes: u64,
+    pub write_tokens: Vec<String>,
+    pub shutdown_grace_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    pub blob_threshold_bytes: u64,
+    pub piece_length_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    pub enabled: bool,
+    pub exempt_loopback: bool,
+    pub read_per_sec: u32,
+    pub read_burst: u32,
+    pub write_per_sec: u32,
+    pub write_burst: u32,
+    pub max_tracked_ips: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./data"),
+            api: ApiConfig::default(),
+            storage: StorageConfig::default(),
+            rate_limit: RateLimitConfig::default(),
+        }
+    }
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            addr: "0.0.0.0:9877".into(),
+            public_url: String::new(),
+            workers: 4,
+            max_connections: 128,
+            io_timeout_secs: 20,
+            max_upload_bytes: 16 << 30,
+            write_tokens: Vec::new(),
+            shutdown_grace_secs: 10,
+        }
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            blob_threshold_bytes: 100_000_000,
+            piece_length_bytes: 2 << 20,
+        }
+    }
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            enabled: true,
+            exempt_loopback: true,
+            read_per_sec: 100,
+            read_burst: 400,
+            write_per_sec: 5,
+            write_burst: 20,
+            max_tracked_ips: 10_000,
+        }
+    }
+}
+
+/// A configuration problem, naming the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn bad(key: &str, why: impl std::fmt::Display) -> ConfigError {
+    ConfigError(format!("`{key}` {why}"))
+}
+
+impl Config {
+    /// Parses a TOML file's text; the error is one line naming the key or line.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            let msg = e.message().replace('\n', " ");
+            match line {
+                Some(l) => ConfigError(format!("line {l}: {msg}")),
+                None => ConfigError(msg),
+            }
+        })
+    }
+
+    /// Checks every value; the error names the first bad key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.api_addr()?;
+        let api = &self.api;
+        if !(1..=256).contains(&api.workers) {
+            return Err(bad("api.workers", "must be from 1 to 256"));
+        }
+        if api.max_connections < api.workers || api.max_connections > 65_536 {
+            return Err(bad(
+                "api.max_connections",
+                "must be at least api.workers and at most 65536",
+            ));
+        }
+        if api.io_timeout_secs == 0 || api.io_timeout_secs > 3600 {
+            return Err(bad("api.io_timeout_secs", "must be from 1 to 3600"));
+        }
+        let url = &api.public_url;
+        if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(bad("api.public_url", "must start with http:// or https://"));
+        }
+        if api.write_tokens.iter().any(|t| t.len() < 16) {
+            return Err(bad(
+                "api.write_tokens",
+                "entries must be at least 16 characters",
+            ));
+        }
+        let piece = self.storage.piece_length_bytes;
+        if !piece.is_power_of_two() || !(16 << 10..=64 << 20).contains(&piece) {
+            return Err(bad(
+                "storage.piece_length_bytes",
+                "must be a power of two from 16384 to 67108864",
+            ));
+        }
+        if self.storage.blob_threshold_bytes == 0 {
+            return Err(bad("storage.blob_threshold_bytes", "must be positive"));
+        }
+        let rl = &self.rate_limit;
+        for (key, v) in [
+            ("rate_limit.read_per_sec", rl.read_per_sec),
+            ("rate_limit.read_burst", rl.read_burst),
+            ("rate_limit.write_per_sec", rl.write_per_sec),
+            ("rate_limit.write_burst", rl.write_burst),
+        ] {
+            if v == 0 {
+                return Err(bad(key, "must be positive"));
+            }
+        }
+        if !(1..=10_000_000).contains(&rl.max_tracked_ips) {
+            return Err(bad(
+                "rate_limit.max_tracked_ips",
+                "must be from 1 to 10000000",
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn api_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.api.addr.parse().map_err(|_| {
+            bad(
+                "api.addr",
+                format!("{:?} is not an address like 0.0.0.0:9877", self.api.addr),
+            )
+        })
+    }
+
+    /// The public base URL without a trailing slash, for the address actually bound.
+    pub fn public_url_for(&self, bound: SocketAddr) -> String {
+        if !self.api.public_url.is_empty() {
+            return self.api.public_url.trim_end_matches('/').to_string();
+        }
+        let host = match bound.ip() {
+            ip if ip.is_unspecified() && bound.is_ipv4() => "127.0.0.1".to_string(),
+            ip if ip.is_unspecified() => "[::1]".to_string(),
+            std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+            ip => ip.to_string(),
+        };
+        format!("http://{host}:{}", bound.port())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printed_defaults_are_the_defaults() {
+        let parsed = Config::from_toml(DEFAULT_TOML).unwrap();
+        assert_eq!(parsed, Config::default());
+        parsed.validate().unwrap();
+        assert_eq!(Config::from_toml("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = Config::from_toml("[api]\nworkerz = 3\n").unwrap_err();
+        assert!(e.0.starts_with("line 2: unknown field `workerz`"), "{e}");
+        assert!(!e.0.contains('\n'));
+        let e = Config::from_toml("[api]\nworkers = \"x\"\n").unwrap_err();
+        assert!(e.0.contains("line 2"), "{e}");
+        let mut c = Config::default();
+        c.storage.piece_length_bytes = 1000;
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .0
+            .contains("storage.piece_length_bytes"));
+        let mut c = Config::default();
+        c.api.addr = "nowhere".into();
+        assert!(c.validate().unwrap_err().0.contains("api.addr"));
+        let mut c = Config::default();
+        c.api.write_tokens = vec!["short".into()];
+        assert!(c.validate().unwrap_err().0.contains("api.write_tokens"));
+    }
+
+    #[test]
+    fn public_url_follows_the_bound_address() {
+        let c = Config::default();
+        assert_eq!(
+            c.public_url_for("0.0.0.0:9877".parse().unwrap()),
+            "http://127.0.0.1:9877"
+        );
+        assert_eq!(
+            c.public_url_for("[::]:80".parse().unwrap()),
+            "http://[::1]:80"
+        );
+        let mut c = Config::default();
+        c.api.public_url = "https://gw.example/".into();
+        assert_eq!(
+            c.public_url_for("0.0.0.0:1".parse().unwrap()),
+            "https://gw.example"
+        );
+    }
+}

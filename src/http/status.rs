@@ -1,0 +1,265 @@
+//! Operator endpoints: `/api/health`, `/api/stats`, `/api/webseed/health`,
+//! `/api/diagnostics` (JSON) and `/metrics` (Prometheus text format).
+
+use super::router::Reply;
+use crate::server::Gateway;
+use serde_json::json;
+use std::fmt::Write;
+
+/// Components of the gateway and their weight in the health score. Those not built yet
+/// report `disabled` and do not count.
+const COMPONENTS: &[(&str, u32)] = &[
+    ("database", 40),
+    ("storage", 30),
+    ("api", 30),
+    ("tracker", 0),
+    ("peer_wire", 0),
+    ("dht", 0),
+    ("blossom", 0),
+    ("nostr", 0),
+];
+
+pub fn health(gw: &Gateway) -> Reply {
+    let mut components = serde_json::Map::new();
+    let (mut score, mut total) = (0u32, 0u32);
+    for &(name, weight) in COMPONENTS {
+        let (status, detail) = match name {
+            "database" => match gw.catalog.db().ping() {
+                Ok(()) => ("ok", String::new()),
+                Err(e) => ("error", e.to_string()),
+            },
+            "storage" => match storage_writable(gw) {
+                Ok(()) if gw.sweep.missing.is_empty() => ("ok", String::new()),
+                Ok(()) => (
+                    "degraded",
+                    format!("{} stored files have no data", gw.sweep.missing.len()),
+                ),
+                Err(e) => ("error", e),
+            },
+            "api" if gw.api_overloaded() => ("degraded", "connection cap reached".into()),
+            "api" => ("ok", String::new()),
+            _ => ("disabled", String::new()),
+        };
+        if status != "disabled" {
+            total += weight;
+            score += match status {
+                "ok" => weight,
+                "degraded" => weight / 2,
+                _ => 0,
+            };
+        }
+        components.insert(name.into(), json!({ "status": status, "detail": detail }));
+    }
+    let score = (score * 100).checked_div(total).unwrap_or(0);
+    let overall = match score {
+        100 => "ok",
+        50..=99 => "degraded",
+        _ => "error",
+    };
+    let code = if score >= 50 { 200 } else { 503 };
+    Reply::json(
+        code,
+        &json!({ "status": overall, "score": score, "components": components }),
+    )
+}
+
+fn storage_writable(gw: &Gateway) -> Result<(), String> {
+    let probe = gw.config.data_dir.join("tmp").join(".health");
+    std::fs::write(&probe, b"ok")
+        .and_then(|()| std::fs::remove_file(&probe))
+        .map_err(|e| format!("data dir not writable: {e}"))
+}
+
+pub fn stats(gw: &Gateway) -> Reply {
+    let (blob, chunked) = match gw.catalog.db().totals() {
+        Ok(t) => t,
+        Err(e) => return Reply::error(500, format!("database error: {e}")),
+    };
+    let s = &gw.stats;
+    Reply::json(
+        200,
+        &json!({
+            "files": {
+                "total": blob.files + chunked.files,
+                "bytes": blob.bytes + chunked.bytes,
+                "blob": { "count": blob.files, "bytes": blob.bytes },
+                "chunked": { "count": chunked.files, "bytes": chunked.bytes },
+            },
+            "requests": {
+                "total": s.requests.get(),
+                "per_sec": s.requests_per_sec(),
+                "4xx": s.responses_4xx.get(),
+                "5xx": s.responses_5xx.get(),
+                "rate_limited": s.rate_limited.get(),
+                "overloaded": s.overloaded.get(),
+            },
+            "served": {
+                "bytes": s.download_bytes.get() + s.webseed_bytes.get(),
+                "downloads": s.downloads.get(),
+                "download_bytes": s.download_bytes.get(),
+                "webseed_requests": s.webseed_requests.get(),
+                "webseed_bytes": s.webseed_bytes.get(),
+            },
+            "uploads": {
+                "new": s.uploads_new.get(),
+                "existing": s.uploads_existing.get(),
+                "bytes": s.upload_bytes.get(),
+            },
+            "uptime_secs": s.started.elapsed().as_secs(),
+        }),
+    )
+}
+
+pub fn webseed_health(gw: &Gateway) -> Reply {
+    let s = &gw.stats;
+    let errors = s.read_errors.get();
+    Reply::json(
+        200,
+        &json!({
+            "status": if errors == 0 && gw.sweep.missing.is_empty() { "ok" } else { "degraded" },
+            "requests": s.webseed_requests.get(),
+            "bytes": s.webseed_bytes.get(),
+            "read_errors": errors,
+            "files_missing_data": gw.sweep.missing.len(),
+            "public_url": gw.public_url,
+        }),
+    )
+}
+
+/// Resident memory and thread count of this process, from /proc.
+pub fn process_status() -> (u64, u64) {
+    let text = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:") * 1024, field("Threads:"))
+}
+
+pub fn diagnostics(gw: &Gateway) -> Reply {
+    let (rss, threads) = process_status();
+    let c = &gw.config;
+    Reply::json(
+        200,
+        &json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime_secs": gw.stats.started.elapsed().as_secs(),
+            "public_url": gw.public_url,
+            "data_dir": c.data_dir.display().to_string(),
+            "schema_version": gw.catalog.db().schema_version().ok(),
+            "process": { "rss_bytes": rss, "threads": threads },
+            "api": {
+                "connections": gw.api_connections(),
+                "max_connections": c.api.max_connections,
+                "workers": c.api.workers,
+                "io_timeout_secs": c.api.io_timeout_secs,
+                "rate_limited_ips_tracked": gw.limiter.tracked(),
+            },
+            "startup_sweep": {
+                "removed": gw.sweep.removed,
+                "missing_data": gw.sweep.missing,
+            },
+        }),
+    )
+}
+
+pub fn metrics(gw: &Gateway) -> Reply {
+    let s = &gw.stats;
+    let (blob, chunked) = gw.catalog.db().totals().unwrap_or_default();
+    let (rss, threads) = process_status();
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, f64)]| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, v) in samples {
+            let _ = writeln!(out, "{name}{labels} {v}");
+        }
+    };
+    let n = |c: &super::stats::Counter| c.get() as f64;
+    metric(
+        "tg_http_requests_total",
+        "counter",
+        "HTTP requests answered.",
+        &[("", n(&s.requests))],
+    );
+    metric(
+        "tg_http_errors_total",
+        "counter",
+        "HTTP error responses by class.",
+        &[
+            ("{class=\"4xx\"}", n(&s.responses_4xx)),
+            ("{class=\"5xx\"}", n(&s.responses_5xx)),
+        ],
+    );
+    metric(
+        "tg_http_shed_total",
+        "counter",
+        "Requests refused for load.",
+        &[
+            ("{reason=\"rate_limited\"}", n(&s.rate_limited)),
+            ("{reason=\"overloaded\"}", n(&s.overloaded)),
+        ],
+    );
+    metric(
+        "tg_served_bytes_total",
+        "counter",
+        "Bytes of stored files sent.",
+        &[
+            ("{via=\"download\"}", n(&s.download_bytes)),
+            ("{via=\"webseed\"}", n(&s.webseed_bytes)),
+        ],
+    );
+    metric(
+        "tg_uploads_total",
+        "counter",
+        "Uploads by outcome.",
+        &[
+            ("{result=\"new\"}", n(&s.uploads_new)),
+            ("{result=\"existing\"}", n(&s.uploads_existing)),
+        ],
+    );
+    metric(
+        "tg_files",
+        "gauge",
+        "Stored files by storage kind.",
+        &[
+            ("{storage=\"blob\"}", blob.files as f64),
+            ("{storage=\"chunked\"}", chunked.files as f64),
+        ],
+    );
+    metric(
+        "tg_file_bytes",
+        "gauge",
+        "Bytes of stored files by storage kind.",
+        &[
+            ("{storage=\"blob\"}", blob.bytes as f64),
+            ("{storage=\"chunked\"}", chunked.bytes as f64),
+        ],
+    );
+    metric(
+        "tg_http_connections",
+        "gauge",
+        "Open API connections.",
+        &[("", gw.api_connections() as f64)],
+    );
+    metric(
+        "tg_process_resident_memory_bytes",
+        "gauge",
+        "Resident memory.",
+        &[("", rss as f64)],
+    );
+    metric(
+        "tg_process_threads",
+        "gauge",
+        "Threads of the process.",
+        &[("", threads as f64)],
+    );
+    metric(
+        "tg_uptime_seconds",
+        "gauge",
+        "Seconds since start.",
+        &[("", s.started.elapsed().as_secs_f64())],
+    );
+    Reply::bytes(200, "text/plain; version=0.0.4", out.into_bytes())
+}

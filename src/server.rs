@@ -1,0 +1,170 @@
+//! `run_server`: opens storage, binds the API listener, starts the HTTP pool, and returns a
+//! [`Running`] handle with the bound addresses and a graceful shutdown.
+//!
+//! The [`Gateway`] is the state every handler shares: configuration, the catalog of stored
+//! files, counters and the rate limiter. It is read-mostly; writes go through the catalog's
+//! commit lock and atomics.
+
+use crate::catalog::{Catalog, SweepReport};
+use crate::config::Config;
+use crate::http::pool::{self, HttpPool, PoolLimits, PoolState};
+use crate::http::ratelimit::RateLimiter;
+use crate::http::router::{self, Method, Reply, Req};
+use crate::http::stats::Stats;
+use std::io::Read;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+pub struct Gateway {
+    pub config: Config,
+    pub public_url: String,
+    pub catalog: Catalog,
+    pub stats: Stats,
+    pub limiter: RateLimiter,
+    pub sweep: SweepReport,
+    api: OnceLock<Arc<PoolState>>,
+}
+
+impl Gateway {
+    pub fn api_connections(&self) -> usize {
+        self.api.get().map_or(0, |p| p.connections())
+    }
+
+    pub fn api_overloaded(&self) -> bool {
+        self.api.get().is_some_and(|p| p.overloaded())
+    }
+
+    /// Handles one request from the API pool.
+    fn handle(&self, mut request: tiny_http::Request, pool: &PoolState) {
+        let method = Method::parse(request.method().as_str());
+        let url = request.url().to_string();
+        let (path, query) = url.split_once('?').unwrap_or((&url, ""));
+        let remote = request.remote_addr().copied();
+        if pool.overloaded() {
+            self.stats.overloaded.add(1);
+            let reply = Reply::error(503, "too many connections, try again shortly")
+                .header("Retry-After", "2")
+                .header("Connection", "close");
+            return self.finish(request, reply);
+        }
+        if let Err(wait) = self
+            .limiter
+            .check(remote.map(|a| a.ip()), router::class_of(method))
+        {
+            self.stats.rate_limited.add(1);
+            let reply =
+                Reply::error(429, "rate limit exceeded").header("Retry-After", wait.to_string());
+            return self.finish(request, reply);
+        }
+        let headers: Vec<(String, String)> = request
+            .headers()
+            .iter()
+            .map(|h| {
+                (
+                    h.field.as_str().as_str().to_string(),
+                    h.value.as_str().to_string(),
+                )
+            })
+            .collect();
+        let chunked = headers.iter().any(|(k, v)| {
+            k.eq_ignore_ascii_case("Transfer-Encoding")
+                && v.to_ascii_lowercase().contains("chunked")
+        });
+        let body_len = request.body_length().map(|n| n as u64);
+        let reply = {
+            let mut body = LazyBody(&mut request);
+            let mut req = Req {
+                method,
+                path,
+                query,
+                headers,
+                remote,
+                body: &mut body,
+                body_len,
+                chunked,
+            };
+            router::route(self, &mut req)
+        };
+        self.finish(request, reply);
+    }
+
+    fn finish(&self, request: tiny_http::Request, reply: Reply) {
+        self.stats.request(reply.status);
+        router::respond(request, reply);
+    }
+}
+
+/// Reads a request body only when a handler asks, so `100 Continue` is sent only for bodies
+/// that will be read (a refused upload gets its 4xx before the client sends the data).
+struct LazyBody<'a>(&'a mut tiny_http::Request);
+
+impl Read for LazyBody<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.as_reader().read(buf)
+    }
+}
+
+/// A running gateway.
+pub struct Running {
+    pub api_addr: SocketAddr,
+    pub public_url: String,
+    pub gateway: Arc<Gateway>,
+    api: HttpPool,
+}
+
+impl Running {
+    /// False once a worker has died (the process should exit non-zero).
+    pub fn healthy(&self) -> bool {
+        self.api.healthy()
+    }
+
+    /// Stops accepting, lets in-flight requests finish within the configured grace, flushes.
+    pub fn shutdown(self) -> bool {
+        let grace = Duration::from_secs(self.gateway.config.api.shutdown_grace_secs);
+        self.api.stop(grace)
+    }
+}
+
+/// Starts the gateway with a validated configuration.
+pub fn run_server(config: Config) -> Result<Running, String> {
+    config.validate().map_err(|e| format!("config: {e}"))?;
+    let fd_limit = crate::http::reaper::raise_fd_limit();
+    log::debug!("open-files limit {fd_limit}");
+    let addr = config.api_addr().map_err(|e| format!("config: {e}"))?;
+    let listener = pool::bind(addr).map_err(|e| format!("binding {addr}: {e}"))?;
+    let api_addr = listener
+        .local_addr()
+        .map_err(|e| format!("binding {addr}: {e}"))?;
+    let public_url = config.public_url_for(api_addr);
+    let (catalog, sweep) = Catalog::open(&config, &public_url)?;
+    let gateway = Arc::new(Gateway {
+        limiter: RateLimiter::new(config.rate_limit.clone()),
+        config,
+        public_url: public_url.clone(),
+        catalog,
+        stats: Stats::default(),
+        sweep,
+        api: OnceLock::new(),
+    });
+    let limits = PoolLimits {
+        workers: gateway.config.api.workers,
+        max_connections: gateway.config.api.max_connections,
+        io_timeout: Duration::from_secs(gateway.config.api.io_timeout_secs),
+    };
+    let gw = Arc::clone(&gateway);
+    let api = HttpPool::start(
+        "http-api",
+        listener,
+        limits,
+        Arc::new(move |rq, pool| gw.handle(rq, pool)),
+    )
+    .map_err(|e| format!("starting the API: {e}"))?;
+    let _ = gateway.api.set(Arc::clone(api.state()));
+    Ok(Running {
+        api_addr,
+        public_url,
+        gateway,
+        api,
+    })
+}

@@ -1,0 +1,591 @@
+//! The content store on disk: blobs `blobs/ab/cd/<sha256>`, chunked files
+//! `chunks/<sha256>/<index>` (chunk i is piece i), uploads in progress under `tmp/`.
+//!
+//! An upload streams into `tmp/` while SHA-256 and the SHA-1 piece hashes are computed in the
+//! same pass (the two on both cores), is fsynced, and only then renamed into place; the caller
+//! records it in SQLite afterwards. A crash therefore leaves either nothing in place, a
+//! complete file that no record names (removed by [`ContentStore::sweep`] at start-up), or a
+//! complete recorded file. Reads map only the chunks a range touches.
+
+use super::mmap::MappedFile;
+use crate::proto::hex;
+use sha1::{Digest, Sha1};
+use sha2::Sha256;
+use std::collections::HashSet;
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use super::db::Storage;
+
+/// Size of the blocks an upload is read and hashed in.
+const INGEST_BLOCK: usize = 1 << 20;
+
+pub struct ContentStore {
+    root: PathBuf,
+    piece_length: u64,
+    blob_threshold: u64,
+    next_upload: AtomicU64,
+}
+
+/// A finished upload, still under `tmp/`.
+#[derive(Debug)]
+pub struct Ingested {
+    pub sha256: String,
+    pub size: u64,
+    pub pieces: Vec<[u8; 20]>,
+    pub storage: Storage,
+    tmp: TmpPath,
+}
+
+/// Why an upload stopped.
+#[derive(Debug)]
+pub enum IngestError {
+    /// The body was longer than allowed.
+    TooLarge,
+    /// The body was shorter than its declared length (or the client went away).
+    Truncated {
+        got: u64,
+        expected: u64,
+    },
+    Io(io::Error),
+}
+
+impl std::fmt::Display for IngestError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            IngestError::TooLarge => write!(f, "body exceeds the upload limit"),
+            IngestError::Truncated { got, expected } => {
+                write!(f, "body ended after {got} of {expected} bytes")
+            }
+            IngestError::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// A path under `tmp/` removed on drop unless it was moved into place.
+#[derive(Debug)]
+struct TmpPath(Option<PathBuf>);
+
+impl Drop for TmpPath {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = fs::remove_dir_all(&p).or_else(|_| fs::remove_file(&p));
+        }
+    }
+}
+
+impl ContentStore {
+    /// Creates the directory layout under `root`.
+    pub fn open(root: &Path, piece_length: u64, blob_threshold: u64) -> io::Result<ContentStore> {
+        for sub in ["blobs", "chunks", "tmp"] {
+            fs::create_dir_all(root.join(sub))?;
+        }
+        Ok(ContentStore {
+            root: root.to_path_buf(),
+            piece_length,
+            blob_threshold,
+            next_upload: AtomicU64::new(0),
+        })
+    }
+
+    pub fn piece_length(&self) -> u64 {
+        self.piece_length
+    }
+
+    pub fn blob_path(&self, sha256: &str) -> PathBuf {
+        self.root
+            .join("blobs")
+            .join(&sha256[..2])
+            .join(&sha256[2..4])
+            .join(sha256)
+    }
+
+    pub fn chunk_dir(&self, sha256: &str) -> PathBuf {
+        self.root.join("chunks").join(sha256)
+    }
+
+    fn tmp_path(&self) -> PathBuf {
+        let n = self.next_upload.fetch_add(1, Ordering::Relaxed);
+        self.root
+            .join("tmp")
+            .join(format!("up-{}-{n}", std::process::id()))
+    }
+
+    /// Streams `body` into `tmp/`, hashing as it goes. `declared` is the Content-Length if
+    /// known: it picks the storage kind up front and a shorter body is an error. Bodies of
+    /// unknown length are written as a blob and split into chunks at the end if large.
+    pub fn ingest(
+        &self,
+        body: &mut dyn Read,
+        declared: Option<u64>,
+        max: u64,
+    ) -> Result<Ingested, IngestError> {
+        if declared.is_some_and(|d| d > max) {
+            return Err(IngestError::TooLarge);
+        }
+        let chunked = declared.is_some_and(|d| d >= self.blob_threshold);
+        let tmp = TmpPath(Some(self.tmp_path()));
+        let path = tmp.0.clone().expect("set above");
+        let mut sink = if chunked {
+            fs::create_dir(&path).map_err(IngestError::Io)?;
+            Sink::Chunks {
+                dir: path.clone(),
+                file: None,
+                index: 0,
+                filled: 0,
+                piece_length: self.piece_length,
+            }
+        } else {
+            Sink::Blob(File::create(&path).map_err(IngestError::Io)?)
+        };
+
+        let mut sha256 = Sha256::new();
+        let mut pieces = PieceHasher::new(self.piece_length);
+        let mut buf = vec![0u8; INGEST_BLOCK];
+        let mut size: u64 = 0;
+        loop {
+            let n = read_full(body, &mut buf).map_err(|e| match declared {
+                Some(expected) => IngestError::Truncated {
+                    got: size,
+                    expected,
+                },
+                None => IngestError::Io(e),
+            })?;
+            if n == 0 {
+                break;
+            }
+            size += n as u64;
+            if size > max || declared.is_some_and(|d| size > d) {
+                return Err(IngestError::TooLarge);
+            }
+            let block = &buf[..n];
+            let ((), written) = rayon::join(
+                || sha256.update(block),
+                || -> io::Result<()> {
+                    pieces.update(block);
+                    sink.write(block)
+                },
+            );
+            written.map_err(IngestError::Io)?;
+        }
+        if let Some(expected) = declared {
+            if size != expected {
+                return Err(IngestError::Truncated {
+                    got: size,
+                    expected,
+                });
+            }
+        }
+        sink.finish().map_err(IngestError::Io)?;
+        let mut storage = if chunked {
+            Storage::Chunked
+        } else {
+            Storage::Blob
+        };
+        if !chunked && size >= self.blob_threshold {
+            split_into_chunks(&path, self.piece_length).map_err(IngestError::Io)?;
+            storage = Storage::Chunked;
+        }
+        Ok(Ingested {
+            sha256: hex::encode(&sha256.finalize()),
+            size,
+            pieces: pieces.finish(),
+            storage,
+            tmp,
+        })
+    }
+
+    /// Moves a finished upload into place (replacing leftovers of an earlier crash) and
+    /// fsyncs the directories. The caller holds the commit lock and records it next.
+    pub fn commit(&self, mut up: Ingested) -> io::Result<()> {
+        let from = up.tmp.0.take().expect("not yet committed");
+        let to = match up.storage {
+            Storage::Blob => self.blob_path(&up.sha256),
+            Storage::Chunked => self.chunk_dir(&up.sha256),
+        };
+        let parent = to.parent().expect("has a parent");
+        fs::create_dir_all(parent)?;
+        remove_any(&to)?;
+        fs::rename(&from, &to)?;
+        fsync_dir(parent)?;
+        if let Some(grand) = parent.parent() {
+            fsync_dir(grand)?;
+        }
+        Ok(())
+    }
+
+    /// Removes a stored file's data.
+    pub fn remove(&self, sha256: &str, storage: Storage) -> io::Result<()> {
+        match storage {
+            Storage::Blob => remove_any(&self.blob_path(sha256)),
+            Storage::Chunked => remove_any(&self.chunk_dir(sha256)),
+        }
+    }
+
+    /// Start-up sweep: empties `tmp/` and removes data that no record names. Returns the
+    /// number of entries removed and the sha256s whose data is missing.
+    pub fn sweep(&self, known: &[(String, Storage)]) -> io::Result<(usize, Vec<String>)> {
+        let mut removed = 0;
+        for entry in fs::read_dir(self.root.join("tmp"))? {
+            remove_any(&entry?.path())?;
+            removed += 1;
+        }
+        let blobs: HashSet<&str> = known
+            .iter()
+            .filter(|(_, s)| *s == Storage::Blob)
+            .map(|(h, _)| h.as_str())
+            .collect();
+        let chunked: HashSet<&str> = known
+            .iter()
+            .filter(|(_, s)| *s == Storage::Chunked)
+            .map(|(h, _)| h.as_str())
+            .collect();
+        for a in fs::read_dir(self.root.join("blobs"))? {
+            for b in fs::read_dir(a?.path())? {
+                for f in fs::read_dir(b?.path())? {
+                    let f = f?;
+                    if !blobs.contains(f.file_name().to_string_lossy().as_ref()) {
+                        remove_any(&f.path())?;
+                        removed += 1;
+                    }
+                }
+            }
+        }
+        for d in fs::read_dir(self.root.join("chunks"))? {
+            let d = d?;
+            if !chunked.contains(d.file_name().to_string_lossy().as_ref()) {
+                remove_any(&d.path())?;
+                removed += 1;
+            }
+        }
+        let missing = known
+            .iter()
+            .filter(|(h, s)| match s {
+                Storage::Blob => !self.blob_path(h).is_file(),
+                Storage::Chunked => !self.chunk_dir(h).is_dir(),
+            })
+            .map(|(h, _)| h.clone())
+            .collect();
+        Ok((removed, missing))
+    }
+
+    /// Maps the bytes `range` of a stored file: one mapping for a blob, the touched chunks
+    /// for a chunked file.
+    pub fn read(
+        &self,
+        sha256: &str,
+        storage: Storage,
+        size: u64,
+        range: Range<u64>,
+    ) -> io::Result<Body> {
+        let mut parts = Vec::new();
+        match storage {
+            Storage::Blob => {
+                let map = Arc::new(MappedFile::open(&self.blob_path(sha256))?);
+                check_len(map.bytes().len() as u64, size)?;
+                parts.push((map, range.start as usize..range.end as usize));
+            }
+            Storage::Chunked => {
+                let pl = self.piece_length;
+                let dir = self.chunk_dir(sha256);
+                let mut pos = range.start;
+                while pos < range.end {
+                    let index = pos / pl;
+                    let chunk_start = index * pl;
+                    let chunk_len = pl.min(size - chunk_start);
+                    let map = Arc::new(MappedFile::open(&dir.join(index.to_string()))?);
+                    check_len(map.bytes().len() as u64, chunk_len)?;
+                    let from = (pos - chunk_start) as usize;
+                    let to = (range.end - chunk_start).min(chunk_len) as usize;
+                    parts.push((map, from..to));
+                    pos = chunk_start + to as u64;
+                }
+            }
+        }
+        Ok(Body { parts, at: 0 })
+    }
+}
+
+fn check_len(actual: u64, expected: u64) -> io::Result<()> {
+    if actual == expected {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("stored data has {actual} bytes, expected {expected}"),
+        ))
+    }
+}
+
+/// The bytes of a response, read straight from mappings.
+pub struct Body {
+    parts: Vec<(Arc<MappedFile>, Range<usize>)>,
+    at: usize,
+}
+
+impl Body {
+    pub fn len(&self) -> u64 {
+        self.parts.iter().map(|(_, r)| r.len() as u64).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Read for Body {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while let Some((map, range)) = self.parts.get_mut(self.at) {
+            if range.start >= range.end {
+                self.at += 1;
+                continue;
+            }
+            let n = out.len().min(range.len());
+            out[..n].copy_from_slice(&map.bytes()[range.start..range.start + n]);
+            range.start += n;
+            return Ok(n);
+        }
+        Ok(0)
+    }
+}
+
+/// Where upload bytes go.
+enum Sink {
+    Blob(File),
+    Chunks {
+        dir: PathBuf,
+        file: Option<File>,
+        index: u64,
+        filled: u64,
+        piece_length: u64,
+    },
+}
+
+impl Sink {
+    fn write(&mut self, mut data: &[u8]) -> io::Result<()> {
+        match self {
+            Sink::Blob(f) => f.write_all(data),
+            Sink::Chunks {
+                dir,
+                file,
+                index,
+                filled,
+                piece_length,
+            } => {
+                while !data.is_empty() {
+                    if file.is_none() {
+                        *file = Some(File::create(dir.join(index.to_string()))?);
+                    }
+                    let n = ((*piece_length - *filled) as usize).min(data.len());
+                    file.as_mut().expect("opened above").write_all(&data[..n])?;
+                    *filled += n as u64;
+                    data = &data[n..];
+                    if *filled == *piece_length {
+                        file.take().expect("open").sync_all()?;
+                        *filled = 0;
+                        *index += 1;
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn finish(self) -> io::Result<()> {
+        match self {
+            Sink::Blob(f) => f.sync_all(),
+            Sink::Chunks { dir, file, .. } => {
+                if let Some(f) = file {
+                    f.sync_all()?;
+                }
+                fsync_dir(&dir)
+            }
+        }
+    }
+}
+
+/// SHA-1 per piece over a stream.
+struct PieceHasher {
+    piece_length: u64,
+    current: Sha1,
+    filled: u64,
+    done: Vec<[u8; 20]>,
+}
+
+impl PieceHasher {
+    fn new(piece_length: u64) -> Self {
+        PieceHasher {
+            piece_length,
+            current: Sha1::new(),
+            filled: 0,
+            done: Vec::new(),
+        }
+    }
+
+    fn update(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            let n = ((self.piece_length - self.filled) as usize).min(data.len());
+            self.current.update(&data[..n]);
+            self.filled += n as u64;
+            data = &data[n..];
+            if self.filled == self.piece_length {
+                let h = std::mem::replace(&mut self.current, Sha1::new());
+                self.done.push(h.finalize().into());
+                self.filled = 0;
+            }
+        }
+    }
+
+    fn finish(mut self) -> Vec<[u8; 20]> {
+        if self.filled > 0 {
+            self.done.push(self.current.finalize().into());
+        }
+        self.done
+    }
+}
+
+/// Reads until `buf` is full or the stream ends.
+fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// Turns a finished blob at `path` into a directory of chunk files at the same path.
+fn split_into_chunks(path: &Path, piece_length: u64) -> io::Result<()> {
+    let staging = path.with_extension("split");
+    fs::create_dir(&staging)?;
+    let mut src = File::open(path)?;
+    let mut index = 0u64;
+    loop {
+        let mut chunk = File::create(staging.join(index.to_string()))?;
+        let copied = io::copy(&mut (&mut src).take(piece_length), &mut chunk)?;
+        if copied == 0 {
+            drop(chunk);
+            fs::remove_file(staging.join(index.to_string()))?;
+            break;
+        }
+        chunk.sync_all()?;
+        index += 1;
+    }
+    fsync_dir(&staging)?;
+    fs::remove_file(path)?;
+    fs::rename(&staging, path)
+}
+
+fn remove_any(path: &Path) -> io::Result<()> {
+    let result = match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => fs::remove_dir_all(path),
+        Ok(_) => fs::remove_file(path),
+        Err(e) => Err(e),
+    };
+    match result {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
+fn fsync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 7 + i / 251) as u8).collect()
+    }
+
+    fn read_all(
+        store: &ContentStore,
+        up_sha: &str,
+        storage: Storage,
+        size: u64,
+        r: Range<u64>,
+    ) -> Vec<u8> {
+        let mut out = Vec::new();
+        store
+            .read(up_sha, storage, size, r)
+            .unwrap()
+            .read_to_end(&mut out)
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn blob_and_chunked_ingest_read_and_sweep() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContentStore::open(dir.path(), 16_384, 50_000).unwrap();
+        for (len, declared, kind) in [
+            (1_000usize, true, Storage::Blob),
+            (100_000, true, Storage::Chunked),
+            (70_000, false, Storage::Chunked),
+            (0, true, Storage::Blob),
+        ] {
+            let bytes = data(len);
+            let up = store
+                .ingest(&mut &bytes[..], declared.then_some(len as u64), 1 << 30)
+                .unwrap();
+            assert_eq!(up.storage, kind, "{len}");
+            assert_eq!(up.sha256, hex::encode(&crate::hash::sha256(&bytes)));
+            assert_eq!(up.pieces, crate::hash::piece_hashes_of(&bytes, 16_384));
+            let (sha, size) = (up.sha256.clone(), up.size);
+            store.commit(up).unwrap();
+            assert_eq!(read_all(&store, &sha, kind, size, 0..size), bytes);
+            if size > 20_000 {
+                // Across the first chunk boundary.
+                assert_eq!(
+                    read_all(&store, &sha, kind, size, 16_000..20_000),
+                    &bytes[16_000..20_000]
+                );
+            }
+        }
+        // An orphan blob and a leftover tmp entry are swept; the known ones stay.
+        let orphan = store.blob_path(&"ab".repeat(32));
+        fs::create_dir_all(orphan.parent().unwrap()).unwrap();
+        fs::write(&orphan, b"x").unwrap();
+        fs::write(dir.path().join("tmp/up-1-1"), b"partial").unwrap();
+        let (removed, missing) = store.sweep(&[]).unwrap();
+        assert_eq!(removed, 6, "4 unreferenced uploads + orphan + tmp file");
+        assert!(missing.is_empty());
+        assert!(!orphan.exists());
+    }
+
+    #[test]
+    fn short_long_and_oversized_bodies_leave_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContentStore::open(dir.path(), 16_384, 50_000).unwrap();
+        let bytes = data(1000);
+        let e = store
+            .ingest(&mut &bytes[..], Some(2000), 1 << 20)
+            .unwrap_err();
+        assert!(matches!(
+            e,
+            IngestError::Truncated {
+                got: 1000,
+                expected: 2000
+            }
+        ));
+        let e = store
+            .ingest(&mut &bytes[..], Some(500), 1 << 20)
+            .unwrap_err();
+        assert!(matches!(e, IngestError::TooLarge));
+        let e = store.ingest(&mut &bytes[..], None, 999).unwrap_err();
+        assert!(matches!(e, IngestError::TooLarge));
+        let e = store.ingest(&mut &bytes[..], Some(5000), 999).unwrap_err();
+        assert!(matches!(e, IngestError::TooLarge));
+        assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+    }
+}
