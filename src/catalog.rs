@@ -107,13 +107,15 @@ impl Catalog {
         self.max_upload
     }
 
-    /// Stores a body under `name`. Returns the record and whether it is new.
+    /// Stores a body under `name`. Returns the record and whether it is new. `complete` is
+    /// asked once the body has ended whether it really ended (not cut off by a hang-up).
     pub fn upload(
         &self,
         name: &str,
         body: &mut dyn Read,
         declared: Option<u64>,
         expected_sha256: Option<&str>,
+        complete: &dyn Fn() -> bool,
     ) -> Result<(FileRecord, bool), UploadError> {
         let up = self
             .store
@@ -123,6 +125,11 @@ impl Catalog {
                 e @ IngestError::Truncated { .. } => UploadError::Truncated(e.to_string()),
                 IngestError::Io(e) => classify_body_error(e),
             })?;
+        if !complete() {
+            return Err(UploadError::Truncated(
+                "the connection closed before the final chunk".into(),
+            ));
+        }
         if up.size == 0 {
             return Err(UploadError::Empty);
         }

@@ -9,6 +9,7 @@ use crate::catalog::{Catalog, SweepReport};
 use crate::config::Config;
 use crate::http::pool::{self, HttpPool, PoolLimits, PoolState};
 use crate::http::ratelimit::RateLimiter;
+use crate::http::reaper;
 use crate::http::router::{self, Method, Reply, Req};
 use crate::http::stats::Stats;
 use std::io::Read;
@@ -72,6 +73,8 @@ impl Gateway {
                 && v.to_ascii_lowercase().contains("chunked")
         });
         let body_len = request.body_length().map(|n| n as u64);
+        let port = pool.port;
+        let peer_closed = move || remote.is_some_and(|p| reaper::peer_gone(port, p));
         let reply = {
             let mut body = LazyBody(&mut request);
             let mut req = Req {
@@ -83,6 +86,7 @@ impl Gateway {
                 body: &mut body,
                 body_len,
                 chunked,
+                peer_closed: &peer_closed,
             };
             router::route(self, &mut req)
         };

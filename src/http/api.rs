@@ -97,9 +97,12 @@ pub fn upload(gw: &Gateway, req: &mut Req<'_>, segment: &str) -> Reply {
         .header("Connection", "close");
     }
     let declared = req.body_len;
+    let chunked = req.chunked;
+    let peer_closed = req.peer_closed;
+    let complete = move || !(chunked && peer_closed());
     match gw
         .catalog
-        .upload(&name, req.body, declared, expected.as_deref())
+        .upload(&name, req.body, declared, expected.as_deref(), &complete)
     {
         Ok((rec, created)) => {
             gw.stats.uploaded(rec.size, created);

@@ -66,6 +66,10 @@ fn serve(gw: &Gateway, req: &Req<'_>, rec: &FileRecord, kind: Kind) -> Reply {
             return common(Reply::error(416, "range not satisfiable"))
                 .header("Content-Range", format!("bytes */{size}"));
         }
+        Ranged::Malformed => {
+            return common(Reply::error(416, "malformed Range header"))
+                .header("Content-Range", format!("bytes */{size}"));
+        }
     };
     let len = range.end - range.start;
     let body = if req.method == Method::Head {

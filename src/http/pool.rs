@@ -37,6 +37,8 @@ pub type Handler = Arc<dyn Fn(tiny_http::Request, &PoolState) + Send + Sync>;
 /// What handlers may ask of the pool.
 pub struct PoolState {
     pub server: Arc<tiny_http::Server>,
+    /// The listening port.
+    pub port: u16,
     pub limits: PoolLimits,
     stopping: AtomicBool,
     /// Open client connections, as the reaper last counted them.
@@ -106,6 +108,7 @@ impl HttpPool {
         )?;
         let state = Arc::new(PoolState {
             server: Arc::new(server),
+            port: addr.port(),
             limits: limits.clone(),
             stopping: AtomicBool::new(false),
             live: Arc::clone(&reaper.live),

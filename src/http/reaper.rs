@@ -104,6 +104,47 @@ fn shut(fd: RawFd) {
     }
 }
 
+/// True if the connection from `peer` to local `port` is no longer established: the client
+/// hung up (CLOSE_WAIT), the reaper shut it down (FIN_WAIT), or it is gone altogether.
+///
+/// tiny_http's chunked decoder reports a body cut off mid-chunk as a normal end, but such an
+/// end can only come from a closed connection, while a complete body leaves the connection
+/// established until the response is sent: this tells the two apart. (A client that sends
+/// a whole chunked body and then half-closes its side is read as cut off too.)
+pub fn peer_gone(port: u16, peer: std::net::SocketAddr) -> bool {
+    let Some(fd) = client_sockets(port)
+        .into_iter()
+        .find(|&fd| peer_addr(fd) == Some(peer))
+    else {
+        return true;
+    };
+    tcp_info(fd).is_none_or(|info| info.tcpi_state != TCP_ESTABLISHED)
+}
+
+fn peer_addr(fd: RawFd) -> Option<std::net::SocketAddr> {
+    // SAFETY: as in `local_port`.
+    unsafe {
+        let mut addr: libc::sockaddr_storage = std::mem::zeroed();
+        let mut len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        if libc::getpeername(fd, &mut addr as *mut _ as *mut libc::sockaddr, &mut len) != 0 {
+            return None;
+        }
+        match i32::from(addr.ss_family) {
+            libc::AF_INET => {
+                let a = &*(&addr as *const _ as *const libc::sockaddr_in);
+                let ip = std::net::Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
+                Some((ip, u16::from_be(a.sin_port)).into())
+            }
+            libc::AF_INET6 => {
+                let a = &*(&addr as *const _ as *const libc::sockaddr_in6);
+                let ip = std::net::Ipv6Addr::from(a.sin6_addr.s6_addr);
+                Some((ip, u16::from_be(a.sin6_port)).into())
+            }
+            _ => None,
+        }
+    }
+}
+
 /// Descriptors of connected TCP sockets whose local port is `port`.
 fn client_sockets(port: u16) -> Vec<RawFd> {
     let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
@@ -158,23 +199,25 @@ const TCP_ESTABLISHED: u8 = 1;
 
 /// Milliseconds since an established connection last received or sent data.
 fn idle_ms(fd: RawFd) -> Option<u32> {
+    let info = tcp_info(fd)?;
+    // Only live connections count: shut-down ones wait for their owner to close them.
+    (info.tcpi_state == TCP_ESTABLISHED)
+        .then(|| info.tcpi_last_data_recv.min(info.tcpi_last_data_sent))
+}
+
+fn tcp_info(fd: RawFd) -> Option<libc::tcp_info> {
     // SAFETY: `info` is a zeroed tcp_info and `len` holds its size; the kernel writes at most that.
     unsafe {
         let mut info: libc::tcp_info = std::mem::zeroed();
         let mut len = size_of::<libc::tcp_info>() as libc::socklen_t;
-        if libc::getsockopt(
+        let ok = libc::getsockopt(
             fd,
             libc::IPPROTO_TCP,
             libc::TCP_INFO,
             &mut info as *mut _ as *mut libc::c_void,
             &mut len,
-        ) != 0
-        {
-            return None;
-        }
-        // Only live connections count: shut-down ones wait for their owner to close them.
-        (info.tcpi_state == TCP_ESTABLISHED)
-            .then(|| info.tcpi_last_data_recv.min(info.tcpi_last_data_sent))
+        ) == 0;
+        ok.then_some(info)
     }
 }
 

@@ -47,6 +47,8 @@ pub struct Req<'a> {
     /// Content-Length, if the client sent one (None for chunked bodies).
     pub body_len: Option<u64>,
     pub chunked: bool,
+    /// Tells whether the client has already closed its side (see `reaper::peer_gone`).
+    pub peer_closed: &'a dyn Fn() -> bool,
 }
 
 impl Req<'_> {

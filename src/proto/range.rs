@@ -1,9 +1,10 @@
 //! HTTP `Range: bytes=...` parsing (RFC 9110 §14) for downloads and BEP-19 webseeds. Pure.
 //!
 //! One range is served (206); a header with several ranges is answered with the first
-//! satisfiable one merged with nothing else, which every BitTorrent client accepts since they
-//! send one range per request. Syntax errors mean "ignore the header" (200 with the whole
-//! body), as RFC 9110 says; a well-formed range outside the representation is unsatisfiable (416).
+//! satisfiable one, which every BitTorrent client accepts since they send one range per
+//! request. A `bytes=` header that does not parse is refused (416 with a reason) rather than
+//! silently ignored, so a client bug shows; other units are ignored (200), as RFC 9110 says.
+//! A well-formed range wholly outside the representation is unsatisfiable (416).
 
 use std::ops::Range;
 
@@ -16,6 +17,8 @@ pub enum Ranged {
     Partial(Range<u64>),
     /// 416 with `Content-Range: bytes */<len>`.
     Unsatisfiable,
+    /// A `bytes=` header that does not parse: 416 with a reason.
+    Malformed,
 }
 
 /// Most ranges looked at in one header (more are ignored, so a hostile header costs little).
@@ -29,19 +32,14 @@ pub fn resolve(header: Option<&str>, len: u64) -> Ranged {
     let Some(spec) = header.trim().strip_prefix("bytes=") else {
         return Ranged::Full;
     };
-    let mut any_valid = false;
     for part in spec.split(',').take(MAX_RANGES) {
         match parse_one(part.trim(), len) {
-            Parsed::Invalid => return Ranged::Full,
-            Parsed::Unsatisfiable => any_valid = true,
+            Parsed::Invalid => return Ranged::Malformed,
+            Parsed::Unsatisfiable => {}
             Parsed::Range(r) => return Ranged::Partial(r),
         }
     }
-    if any_valid {
-        Ranged::Unsatisfiable
-    } else {
-        Ranged::Full
-    }
+    Ranged::Unsatisfiable
 }
 
 enum Parsed {
@@ -109,11 +107,12 @@ mod tests {
         check("bytes=10-20", 10, Unsatisfiable);
         check("bytes=-0", 10, Unsatisfiable);
         check("bytes=0-", 0, Unsatisfiable);
-        check("bytes=5-2", 10, Full);
-        check("bytes=a-b", 10, Full);
-        check("bytes=1", 10, Full);
+        check("bytes=5-2", 10, Malformed);
+        check("bytes=a-b", 10, Malformed);
+        check("bytes=1", 10, Malformed);
+        check("bytes=", 10, Malformed);
+        check("bytes=99999999999999999999999-", 10, Malformed);
         check("items=0-1", 10, Full);
-        check("bytes=99999999999999999999999-", 10, Full);
         assert_eq!(resolve(None, 10), Full);
     }
 }
