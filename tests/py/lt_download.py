@@ -1,0 +1,43 @@
+"""Downloads a torrent with python3-libtorrent and exits 0 once it is complete.
+
+lt_download.py TORRENT SAVE_DIR TIMEOUT_SECS [PEER_HOST:PORT]
+Only the given sources are used: no DHT, LSD, UPnP, NAT-PMP, and uTP is off (see INTEROP.md).
+Prints the final state; exits 1 on timeout with the progress reached.
+"""
+import sys
+import time
+
+import libtorrent as lt
+
+torrent, save, timeout = sys.argv[1], sys.argv[2], float(sys.argv[3])
+peer = sys.argv[4] if len(sys.argv) > 4 else None
+ses = lt.session({
+    "listen_interfaces": "127.0.0.1:0",
+    "enable_dht": False,
+    "enable_lsd": False,
+    "enable_upnp": False,
+    "enable_natpmp": False,
+    "enable_outgoing_utp": False,
+    "enable_incoming_utp": False,
+    "allow_multiple_connections_per_ip": True,
+    "alert_mask": lt.alert.category_t.error_notification,
+})
+params = lt.add_torrent_params()
+params.ti = lt.torrent_info(torrent)
+params.save_path = save
+handle = ses.add_torrent(params)
+if peer:
+    host, port = peer.rsplit(":", 1)
+    handle.connect_peer((host, int(port)))
+deadline = time.monotonic() + timeout
+while time.monotonic() < deadline:
+    s = handle.status()
+    if s.is_seeding or s.state == lt.torrent_status.seeding:
+        print("done", s.total_wanted)
+        sys.exit(0)
+    for a in ses.pop_alerts():
+        print("alert:", a.message(), file=sys.stderr)
+    time.sleep(0.1)
+s = handle.status()
+print(f"timeout: progress {s.progress:.3f} state {s.state}", file=sys.stderr)
+sys.exit(1)
