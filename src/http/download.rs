@@ -76,7 +76,7 @@ fn serve(gw: &Gateway, req: &Req<'_>, rec: &FileRecord, kind: Kind) -> Reply {
         ReplyBody::Stream(Box::new(std::io::empty()), len)
     } else {
         match gw.catalog.read(rec, range.clone()) {
-            Ok(b) => ReplyBody::Stream(Box::new(b), len),
+            Ok(b) => ReplyBody::Mapped(b),
             Err(e) => {
                 log::error!("reading stored file {}: {e}", rec.sha256);
                 gw.stats.read_error();

@@ -70,7 +70,9 @@ pub struct HttpPool {
     reaper: Option<Reaper>,
 }
 
-/// Binds `addr` with a deep backlog and SO_REUSEADDR.
+/// Binds `addr` with a deep backlog, SO_REUSEADDR and TCP_NODELAY (Linux copies it to the
+/// accepted sockets, which tiny_http gives us no other way to configure; without it the tail
+/// of each response can wait for a delayed ACK, which costs milliseconds per webseed range).
 pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     let socket = socket2::Socket::new(
         socket2::Domain::for_address(addr),
@@ -78,6 +80,7 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
         Some(socket2::Protocol::TCP),
     )?;
     socket.set_reuse_address(true)?;
+    socket.set_nodelay(true)?;
     if addr.is_ipv6() {
         socket.set_only_v6(false)?;
     }

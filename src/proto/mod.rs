@@ -5,6 +5,7 @@
 pub mod bencode;
 pub mod escape;
 pub mod hex;
+pub mod httpdate;
 pub mod magnet;
 pub mod metainfo;
 pub mod mime;

@@ -2,7 +2,8 @@
 //! `chunks/<sha256>/<index>` (chunk i is piece i), uploads in progress under `tmp/`.
 //!
 //! An upload streams into `tmp/` while SHA-256 and the SHA-1 piece hashes are computed in the
-//! same pass (the two on both cores), is fsynced, and only then renamed into place; the caller
+//! same pass (the two on both cores) and writeback to disk starts as data arrives; it is made
+//! durable (fsync, or one syncfs for chunk files) and only then renamed into place; the caller
 //! records it in SQLite afterwards. A crash therefore leaves either nothing in place, a
 //! complete file that no record names (removed by [`ContentStore::sweep`] at start-up), or a
 //! complete recorded file. Reads map only the chunks a range touches.
@@ -23,6 +24,9 @@ use super::db::Storage;
 
 /// Size of the blocks an upload is read and hashed in.
 const INGEST_BLOCK: usize = 1 << 20;
+/// Written bytes after which writeback to disk is started, so the final fsync finds most
+/// data already on its way and the disk works while the upload is still arriving.
+const WRITEBACK_EVERY: u64 = 8 << 20;
 
 pub struct ContentStore {
     root: PathBuf,
@@ -140,7 +144,7 @@ impl ContentStore {
                 piece_length: self.piece_length,
             }
         } else {
-            Sink::Blob(File::create(&path).map_err(IngestError::Io)?)
+            Sink::blob(File::create(&path).map_err(IngestError::Io)?)
         };
 
         let mut sha256 = Sha256::new();
@@ -328,6 +332,22 @@ pub struct Body {
 }
 
 impl Body {
+    /// Writes the remaining bytes straight from the mappings, one large write per part:
+    /// no intermediate buffer, so the kernel copies from the mapped pages.
+    pub fn write_to(&mut self, out: &mut dyn Write) -> io::Result<()> {
+        /// Bounds one write so a slow client cannot pin a huge range in one call.
+        const MAX_WRITE: usize = 4 << 20;
+        for (map, range) in &mut self.parts[self.at..] {
+            while range.start < range.end {
+                let end = range.end.min(range.start + MAX_WRITE);
+                out.write_all(&map.bytes()[range.start..end])?;
+                range.start = end;
+            }
+        }
+        self.at = self.parts.len();
+        Ok(())
+    }
+
     pub fn len(&self) -> u64 {
         self.parts.iter().map(|(_, r)| r.len() as u64).sum()
     }
@@ -355,7 +375,11 @@ impl Read for Body {
 
 /// Where upload bytes go.
 enum Sink {
-    Blob(File),
+    Blob {
+        file: File,
+        written: u64,
+        flushed: u64,
+    },
     Chunks {
         dir: PathBuf,
         file: Option<File>,
@@ -366,9 +390,29 @@ enum Sink {
 }
 
 impl Sink {
+    fn blob(file: File) -> Sink {
+        Sink::Blob {
+            file,
+            written: 0,
+            flushed: 0,
+        }
+    }
+
     fn write(&mut self, mut data: &[u8]) -> io::Result<()> {
         match self {
-            Sink::Blob(f) => f.write_all(data),
+            Sink::Blob {
+                file,
+                written,
+                flushed,
+            } => {
+                file.write_all(data)?;
+                *written += data.len() as u64;
+                if *written - *flushed >= WRITEBACK_EVERY {
+                    start_writeback(file, *flushed, *written - *flushed);
+                    *flushed = *written;
+                }
+                Ok(())
+            }
             Sink::Chunks {
                 dir,
                 file,
@@ -385,7 +429,8 @@ impl Sink {
                     *filled += n as u64;
                     data = &data[n..];
                     if *filled == *piece_length {
-                        file.take().expect("open").sync_all()?;
+                        let done = file.take().expect("open");
+                        start_writeback(&done, 0, *piece_length);
                         *filled = 0;
                         *index += 1;
                     }
@@ -395,16 +440,57 @@ impl Sink {
         }
     }
 
+    /// Makes everything written durable.
     fn finish(self) -> io::Result<()> {
         match self {
-            Sink::Blob(f) => f.sync_all(),
+            Sink::Blob { file, .. } => file.sync_all(),
             Sink::Chunks { dir, file, .. } => {
-                if let Some(f) = file {
-                    f.sync_all()?;
-                }
-                fsync_dir(&dir)
+                drop(file);
+                // One filesystem sync covers every chunk file and the directory entries.
+                sync_filesystem(&dir)
             }
         }
+    }
+}
+
+/// Starts writing a range of a file back to disk without waiting for it (Linux); a hint
+/// only, durability comes from the fsync at the end.
+fn start_writeback(file: &File, offset: u64, len: u64) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: sync_file_range on a descriptor we own, with no memory arguments.
+        unsafe {
+            libc::sync_file_range(
+                file.as_raw_fd(),
+                offset as libc::off64_t,
+                len as libc::off64_t,
+                libc::SYNC_FILE_RANGE_WRITE,
+            );
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (file, offset, len);
+}
+
+/// Flushes the filesystem that holds `dir` (all chunk files of an upload at once).
+fn sync_filesystem(dir: &Path) -> io::Result<()> {
+    let handle = File::open(dir)?;
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: syncfs on a descriptor we own.
+        if unsafe { libc::syncfs(handle.as_raw_fd()) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        for entry in fs::read_dir(dir)? {
+            File::open(entry?.path())?.sync_all()?;
+        }
+        handle.sync_all()
     }
 }
 

@@ -1,0 +1,39 @@
+# Shared by scripts/bench-*: build, a test file, a free port, and starting our server.
+# Sourced, not run. Everything listens on 127.0.0.1 only and is removed on exit.
+
+bench_setup() {
+  cd "$(dirname "$0")/.."
+  cargo build --release --locked --quiet
+  BIN=$PWD/target/release/torrent-gateway
+  WORK=$(mktemp -d)
+  trap 'bench_cleanup' EXIT
+  MIB=${BENCH_MIB:-1024}
+  # Large writes leave the file in the page cache as large folios (see bench-create).
+  dd if=/dev/urandom of="$WORK/big.bin" bs=4M count=$((MIB / 4)) status=none
+  cat "$WORK/big.bin" >/dev/null
+}
+
+bench_cleanup() {
+  [ -n "${SERVER_PID:-}" ] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null
+  [ -n "${NGINX_PID:-}" ] && kill "$NGINX_PID" 2>/dev/null
+  rm -rf "$WORK"
+}
+
+free_port() {
+  /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# Starts `serve` on a free port with its data under $WORK/data; sets SERVER_PID and API.
+start_gateway() {
+  local port
+  port=$(free_port)
+  "$BIN" serve --api-addr "127.0.0.1:$port" --data-dir "$WORK/data" "$@" 2>"$WORK/serve.log" &
+  SERVER_PID=$!
+  API="http://127.0.0.1:$port"
+  for _ in $(seq 100); do
+    curl -sf "$API/api/health" >/dev/null && return 0
+    sleep 0.05
+  done
+  echo "gateway did not start: $(cat "$WORK/serve.log")" >&2
+  return 1
+}
