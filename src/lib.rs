@@ -13,6 +13,7 @@ pub mod config;
 pub mod create;
 pub mod hash;
 pub mod http;
+pub mod hugealloc;
 pub mod proto;
 pub mod server;
 pub mod store;

@@ -176,7 +176,9 @@ fn work(state: &PoolState, handler: &Handler) {
                     handler(request, state)
                 }));
                 if result.is_err() {
-                    log::error!("a request handler panicked; the client got a 500");
+                    log::error!(
+                        "a request handler panicked (the client got a 500 unless a reply was sent)"
+                    );
                 }
             }
             Ok(None) => {}
