@@ -373,3 +373,23 @@ fn config_errors_print_config_and_sigterm() {
         "SIGTERM exits 0 after a clean stop"
     );
 }
+
+#[test]
+fn rate_limits_answer_429_with_retry_after() {
+    let tmp = tempdir();
+    let config = "[rate_limit]\nexempt_loopback = false\nread_per_sec = 1\nread_burst = 3\n";
+    let server = Server::start(&tmp.path().join("data"), config);
+    let statuses: Vec<u16> = (0..6).map(|_| server.get("/api/health").status).collect();
+    assert_eq!(&statuses[..3], &[200, 200, 200], "{statuses:?}");
+    let limited = server.get("/api/health");
+    assert_eq!(limited.status, 429);
+    assert!(
+        limited
+            .header("Retry-After")
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            >= 1
+    );
+    assert_eq!(limited.header("X-Reason"), Some("rate limit exceeded"));
+}

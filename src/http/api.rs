@@ -20,6 +20,10 @@ pub fn valid_sha256(s: &str) -> bool {
 
 /// Write access: loopback always; elsewhere a configured bearer token.
 pub fn authorize_write(gw: &Gateway, req: &Req<'_>) -> Result<(), Reply> {
+    check_write(&gw.config.api.write_tokens, req)
+}
+
+fn check_write(tokens: &[String], req: &Req<'_>) -> Result<(), Reply> {
     if req.is_loopback() {
         return Ok(());
     }
@@ -35,10 +39,7 @@ pub fn authorize_write(gw: &Gateway, req: &Req<'_>) -> Result<(), Reply> {
                 .header("WWW-Authenticate", "Bearer"),
         );
     };
-    let known = gw
-        .config
-        .api
-        .write_tokens
+    let known = tokens
         .iter()
         .any(|t| constant_time_eq(t.as_bytes(), token.trim().as_bytes()));
     if known {
@@ -221,6 +222,41 @@ pub fn delete(gw: &Gateway, req: &Req<'_>, sha: &str) -> Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::router::Method;
+
+    fn status_for(remote: &str, auth: Option<&str>) -> Option<u16> {
+        let mut body = std::io::empty();
+        let headers = auth
+            .map(|a| vec![("authorization".to_string(), a.to_string())])
+            .unwrap_or_default();
+        let req = Req {
+            method: Method::Put,
+            path: "/api/files/x",
+            query: "",
+            headers,
+            remote: Some(remote.parse().unwrap()),
+            body: &mut body,
+            body_len: Some(1),
+            chunked: false,
+            peer_closed: &|| false,
+        };
+        let tokens = vec!["0123456789abcdef-secret".to_string()];
+        check_write(&tokens, &req).err().map(|r| r.status)
+    }
+
+    #[test]
+    fn writes_need_loopback_or_a_known_token() {
+        assert_eq!(status_for("127.0.0.1:5000", None), None);
+        assert_eq!(status_for("[::1]:5000", None), None);
+        assert_eq!(status_for("203.0.113.9:5000", None), Some(401));
+        assert_eq!(status_for("203.0.113.9:5000", Some("Basic abc")), Some(401));
+        assert_eq!(
+            status_for("203.0.113.9:5000", Some("Bearer wrong-token-here")),
+            Some(403)
+        );
+        let ok = status_for("203.0.113.9:5000", Some("Bearer 0123456789abcdef-secret"));
+        assert_eq!(ok, None);
+    }
 
     #[test]
     fn names_and_cursors() {
