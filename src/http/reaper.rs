@@ -121,30 +121,6 @@ pub fn peer_gone(port: u16, peer: std::net::SocketAddr) -> bool {
     tcp_info(fd).is_none_or(|info| info.tcpi_state != TCP_ESTABLISHED)
 }
 
-fn peer_addr(fd: RawFd) -> Option<std::net::SocketAddr> {
-    // SAFETY: as in `local_port`.
-    unsafe {
-        let mut addr: libc::sockaddr_storage = std::mem::zeroed();
-        let mut len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-        if libc::getpeername(fd, &mut addr as *mut _ as *mut libc::sockaddr, &mut len) != 0 {
-            return None;
-        }
-        match i32::from(addr.ss_family) {
-            libc::AF_INET => {
-                let a = &*(&addr as *const _ as *const libc::sockaddr_in);
-                let ip = std::net::Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
-                Some((ip, u16::from_be(a.sin_port)).into())
-            }
-            libc::AF_INET6 => {
-                let a = &*(&addr as *const _ as *const libc::sockaddr_in6);
-                let ip = std::net::Ipv6Addr::from(a.sin6_addr.s6_addr);
-                Some((ip, u16::from_be(a.sin6_port)).into())
-            }
-            _ => None,
-        }
-    }
-}
-
 /// Descriptors of connected TCP sockets whose local port is `port`.
 fn client_sockets(port: u16) -> Vec<RawFd> {
     let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
@@ -164,33 +140,42 @@ fn client_sockets(port: u16) -> Vec<RawFd> {
 }
 
 fn local_port(fd: RawFd) -> Option<u16> {
-    // SAFETY: `addr` is a properly sized, zeroed sockaddr_storage and `len` holds its size.
+    sock_addr(fd, libc::getsockname).map(|a| a.port())
+}
+
+fn has_peer(fd: RawFd) -> bool {
+    peer_addr(fd).is_some()
+}
+
+fn peer_addr(fd: RawFd) -> Option<std::net::SocketAddr> {
+    sock_addr(fd, libc::getpeername)
+}
+
+type AddrQuery = unsafe extern "C" fn(i32, *mut libc::sockaddr, *mut libc::socklen_t) -> i32;
+
+/// The local or peer address of a socket (`getsockname` or `getpeername`).
+fn sock_addr(fd: RawFd, query: AddrQuery) -> Option<std::net::SocketAddr> {
+    // SAFETY: `addr` is a zeroed sockaddr_storage and `len` its size; the kernel writes at
+    // most that, and the family field says which sockaddr type it holds.
     unsafe {
         let mut addr: libc::sockaddr_storage = std::mem::zeroed();
         let mut len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-        if libc::getsockname(fd, &mut addr as *mut _ as *mut libc::sockaddr, &mut len) != 0 {
+        if query(fd, &mut addr as *mut _ as *mut libc::sockaddr, &mut len) != 0 {
             return None;
         }
         match i32::from(addr.ss_family) {
             libc::AF_INET => {
                 let a = &*(&addr as *const _ as *const libc::sockaddr_in);
-                Some(u16::from_be(a.sin_port))
+                let ip = std::net::Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
+                Some((ip, u16::from_be(a.sin_port)).into())
             }
             libc::AF_INET6 => {
                 let a = &*(&addr as *const _ as *const libc::sockaddr_in6);
-                Some(u16::from_be(a.sin6_port))
+                let ip = std::net::Ipv6Addr::from(a.sin6_addr.s6_addr);
+                Some((ip, u16::from_be(a.sin6_port)).into())
             }
             _ => None,
         }
-    }
-}
-
-fn has_peer(fd: RawFd) -> bool {
-    // SAFETY: as in `local_port`.
-    unsafe {
-        let mut addr: libc::sockaddr_storage = std::mem::zeroed();
-        let mut len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-        libc::getpeername(fd, &mut addr as *mut _ as *mut libc::sockaddr, &mut len) == 0
     }
 }
 

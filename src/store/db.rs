@@ -147,21 +147,21 @@ impl Db {
     }
 
     pub fn by_sha256(&self, sha256: &str) -> Result<Option<FileRecord>> {
-        let conn = self.conn.lock();
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {FILE_COLUMNS} FROM files f JOIN torrents t ON t.sha256 = f.sha256
-             WHERE f.sha256 = ?1"
-        ))?;
-        stmt.query_row([sha256], file_from_row).optional()
+        self.one_file("f.sha256", sha256)
     }
 
     pub fn by_info_hash(&self, info_hash: &str) -> Result<Option<FileRecord>> {
+        self.one_file("t.info_hash", info_hash)
+    }
+
+    /// The file whose `column` (a fixed column name, never input) equals `key`.
+    fn one_file(&self, column: &'static str, key: &str) -> Result<Option<FileRecord>> {
         let conn = self.conn.lock();
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {FILE_COLUMNS} FROM files f JOIN torrents t ON t.sha256 = f.sha256
-             WHERE t.info_hash = ?1"
+             WHERE {column} = ?1"
         ))?;
-        stmt.query_row([info_hash], file_from_row).optional()
+        stmt.query_row([key], file_from_row).optional()
     }
 
     pub fn info_bytes(&self, sha256: &str) -> Result<Option<Vec<u8>>> {
