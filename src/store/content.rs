@@ -248,9 +248,10 @@ impl ContentStore {
             .filter(|(_, s)| *s == Storage::Chunked)
             .map(|(h, _)| h.as_str())
             .collect();
-        for a in fs::read_dir(self.root.join("blobs"))? {
-            for b in fs::read_dir(a?.path())? {
-                for f in fs::read_dir(b?.path())? {
+        // blobs/ab/cd/<sha256>: anything else at any level is not ours to keep either.
+        for a in subdirs(&self.root.join("blobs"), &mut removed)? {
+            for b in subdirs(&a, &mut removed)? {
+                for f in fs::read_dir(b)? {
                     let f = f?;
                     if !blobs.contains(f.file_name().to_string_lossy().as_ref()) {
                         remove_any(&f.path())?;
@@ -570,6 +571,21 @@ fn split_into_chunks(path: &Path, piece_length: u64) -> io::Result<()> {
     fs::rename(&staging, path)
 }
 
+/// The subdirectories of `dir`; stray files in it are removed (and counted).
+fn subdirs(dir: &Path, removed: &mut usize) -> io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            out.push(entry.path());
+        } else {
+            remove_any(&entry.path())?;
+            *removed += 1;
+        }
+    }
+    Ok(out)
+}
+
 fn remove_any(path: &Path) -> io::Result<()> {
     let result = match fs::symlink_metadata(path) {
         Ok(m) if m.is_dir() => fs::remove_dir_all(path),
@@ -643,8 +659,12 @@ mod tests {
         fs::create_dir_all(orphan.parent().unwrap()).unwrap();
         fs::write(&orphan, b"x").unwrap();
         fs::write(dir.path().join("tmp/up-1-1"), b"partial").unwrap();
+        fs::write(dir.path().join("blobs/stray"), b"not a directory").unwrap();
         let (removed, missing) = store.sweep(&[]).unwrap();
-        assert_eq!(removed, 6, "4 unreferenced uploads + orphan + tmp file");
+        assert_eq!(
+            removed, 7,
+            "4 unreferenced uploads, orphan, tmp file, stray file"
+        );
         assert!(missing.is_empty());
         assert!(!orphan.exists());
     }
