@@ -132,7 +132,7 @@ pub fn sha256(data: &[u8]) -> [u8; 32] {
     Sha256::digest(data).into()
 }
 
-/// Counts bytes done from any thread; the CLI draws a progress bar from it.
+/// A counter any thread may add to (hashing progress, HTTP statistics).
 #[derive(Debug, Default)]
 pub struct Counter(AtomicU64);
 

@@ -32,6 +32,11 @@ impl Gateway {
         self.api.get().map_or(0, |p| p.connections())
     }
 
+    /// Connections the reaper has closed (idle, or over the cap).
+    pub fn api_reaped(&self) -> u64 {
+        self.api.get().map_or(0, |p| p.reaped())
+    }
+
     pub fn api_overloaded(&self) -> bool {
         self.api.get().is_some_and(|p| p.overloaded())
     }

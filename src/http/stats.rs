@@ -2,25 +2,12 @@
 //! requests per second. All counters are atomics; the window is one small mutex.
 
 use super::download::Kind;
+pub use crate::hash::Counter;
 use parking_lot::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
 
 /// Seconds in the requests/s window.
 const WINDOW_SECS: usize = 60;
-
-#[derive(Default)]
-pub struct Counter(AtomicU64);
-
-impl Counter {
-    pub fn add(&self, n: u64) {
-        self.0.fetch_add(n, Relaxed);
-    }
-
-    pub fn get(&self) -> u64 {
-        self.0.load(Relaxed)
-    }
-}
 
 pub struct Stats {
     pub started: Instant,

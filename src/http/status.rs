@@ -152,6 +152,7 @@ pub fn diagnostics(gw: &Gateway) -> Reply {
             "process": { "rss_bytes": rss, "threads": threads },
             "api": {
                 "connections": gw.api_connections(),
+                "reaped_connections": gw.api_reaped(),
                 "max_connections": c.api.max_connections,
                 "workers": c.api.workers,
                 "io_timeout_secs": c.api.io_timeout_secs,
@@ -242,6 +243,12 @@ pub fn metrics(gw: &Gateway) -> Reply {
         "gauge",
         "Open API connections.",
         &[("", gw.api_connections() as f64)],
+    );
+    metric(
+        "tg_http_reaped_total",
+        "counter",
+        "Connections closed as idle or over the cap.",
+        &[("", gw.api_reaped() as f64)],
     );
     metric(
         "tg_process_resident_memory_bytes",
