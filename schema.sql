@@ -20,3 +20,16 @@ CREATE TABLE torrents (
     piece_length INTEGER NOT NULL
 );
 CREATE INDEX torrents_by_file ON torrents(sha256);
+
+-- version 2
+-- Completed downloads the tracker has counted, per info-hash (written in batches).
+CREATE TABLE tracker_downloads (
+    info_hash    TEXT PRIMARY KEY,            -- lowercase hex
+    downloaded   INTEGER NOT NULL
+);
+
+-- Info-hashes the tracker serves in `allowlist` mode (besides the stored torrents).
+CREATE TABLE tracker_allowlist (
+    info_hash    TEXT PRIMARY KEY,            -- lowercase hex
+    added_at     INTEGER NOT NULL             -- unix seconds
+);

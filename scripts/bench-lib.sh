@@ -1,12 +1,14 @@
 # Shared by scripts/bench-*: build, a test file, a free port, and starting our server.
 # Sourced, not run. Everything listens on 127.0.0.1 only and is removed on exit.
 
+# `bench_setup nofile` skips the test file (benchmarks that need no content).
 bench_setup() {
   cd "$(dirname "$0")/.."
   cargo build --release --locked --quiet
   BIN=$PWD/target/release/torrent-gateway
   WORK=$(mktemp -d)
   trap 'bench_cleanup' EXIT
+  [ "${1:-}" = nofile ] && return 0
   MIB=${BENCH_MIB:-1024}
   # Large writes leave the file in the page cache as large folios (see bench-create).
   dd if=/dev/urandom of="$WORK/big.bin" bs=4M count=$((MIB / 4)) status=none
@@ -16,6 +18,7 @@ bench_setup() {
 bench_cleanup() {
   [ -n "${SERVER_PID:-}" ] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null
   [ -n "${NGINX_PID:-}" ] && kill "$NGINX_PID" 2>/dev/null
+  [ -n "${OTHER_PID:-}" ] && kill "$OTHER_PID" 2>/dev/null && wait "$OTHER_PID" 2>/dev/null
   rm -rf "$WORK"
 }
 
@@ -36,4 +39,21 @@ start_gateway() {
   done
   echo "gateway did not start: $(cat "$WORK/serve.log")" >&2
   return 1
+}
+
+# Waits (bounded) until a UDP tracker on 127.0.0.1:$1 answers a BEP-15 connect.
+udp_tracker_ready() {
+  /usr/bin/python3 - "$1" <<'PY'
+import socket, struct, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(0.1)
+for _ in range(100):
+    s.sendto(struct.pack(">QII", 0x41727101980, 0, 7), ("127.0.0.1", int(sys.argv[1])))
+    try:
+        if len(s.recv(64)) == 16:
+            sys.exit(0)
+    except OSError:
+        pass
+sys.exit("UDP tracker on port %s did not answer" % sys.argv[1])
+PY
 }

@@ -10,9 +10,10 @@ use crate::proto::metainfo::{self, NewInfo, TorrentExtras};
 use crate::proto::{escape, hex, mime};
 use crate::store::content::{Body, ContentStore, IngestError};
 use crate::store::db::{Db, FileRecord};
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use serde_json::{json, Value};
 use sha1::{Digest, Sha1};
+use std::collections::HashSet;
 use std::io::{self, Read};
 use std::ops::Range;
 
@@ -49,10 +50,15 @@ pub struct SweepReport {
     pub missing: Vec<String>,
 }
 
+/// The info-hashes of the stored torrents, shared with the tracker.
+pub type HostedIndex = std::sync::Arc<RwLock<HashSet<[u8; 20]>>>;
+
 pub struct Catalog {
-    db: Db,
+    db: std::sync::Arc<Db>,
     store: ContentStore,
     commit: Mutex<()>,
+    /// Info-hashes of the stored torrents, for lookups on hot paths (tracker, peer wire).
+    hosted: HostedIndex,
     public_url: String,
     max_upload: u64,
 }
@@ -87,11 +93,18 @@ impl Catalog {
         if removed > 0 {
             log::info!("start-up sweep removed {removed} leftover entries");
         }
+        let hosted = db
+            .info_hashes()
+            .map_err(|e| format!("reading gateway.db: {e}"))?
+            .iter()
+            .filter_map(|h| hex::decode::<20>(h))
+            .collect();
         Ok((
             Catalog {
-                db,
+                db: std::sync::Arc::new(db),
                 store,
                 commit: Mutex::new(()),
+                hosted: std::sync::Arc::new(RwLock::new(hosted)),
                 public_url: public_url.to_string(),
                 max_upload: config.api.max_upload_bytes,
             },
@@ -99,8 +112,23 @@ impl Catalog {
         ))
     }
 
+    /// Whether a torrent with this info-hash is stored here.
+    pub fn hosts(&self, info_hash: &[u8; 20]) -> bool {
+        self.hosted.read().contains(info_hash)
+    }
+
+    /// The shared index behind [`Catalog::hosts`].
+    pub fn hosted_index(&self) -> HostedIndex {
+        std::sync::Arc::clone(&self.hosted)
+    }
+
     pub fn db(&self) -> &Db {
         &self.db
+    }
+
+    /// The database, for threads that outlive a borrow (the tracker's maintenance).
+    pub fn shared_db(&self) -> std::sync::Arc<Db> {
+        std::sync::Arc::clone(&self.db)
     }
 
     pub fn max_upload(&self) -> u64 {
@@ -167,6 +195,9 @@ impl Catalog {
         }
         self.store.commit(up).map_err(UploadError::Io)?;
         self.db.insert(&record, &info).map_err(UploadError::Db)?;
+        if let Some(ih) = hex::decode::<20>(&record.info_hash) {
+            self.hosted.write().insert(ih);
+        }
         Ok((record, true))
     }
 
@@ -193,6 +224,9 @@ impl Catalog {
             return Ok(false);
         };
         self.db.delete(sha256).map_err(UploadError::Db)?;
+        if let Some(ih) = hex::decode::<20>(&rec.info_hash) {
+            self.hosted.write().remove(&ih);
+        }
         // If this fails the data is an orphan that the next start-up sweep removes.
         if let Err(e) = self.store.remove(sha256, rec.storage) {
             log::warn!("removing data of {sha256}: {e}");

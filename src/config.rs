@@ -52,6 +52,38 @@ write_per_sec = 5
 write_burst = 20
 # Most client IPs tracked at once (the least recently seen are forgotten).
 max_tracked_ips = 10000
+
+[tracker]
+# Which torrents the tracker serves (HTTP /announce and /scrape on the API port, and UDP on
+# the same port number): "hosted" (torrents stored here), "allowlist" (those plus the
+# info-hashes in the allowlist, edited through /api/tracker/allowlist) or "open" (any).
+mode = "hosted"
+# Serve the UDP tracker (BEP-15) on the API port number.
+udp = true
+# Seconds clients are asked to wait between announces, and at least.
+interval_secs = 1800
+min_interval_secs = 300
+# A peer that has not announced for this long is forgotten (a little over two intervals).
+peer_timeout_secs = 3900
+# Peers handed out when the client does not say, and at most.
+numwant_default = 50
+numwant_max = 200
+# Caps: torrents, peers per torrent, peers overall (about 50 bytes a peer).
+max_torrents = 50000
+max_peers_per_torrent = 20000
+max_peers = 250000
+# Info-hashes one HTTP scrape may ask for.
+max_scrape_hashes = 74
+# Whether /scrape without info_hash lists every torrent (at most max_torrents).
+full_scrape = false
+# Take the client's `ip` parameter as its address (only behind a NAT you control).
+trust_ip_param = false
+# Header carrying the client address, e.g. "X-Forwarded-For", honoured only from the
+# trusted_proxies addresses (the last address in the header is used).
+proxy_header = ""
+trusted_proxies = []
+# How often completed-download counts are written to SQLite.
+flush_secs = 10
 "#;
 
 /// The whole configuration.
@@ -62,6 +94,72 @@ pub struct Config {
     pub api: ApiConfig,
     pub storage: StorageConfig,
     pub rate_limit: RateLimitConfig,
+    pub tracker: TrackerConfig,
+}
+
+/// How the tracker decides which info-hashes it serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrackerMode {
+    Open,
+    Hosted,
+    Allowlist,
+}
+
+impl std::str::FromStr for TrackerMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "open" => Ok(TrackerMode::Open),
+            "hosted" => Ok(TrackerMode::Hosted),
+            "allowlist" => Ok(TrackerMode::Allowlist),
+            _ => Err(format!("{s:?} is not one of open, hosted, allowlist")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrackerConfig {
+    pub mode: TrackerMode,
+    pub udp: bool,
+    pub interval_secs: u32,
+    pub min_interval_secs: u32,
+    pub peer_timeout_secs: u32,
+    pub numwant_default: usize,
+    pub numwant_max: usize,
+    pub max_torrents: usize,
+    pub max_peers_per_torrent: usize,
+    pub max_peers: usize,
+    pub max_scrape_hashes: usize,
+    pub full_scrape: bool,
+    pub trust_ip_param: bool,
+    pub proxy_header: String,
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    pub flush_secs: u64,
+}
+
+impl Default for TrackerConfig {
+    fn default() -> Self {
+        TrackerConfig {
+            mode: TrackerMode::Hosted,
+            udp: true,
+            interval_secs: 1800,
+            min_interval_secs: 300,
+            peer_timeout_secs: 3900,
+            numwant_default: 50,
+            numwant_max: 200,
+            max_torrents: 50_000,
+            max_peers_per_torrent: 20_000,
+            max_peers: 250_000,
+            max_scrape_hashes: 74,
+            full_scrape: false,
+            trust_ip_param: false,
+            proxy_header: String::new(),
+            trusted_proxies: Vec::new(),
+            flush_secs: 10,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -103,6 +201,7 @@ impl Default for Config {
             api: ApiConfig::default(),
             storage: StorageConfig::default(),
             rate_limit: RateLimitConfig::default(),
+            tracker: TrackerConfig::default(),
         }
     }
 }
@@ -228,6 +327,45 @@ impl Config {
                 "rate_limit.max_tracked_ips",
                 "must be from 1 to 10000000",
             ));
+        }
+        let t = &self.tracker;
+        if t.interval_secs == 0 || t.min_interval_secs > t.interval_secs {
+            return Err(bad(
+                "tracker.min_interval_secs",
+                "must be at most tracker.interval_secs, which must be positive",
+            ));
+        }
+        if t.peer_timeout_secs < t.interval_secs {
+            return Err(bad(
+                "tracker.peer_timeout_secs",
+                "must be at least tracker.interval_secs",
+            ));
+        }
+        if t.numwant_max == 0 || t.numwant_default > t.numwant_max || t.numwant_max > 1000 {
+            return Err(bad(
+                "tracker.numwant_max",
+                "must be from tracker.numwant_default (and 1) to 1000",
+            ));
+        }
+        for (key, v) in [
+            ("tracker.max_torrents", t.max_torrents),
+            ("tracker.max_peers_per_torrent", t.max_peers_per_torrent),
+            ("tracker.max_peers", t.max_peers),
+        ] {
+            if !(1..=100_000_000).contains(&v) {
+                return Err(bad(key, "must be from 1 to 100000000"));
+            }
+        }
+        if !(1..=1000).contains(&t.max_scrape_hashes) {
+            return Err(bad("tracker.max_scrape_hashes", "must be from 1 to 1000"));
+        }
+        if t.flush_secs == 0 {
+            return Err(bad("tracker.flush_secs", "must be positive"));
+        }
+        if t.proxy_header
+            .contains(|c: char| !c.is_ascii_alphanumeric() && c != '-')
+        {
+            return Err(bad("tracker.proxy_header", "must be a header name"));
         }
         Ok(())
     }

@@ -17,6 +17,7 @@ pub mod hugealloc;
 pub mod proto;
 pub mod server;
 pub mod store;
+pub mod tracker;
 pub mod verify;
 
 pub use server::{run_server, Running};

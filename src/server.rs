@@ -1,8 +1,9 @@
-//! `run_server`: opens storage, binds the API listener, starts the HTTP pool, and returns a
-//! [`Running`] handle with the bound addresses and a graceful shutdown.
+//! `run_server`: opens storage, binds the API listener, starts the HTTP pool, the UDP tracker
+//! and the tracker's maintenance thread, and returns a [`Running`] handle with the bound
+//! addresses and a graceful shutdown.
 //!
 //! The [`Gateway`] is the state every handler shares: configuration, the catalog of stored
-//! files, counters and the rate limiter. It is read-mostly; writes go through the catalog's
+//! files, the tracker, counters and the rate limiter. It is read-mostly; writes go through the catalog's
 //! commit lock and atomics.
 
 use crate::catalog::{Catalog, SweepReport};
@@ -12,6 +13,9 @@ use crate::http::ratelimit::RateLimiter;
 use crate::http::reaper;
 use crate::http::router::{self, Method, Reply, Req};
 use crate::http::stats::Stats;
+use crate::tracker::maintenance::Maintenance;
+use crate::tracker::udp::UdpTracker;
+use crate::tracker::Tracker;
 use std::io::Read;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -21,6 +25,7 @@ pub struct Gateway {
     pub config: Config,
     pub public_url: String,
     pub catalog: Catalog,
+    pub tracker: Arc<Tracker>,
     pub stats: Stats,
     pub limiter: RateLimiter,
     pub sweep: SweepReport,
@@ -117,21 +122,30 @@ impl Read for LazyBody<'_> {
 /// A running gateway.
 pub struct Running {
     pub api_addr: SocketAddr,
+    /// The UDP tracker's address (same port number as the API), if enabled.
+    pub udp_tracker_addr: Option<SocketAddr>,
     pub public_url: String,
     pub gateway: Arc<Gateway>,
     api: HttpPool,
+    udp: Option<UdpTracker>,
+    maintenance: Maintenance,
 }
 
 impl Running {
     /// False once a worker has died (the process should exit non-zero).
     pub fn healthy(&self) -> bool {
-        self.api.healthy()
+        self.api.healthy() && self.udp.as_ref().is_none_or(UdpTracker::healthy)
     }
 
     /// Stops accepting, lets in-flight requests finish within the configured grace, flushes.
     pub fn shutdown(self) -> bool {
         let grace = Duration::from_secs(self.gateway.config.api.shutdown_grace_secs);
-        self.api.stop(grace)
+        if let Some(udp) = self.udp {
+            udp.stop();
+        }
+        let clean = self.api.stop(grace);
+        self.maintenance.stop();
+        clean
     }
 }
 
@@ -141,17 +155,28 @@ pub fn run_server(config: Config) -> Result<Running, String> {
     let fd_limit = crate::http::reaper::raise_fd_limit();
     log::debug!("open-files limit {fd_limit}");
     let addr = config.api_addr().map_err(|e| format!("config: {e}"))?;
-    let listener = pool::bind(addr).map_err(|e| format!("binding {addr}: {e}"))?;
+    let (listener, udp_socket) = bind_api_and_udp(addr, config.tracker.udp)?;
     let api_addr = listener
         .local_addr()
         .map_err(|e| format!("binding {addr}: {e}"))?;
     let public_url = config.public_url_for(api_addr);
     let (catalog, sweep) = Catalog::open(&config, &public_url)?;
+    let tracker = Arc::new(open_tracker(&config, &catalog)?);
+    let udp = match udp_socket {
+        Some(socket) => Some(
+            UdpTracker::start(socket, Arc::clone(&tracker))
+                .map_err(|e| format!("starting the UDP tracker: {e}"))?,
+        ),
+        None => None,
+    };
+    let maintenance = Maintenance::start(Arc::clone(&tracker), catalog.shared_db())
+        .map_err(|e| format!("starting tracker maintenance: {e}"))?;
     let gateway = Arc::new(Gateway {
         limiter: RateLimiter::new(config.rate_limit.clone()),
         config,
         public_url: public_url.clone(),
         catalog,
+        tracker,
         stats: Stats::default(),
         sweep,
         api: OnceLock::new(),
@@ -172,8 +197,49 @@ pub fn run_server(config: Config) -> Result<Running, String> {
     let _ = gateway.api.set(Arc::clone(api.state()));
     Ok(Running {
         api_addr,
+        udp_tracker_addr: udp.as_ref().map(|u| u.addr),
         public_url,
         gateway,
         api,
+        udp,
+        maintenance,
     })
+}
+
+/// Binds the API's TCP listener and, if wanted, the UDP tracker on the same port number.
+/// With port 0 the UDP port may be taken by someone else: then both are bound again.
+fn bind_api_and_udp(
+    addr: SocketAddr,
+    udp: bool,
+) -> Result<(std::net::TcpListener, Option<std::net::UdpSocket>), String> {
+    let mut attempts = 0;
+    loop {
+        let listener = pool::bind(addr).map_err(|e| format!("binding {addr}: {e}"))?;
+        if !udp {
+            return Ok((listener, None));
+        }
+        let bound = listener
+            .local_addr()
+            .map_err(|e| format!("binding {addr}: {e}"))?;
+        match UdpTracker::bind(bound) {
+            Ok(socket) => return Ok((listener, Some(socket))),
+            Err(e) if addr.port() == 0 && attempts < 16 => {
+                log::debug!("UDP port {} is taken ({e}), binding again", bound.port());
+                attempts += 1;
+            }
+            Err(e) => return Err(format!("binding the UDP tracker to {bound}: {e}")),
+        }
+    }
+}
+
+/// The tracker, asking the catalog which torrents are hosted.
+fn open_tracker(config: &Config, catalog: &Catalog) -> Result<Tracker, String> {
+    let db = catalog.shared_db();
+    let hosted = catalog.hosted_index();
+    Tracker::open(
+        config.tracker.clone(),
+        Box::new(move |ih| hosted.read().contains(ih)),
+        &db,
+    )
+    .map_err(|e| format!("loading tracker state from gateway.db: {e}"))
 }

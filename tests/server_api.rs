@@ -173,7 +173,8 @@ fn blob_and_chunked_round_trip_with_ranges() {
         .contains("# TYPE tg_http_reaped_total counter"));
     let health = server.get("/api/health").json();
     assert_eq!(health["score"], 100);
-    assert_eq!(health["components"]["tracker"]["status"], "disabled");
+    assert_eq!(health["components"]["tracker"]["status"], "ok");
+    assert_eq!(health["components"]["peer_wire"]["status"], "disabled");
     for path in ["/api/webseed/health", "/api/diagnostics"] {
         assert_eq!(server.get(path).status, 200, "{path}");
     }

@@ -1,7 +1,7 @@
 //! `serve`: run the gateway until SIGINT or SIGTERM, then shut down gracefully (exit 0).
 
 use super::CliError;
-use crate::config::{Config, DEFAULT_TOML};
+use crate::config::{Config, TrackerMode, DEFAULT_TOML};
 use crate::server;
 use argh::FromArgs;
 use std::path::PathBuf;
@@ -23,6 +23,9 @@ pub struct Args {
     /// base URL clients reach the API at, used in torrents and magnets
     #[argh(option)]
     public_url: Option<String>,
+    /// which torrents the tracker serves: open, hosted (the default) or allowlist
+    #[argh(option)]
+    tracker_mode: Option<TrackerMode>,
     /// print every config key with its default and exit
     #[argh(switch)]
     print_config: bool,
@@ -48,6 +51,9 @@ fn load(args: &Args) -> Result<Config, CliError> {
     if let Some(u) = &args.public_url {
         config.api.public_url = u.clone();
     }
+    if let Some(m) = args.tracker_mode {
+        config.tracker.mode = m;
+    }
     config
         .validate()
         .map_err(|e| CliError::input(format!("config: {e}")))?;
@@ -67,9 +73,12 @@ pub fn run(args: Args) -> Result<(), CliError> {
     .map_err(|e| CliError::failed(format!("installing signal handlers: {e}")))?;
     let running = server::run_server(config).map_err(CliError::failed)?;
     log::info!(
-        "torrent-gateway {} listening: api={} public_url={} data_dir={}",
+        "torrent-gateway {} listening: api={} udp_tracker={} public_url={} data_dir={}",
         env!("CARGO_PKG_VERSION"),
         running.api_addr,
+        running
+            .udp_tracker_addr
+            .map_or("off".to_string(), |a| a.to_string()),
         running.public_url,
         data_dir.display()
     );

@@ -1,5 +1,6 @@
 //! The HTTP services: a bounded tiny_http pool (`pool`, `reaper`), one router, and the
-//! handlers for the files API, downloads and webseed, and operator status endpoints.
+//! handlers for the files API, downloads and webseed, the HTTP tracker, and operator status
+//! endpoints.
 
 pub mod api;
 pub mod download;
@@ -9,3 +10,4 @@ pub mod reaper;
 pub mod router;
 pub mod stats;
 pub mod status;
+pub mod tracker;

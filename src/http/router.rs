@@ -4,7 +4,7 @@
 //! and return a [`Reply`], so they can be tested without a socket. Every error reply carries
 //! its reason both as a JSON body `{"error": ...}` and as an `X-Reason` header.
 
-use super::{api, download, status};
+use super::{api, download, status, tracker};
 use crate::server::Gateway;
 use crate::store::content::Body;
 use serde_json::{json, Value};
@@ -180,6 +180,14 @@ pub fn route(gw: &Gateway, req: &mut Req<'_>) -> Reply {
         (Get | Head, ["api", "webseed", "health"]) => status::webseed_health(gw),
         (Get | Head, ["api", "diagnostics"]) => status::diagnostics(gw),
         (Get | Head, ["metrics"]) => status::metrics(gw),
+        (Get, ["announce"]) => tracker::announce(gw, req),
+        (Get, ["scrape"]) => tracker::scrape(gw, req),
+        (Get | Head, ["api", "tracker", "allowlist"]) => tracker::allowlist(gw),
+        (Put, ["api", "tracker", "allowlist", hash]) => tracker::allow(gw, req, hash),
+        (Delete, ["api", "tracker", "allowlist", hash]) => tracker::disallow(gw, req, hash),
+        (_, ["announce" | "scrape"]) => {
+            Reply::error(405, "method not allowed here").header("Allow", "GET")
+        }
         (_, ["api", "files", ..] | ["download", ..] | ["webseed", ..] | ["metrics"]) => {
             Reply::error(405, "method not allowed here").header("Allow", "GET, HEAD, PUT, DELETE")
         }

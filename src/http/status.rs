@@ -12,7 +12,7 @@ const COMPONENTS: &[(&str, u32)] = &[
     ("database", 40),
     ("storage", 30),
     ("api", 30),
-    ("tracker", 0),
+    ("tracker", 10),
     ("peer_wire", 0),
     ("dht", 0),
     ("blossom", 0),
@@ -38,6 +38,14 @@ pub fn health(gw: &Gateway) -> Reply {
             },
             "api" if gw.api_overloaded() => ("degraded", "connection cap reached".into()),
             "api" => ("ok", String::new()),
+            "tracker" => (
+                "ok",
+                format!(
+                    "{} torrents, {} peers",
+                    gw.tracker.registry.torrents(),
+                    gw.tracker.registry.peers()
+                ),
+            ),
             _ => ("disabled", String::new()),
         };
         if status != "disabled" {
@@ -105,9 +113,28 @@ pub fn stats(gw: &Gateway) -> Reply {
                 "existing": s.uploads_existing.get(),
                 "bytes": s.upload_bytes.get(),
             },
+            "tracker": tracker_stats(gw),
             "uptime_secs": s.started.elapsed().as_secs(),
         }),
     )
+}
+
+fn tracker_stats(gw: &Gateway) -> serde_json::Value {
+    let t = &gw.tracker;
+    let (seeders, leechers) = t.registry.totals();
+    json!({
+        "mode": super::tracker::mode_name(gw),
+        "torrents": t.registry.torrents(),
+        "peers": t.registry.peers(),
+        "seeders": seeders,
+        "leechers": leechers,
+        "announces": { "http": t.stats.http_announces.get(), "udp": t.stats.udp_announces.get() },
+        "scrapes": { "http": t.stats.http_scrapes.get(), "udp": t.stats.udp_scrapes.get() },
+        "udp_connects": t.stats.udp_connects.get(),
+        "refused": t.stats.refused.get(),
+        "bad_requests": t.stats.bad_requests.get(),
+        "udp_dropped": t.stats.udp_dropped.get(),
+    })
 }
 
 pub fn webseed_health(gw: &Gateway) -> Reply {
@@ -237,6 +264,47 @@ pub fn metrics(gw: &Gateway) -> Reply {
             ("{storage=\"blob\"}", blob.bytes as f64),
             ("{storage=\"chunked\"}", chunked.bytes as f64),
         ],
+    );
+    let t = &gw.tracker;
+    metric(
+        "tg_tracker_announces_total",
+        "counter",
+        "Tracker announces by front end.",
+        &[
+            ("{proto=\"http\"}", n(&t.stats.http_announces)),
+            ("{proto=\"udp\"}", n(&t.stats.udp_announces)),
+        ],
+    );
+    metric(
+        "tg_tracker_scrapes_total",
+        "counter",
+        "Tracker scrapes by front end.",
+        &[
+            ("{proto=\"http\"}", n(&t.stats.http_scrapes)),
+            ("{proto=\"udp\"}", n(&t.stats.udp_scrapes)),
+        ],
+    );
+    metric(
+        "tg_tracker_rejected_total",
+        "counter",
+        "Tracker requests refused or malformed.",
+        &[
+            ("{reason=\"refused\"}", n(&t.stats.refused)),
+            ("{reason=\"malformed\"}", n(&t.stats.bad_requests)),
+            ("{reason=\"dropped\"}", n(&t.stats.udp_dropped)),
+        ],
+    );
+    metric(
+        "tg_tracker_torrents",
+        "gauge",
+        "Torrents in the tracker registry.",
+        &[("", t.registry.torrents() as f64)],
+    );
+    metric(
+        "tg_tracker_peers",
+        "gauge",
+        "Peers in the tracker registry.",
+        &[("", t.registry.peers() as f64)],
     );
     metric(
         "tg_http_connections",

@@ -10,3 +10,5 @@ pub mod magnet;
 pub mod metainfo;
 pub mod mime;
 pub mod range;
+pub mod tracker_http;
+pub mod tracker_udp;

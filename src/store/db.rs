@@ -240,6 +240,69 @@ impl Db {
         Ok((blob, chunked))
     }
 
+    /// Every stored torrent's info-hash.
+    pub fn info_hashes(&self) -> Result<Vec<String>> {
+        let conn = self.conn.lock();
+        let mut stmt = conn.prepare("SELECT info_hash FROM torrents")?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        rows.collect()
+    }
+
+    /// The tracker's persisted completed-download counts, largest first, at most `limit`.
+    pub fn tracker_downloads(&self, limit: usize) -> Result<Vec<(String, u64)>> {
+        let conn = self.conn.lock();
+        let mut stmt = conn.prepare(
+            "SELECT info_hash, downloaded FROM tracker_downloads ORDER BY downloaded DESC LIMIT ?1",
+        )?;
+        let rows = stmt.query_map([limit as i64], |r| {
+            Ok((r.get(0)?, r.get::<_, i64>(1)? as u64))
+        })?;
+        rows.collect()
+    }
+
+    /// Adds completed-download counts, in one transaction.
+    pub fn add_tracker_downloads(&self, deltas: &[(String, u64)]) -> Result<()> {
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO tracker_downloads (info_hash, downloaded) VALUES (?1, ?2)
+                 ON CONFLICT (info_hash) DO UPDATE SET downloaded = downloaded + excluded.downloaded",
+            )?;
+            for (hash, n) in deltas {
+                stmt.execute(params![hash, *n as i64])?;
+            }
+        }
+        tx.commit()
+    }
+
+    /// The tracker allowlist, oldest first.
+    pub fn allowlist(&self) -> Result<Vec<String>> {
+        let conn = self.conn.lock();
+        let mut stmt =
+            conn.prepare("SELECT info_hash FROM tracker_allowlist ORDER BY added_at, info_hash")?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        rows.collect()
+    }
+
+    /// Adds to the allowlist; false if it was there.
+    pub fn allow(&self, info_hash: &str, at: i64) -> Result<bool> {
+        let conn = self.conn.lock();
+        Ok(conn.execute(
+            "INSERT OR IGNORE INTO tracker_allowlist (info_hash, added_at) VALUES (?1, ?2)",
+            params![info_hash, at],
+        )? > 0)
+    }
+
+    /// Removes from the allowlist; false if it was not there.
+    pub fn disallow(&self, info_hash: &str) -> Result<bool> {
+        let conn = self.conn.lock();
+        Ok(conn.execute(
+            "DELETE FROM tracker_allowlist WHERE info_hash = ?1",
+            [info_hash],
+        )? > 0)
+    }
+
     /// A trivial query, for health checks.
     pub fn ping(&self) -> Result<()> {
         self.conn.lock().query_row("SELECT 1", [], |_| Ok(()))
@@ -302,6 +365,18 @@ mod tests {
                 bytes: 30
             }
         );
-        assert!(db.schema_version().unwrap() >= 1);
+        assert!(db.schema_version().unwrap() >= 2);
+        let deltas = [("aa".to_string(), 2), ("bb".to_string(), 1)];
+        db.add_tracker_downloads(&deltas).unwrap();
+        db.add_tracker_downloads(&deltas[..1]).unwrap();
+        assert_eq!(
+            db.tracker_downloads(10).unwrap(),
+            vec![("aa".to_string(), 4), ("bb".to_string(), 1)]
+        );
+        assert!(db.allow("cc", 1).unwrap());
+        assert!(!db.allow("cc", 2).unwrap());
+        assert_eq!(db.allowlist().unwrap(), ["cc"]);
+        assert!(db.disallow("cc").unwrap());
+        assert!(!db.disallow("cc").unwrap());
     }
 }

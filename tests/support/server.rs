@@ -14,6 +14,8 @@ use std::time::Duration;
 pub struct Server {
     child: Child,
     pub addr: SocketAddr,
+    /// The UDP tracker's address, when enabled.
+    pub udp: Option<SocketAddr>,
     pub data: PathBuf,
     config: PathBuf,
     log: Arc<Mutex<String>>,
@@ -41,12 +43,18 @@ impl Server {
         let mut lines = BufReader::new(child.stderr.take().unwrap());
         let log = Arc::new(Mutex::new(String::new()));
         let mut addr = None;
+        let mut udp = None;
         let mut line = String::new();
         // Blocks until the start-up line or until the process ends (EOF).
         while lines.read_line(&mut line).unwrap_or(0) > 0 {
             log.lock().unwrap().push_str(&line);
             if let Some(rest) = line.split("listening: api=").nth(1) {
                 addr = rest.split_whitespace().next().and_then(|a| a.parse().ok());
+                udp = line
+                    .split("udp_tracker=")
+                    .nth(1)
+                    .and_then(|r| r.split_whitespace().next())
+                    .and_then(|a| a.parse().ok());
                 break;
             }
             line.clear();
@@ -66,6 +74,7 @@ impl Server {
         Server {
             child,
             addr,
+            udp,
             data: data.to_path_buf(),
             config: config.to_path_buf(),
             log,

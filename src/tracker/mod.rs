@@ -1,0 +1,173 @@
+//! The built-in tracker: one swarm [`registry`] shared by the HTTP front end
+//! (`http::tracker`) and the UDP front end ([`udp`]), the policy of which info-hashes it
+//! serves, its counters, and the [`maintenance`] thread that expires peers and persists
+//! completed-download counts.
+
+pub mod maintenance;
+pub mod registry;
+pub mod udp;
+
+use crate::config::{TrackerConfig, TrackerMode};
+use crate::hash::Counter;
+use crate::proto::hex;
+use crate::proto::tracker_http::SwarmCounts;
+use crate::store::db::Db;
+use parking_lot::RwLock;
+use registry::{AnnounceIn, Limits, Peer, Refusal, Registry};
+use std::collections::HashSet;
+use std::time::Instant;
+
+/// Tells whether the gateway stores a torrent (the `hosted` mode's question).
+pub type HostedFn = Box<dyn Fn(&[u8; 20]) -> bool + Send + Sync>;
+
+/// Counters of the tracker's work.
+#[derive(Default)]
+pub struct TrackerStats {
+    pub http_announces: Counter,
+    pub udp_announces: Counter,
+    pub http_scrapes: Counter,
+    pub udp_scrapes: Counter,
+    pub udp_connects: Counter,
+    /// Announces refused with a failure reason (not allowed, caps, bad key).
+    pub refused: Counter,
+    /// Malformed HTTP queries and UDP packets answered with an error.
+    pub bad_requests: Counter,
+    /// UDP packets dropped without an answer (too short to answer, stale connection id).
+    pub udp_dropped: Counter,
+}
+
+pub struct Tracker {
+    pub config: TrackerConfig,
+    pub registry: Registry,
+    pub stats: TrackerStats,
+    hosted: HostedFn,
+    allowlist: RwLock<HashSet<[u8; 20]>>,
+    epoch: Instant,
+}
+
+impl Tracker {
+    /// A tracker with its allowlist and completed counts loaded from `db`.
+    pub fn open(config: TrackerConfig, hosted: HostedFn, db: &Db) -> rusqlite::Result<Tracker> {
+        let allowlist = db
+            .allowlist()?
+            .iter()
+            .filter_map(|h| hex::decode::<20>(h))
+            .collect();
+        let tracker = Tracker::new(config, hosted, allowlist);
+        let mut loaded = 0;
+        for (hash, n) in db.tracker_downloads(tracker.config.max_torrents)? {
+            if let Some(ih) = hex::decode::<20>(&hash) {
+                if tracker.permits(&ih) && tracker.registry.preload(ih, n) {
+                    loaded += 1;
+                }
+            }
+        }
+        log::debug!("tracker: restored completed counts of {loaded} torrents");
+        Ok(tracker)
+    }
+
+    pub fn new(config: TrackerConfig, hosted: HostedFn, allowlist: HashSet<[u8; 20]>) -> Tracker {
+        let registry = Registry::new(Limits {
+            max_torrents: config.max_torrents,
+            max_peers_per_torrent: config.max_peers_per_torrent,
+            max_peers: config.max_peers,
+            peer_timeout_secs: config.peer_timeout_secs,
+        });
+        Tracker {
+            config,
+            registry,
+            stats: TrackerStats::default(),
+            hosted,
+            allowlist: RwLock::new(allowlist),
+            epoch: Instant::now(),
+        }
+    }
+
+    /// Seconds since the tracker started (the registry's clock).
+    pub fn now(&self) -> u32 {
+        self.epoch.elapsed().as_secs() as u32
+    }
+
+    /// Whether this info-hash may be tracked in the configured mode.
+    pub fn permits(&self, info_hash: &[u8; 20]) -> bool {
+        match self.config.mode {
+            TrackerMode::Open => true,
+            TrackerMode::Hosted => (self.hosted)(info_hash),
+            TrackerMode::Allowlist => {
+                (self.hosted)(info_hash) || self.allowlist.read().contains(info_hash)
+            }
+        }
+    }
+
+    /// The number of peers to hand out for a requested `numwant`.
+    pub fn numwant(&self, asked: Option<u32>) -> usize {
+        asked
+            .map_or(self.config.numwant_default, |n| n as usize)
+            .min(self.config.numwant_max)
+    }
+
+    /// Checks the policy, records the announce and appends peers to `out`.
+    pub fn announce(&self, a: &AnnounceIn, out: &mut Vec<Peer>) -> Result<SwarmCounts, Refusal> {
+        let result = if self.permits(&a.info_hash) {
+            self.registry.announce(a, self.now(), out)
+        } else {
+            Err(Refusal::NotTracked)
+        };
+        if result.is_err() {
+            self.stats.refused.add(1);
+        }
+        result
+    }
+
+    /// Counts for one torrent; zeros for torrents the tracker does not serve.
+    pub fn scrape(&self, info_hash: &[u8; 20]) -> SwarmCounts {
+        if self.permits(info_hash) {
+            self.registry.scrape(info_hash)
+        } else {
+            SwarmCounts::default()
+        }
+    }
+
+    pub fn allowlisted(&self) -> Vec<[u8; 20]> {
+        let mut v: Vec<_> = self.allowlist.read().iter().copied().collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Adds to the allowlist, in SQLite first. Returns whether it is new.
+    pub fn allow(&self, db: &Db, info_hash: [u8; 20]) -> rusqlite::Result<bool> {
+        let added = db.allow(&hex::encode(&info_hash), crate::catalog::now_secs())?;
+        self.allowlist.write().insert(info_hash);
+        Ok(added)
+    }
+
+    /// Removes from the allowlist and forgets the swarm unless still permitted.
+    pub fn disallow(&self, db: &Db, info_hash: [u8; 20]) -> rusqlite::Result<bool> {
+        let removed = db.disallow(&hex::encode(&info_hash))?;
+        self.allowlist.write().remove(&info_hash);
+        if !self.permits(&info_hash) {
+            self.flush(db);
+            self.registry.remove(&info_hash);
+        }
+        Ok(removed)
+    }
+
+    /// Writes completed-download counts gathered since the last flush to SQLite.
+    pub fn flush(&self, db: &Db) {
+        let counts = self.registry.take_unsaved();
+        if counts.is_empty() {
+            return;
+        }
+        let rows: Vec<(String, u64)> = counts.iter().map(|(h, n)| (hex::encode(h), *n)).collect();
+        if let Err(e) = db.add_tracker_downloads(&rows) {
+            log::warn!("tracker: saving completed counts failed, will retry: {e}");
+            self.registry.return_unsaved(&counts);
+        }
+    }
+
+    /// Expires peers; under pressure (torrents near the cap) also forgets count-only torrents.
+    pub fn sweep(&self) -> (usize, usize) {
+        let pressure = self.registry.torrents() * 4 > self.config.max_torrents * 3;
+        self.registry.sweep(self.now(), pressure)
+    }
+}

@@ -1,0 +1,731 @@
+//! The swarm registry: every tracked torrent's peers, in shards behind parking_lot mutexes.
+//!
+//! A peer that sends a `key` is identified by (peer_id, key), so a client that changes address
+//! stays one peer; a peer without a key is identified by (peer_id, address). Nobody can move
+//! or stop another client's entry without its key. Small swarms are scanned linearly (a peer
+//! is 48 bytes); swarms past [`INDEX_FROM`] peers get a hash index. Every table has a cap, and
+//! refusing is a [`Refusal`] with a reason.
+
+use crate::proto::tracker_http::{Event, SwarmCounts};
+use parking_lot::Mutex;
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Swarms with at least this many peers keep a peer_id index.
+const INDEX_FROM: usize = 48;
+const SHARDS: usize = 64;
+
+const SEED: u8 = 1;
+const COUNTED: u8 = 2;
+const V6: u8 = 4;
+const HAS_KEY: u8 = 8;
+
+/// Caps and timing of the registry.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_torrents: usize,
+    pub max_peers_per_torrent: usize,
+    pub max_peers: usize,
+    pub peer_timeout_secs: u32,
+}
+
+/// Why an announce was refused; the text is the tracker's failure reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    NotTracked,
+    TooManyTorrents,
+    SwarmFull,
+    TooManyPeers,
+}
+
+impl Refusal {
+    pub fn reason(self) -> &'static str {
+        match self {
+            Refusal::NotTracked => "Requested download is not authorized for use with this tracker",
+            Refusal::TooManyTorrents => "tracker is full: too many torrents, try again later",
+            Refusal::SwarmFull => "swarm is full: too many peers for this torrent",
+            Refusal::TooManyPeers => "tracker is full: too many peers, try again later",
+        }
+    }
+}
+
+/// Which address families of peers a client gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    V4,
+    V6,
+    Both,
+}
+
+/// One announce, as the front ends hand it over.
+#[derive(Debug, Clone)]
+pub struct AnnounceIn {
+    pub info_hash: [u8; 20],
+    pub peer_id: [u8; 20],
+    pub ip: IpAddr,
+    pub port: u16,
+    /// Bytes missing; `None` (unknown) counts as a leecher.
+    pub left: Option<u64>,
+    pub event: Event,
+    pub key: Option<u32>,
+    pub numwant: usize,
+    pub family: Family,
+}
+
+/// A tracked peer (48 bytes).
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    pub id: [u8; 20],
+    ip: [u8; 16],
+    pub port: u16,
+    flags: u8,
+    key: u32,
+    seen: u32,
+}
+
+impl Peer {
+    pub fn ip(&self) -> IpAddr {
+        if self.flags & V6 != 0 {
+            IpAddr::V6(Ipv6Addr::from(self.ip))
+        } else {
+            let [a, b, c, d] = self.ip[..4].try_into().expect("4 bytes");
+            IpAddr::V4(Ipv4Addr::new(a, b, c, d))
+        }
+    }
+
+    pub fn is_v6(&self) -> bool {
+        self.flags & V6 != 0
+    }
+
+    pub fn is_seed(&self) -> bool {
+        self.flags & SEED != 0
+    }
+
+    /// Appends the compact form: 4 or 16 address bytes and the port, big-endian.
+    pub fn write_compact(&self, out: &mut Vec<u8>) {
+        let n = if self.is_v6() { 16 } else { 4 };
+        out.extend_from_slice(&self.ip[..n]);
+        out.extend_from_slice(&self.port.to_be_bytes());
+    }
+
+    fn same_address(&self, ip: &[u8; 16], port: u16, flags: u8) -> bool {
+        self.ip == *ip && self.port == port && (self.flags & V6) == (flags & V6)
+    }
+
+    fn ident(&self) -> Ident {
+        let key = (self.flags & HAS_KEY != 0).then_some(self.key);
+        Ident::new(self.id, key, &self.ip, self.port, self.flags)
+    }
+}
+
+/// Who a peer is: (peer_id, key) when it sent a key, else (peer_id, address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Ident {
+    id: [u8; 20],
+    /// A tag byte, then the key or the address and port.
+    rest: [u8; 19],
+}
+
+impl Ident {
+    fn new(id: [u8; 20], key: Option<u32>, ip: &[u8; 16], port: u16, flags: u8) -> Ident {
+        let mut rest = [0u8; 19];
+        match key {
+            Some(k) => {
+                rest[0] = 1;
+                rest[1..5].copy_from_slice(&k.to_be_bytes());
+            }
+            None => {
+                rest[0] = 2 | (flags & V6);
+                rest[1..17].copy_from_slice(ip);
+                rest[17..].copy_from_slice(&port.to_be_bytes());
+            }
+        }
+        Ident { id, rest }
+    }
+}
+
+fn ip_bytes(ip: IpAddr) -> ([u8; 16], u8) {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut b = [0u8; 16];
+            b[..4].copy_from_slice(&v4.octets());
+            (b, 0)
+        }
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => ip_bytes(IpAddr::V4(v4)),
+            None => (v6.octets(), V6),
+        },
+    }
+}
+
+#[derive(Default)]
+struct Swarm {
+    peers: Vec<Peer>,
+    /// Boxed: 8 bytes in every swarm instead of a 48-byte map in the many that need none.
+    #[allow(clippy::box_collection)]
+    index: Option<Box<HashMap<Ident, u32>>>,
+    seeders: u32,
+    downloaded: u64,
+    /// Completed events not yet written to SQLite.
+    unsaved: u64,
+}
+
+impl Swarm {
+    fn find(&self, who: &Ident) -> Option<usize> {
+        match &self.index {
+            Some(ix) => ix.get(who).map(|&i| i as usize),
+            None => self
+                .peers
+                .iter()
+                .position(|p| p.id == who.id && p.ident() == *who),
+        }
+    }
+
+    fn counts(&self) -> SwarmCounts {
+        SwarmCounts {
+            complete: self.seeders,
+            incomplete: self.peers.len() as u32 - self.seeders,
+            downloaded: self.downloaded,
+        }
+    }
+
+    fn push(&mut self, p: Peer) {
+        if let Some(ix) = &mut self.index {
+            ix.insert(p.ident(), self.peers.len() as u32);
+        }
+        self.seeders += u32::from(p.is_seed());
+        // Most swarms hold one to three peers: grow those one slot at a time (Vec would
+        // jump to four), larger ones by half.
+        let len = self.peers.len();
+        if len == self.peers.capacity() {
+            self.peers.reserve_exact(if len < 8 { 1 } else { len / 2 });
+        }
+        self.peers.push(p);
+        if self.index.is_none() && self.peers.len() >= INDEX_FROM {
+            self.reindex();
+        }
+    }
+
+    fn remove(&mut self, i: usize) {
+        let gone = self.peers.swap_remove(i);
+        self.seeders -= u32::from(gone.is_seed());
+        if let Some(ix) = &mut self.index {
+            ix.remove(&gone.ident());
+            if let Some(moved) = self.peers.get(i) {
+                ix.insert(moved.ident(), i as u32);
+            }
+        }
+    }
+
+    fn reindex(&mut self) {
+        self.index = (self.peers.len() >= INDEX_FROM / 2).then(|| {
+            Box::new(
+                self.peers
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| (p.ident(), i as u32))
+                    .collect(),
+            )
+        });
+    }
+}
+
+type Shard = HashMap<[u8; 20], Swarm>;
+
+pub struct Registry {
+    shards: Box<[Mutex<Shard>]>,
+    limits: Limits,
+    torrents: AtomicUsize,
+    peers: AtomicUsize,
+    shard_key: std::collections::hash_map::RandomState,
+}
+
+thread_local! {
+    static RNG: Cell<u64> = Cell::new({
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_usize(&h as *const _ as usize);
+        h.finish() | 1
+    });
+}
+
+/// A fast per-thread xorshift number, for where in a swarm handing out peers starts.
+fn random() -> u64 {
+    RNG.with(|c| {
+        let mut x = c.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        c.set(x);
+        x
+    })
+}
+
+impl Registry {
+    pub fn new(limits: Limits) -> Registry {
+        Registry {
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::new())).collect(),
+            limits,
+            torrents: AtomicUsize::new(0),
+            peers: AtomicUsize::new(0),
+            shard_key: Default::default(),
+        }
+    }
+
+    fn shard(&self, info_hash: &[u8; 20]) -> &Mutex<Shard> {
+        let h = self.shard_key.hash_one(info_hash) as usize;
+        &self.shards[h % SHARDS]
+    }
+
+    pub fn torrents(&self) -> usize {
+        self.torrents.load(Ordering::Relaxed)
+    }
+
+    pub fn peers(&self) -> usize {
+        self.peers.load(Ordering::Relaxed)
+    }
+
+    /// Records an announce and appends up to `numwant` other peers to `out`.
+    pub fn announce(
+        &self,
+        a: &AnnounceIn,
+        now: u32,
+        out: &mut Vec<Peer>,
+    ) -> Result<SwarmCounts, Refusal> {
+        let (ip, v6) = ip_bytes(a.ip);
+        let seed = a.left == Some(0) || (a.left.is_none() && a.event == Event::Completed);
+        let mut flags = v6 | if seed { SEED } else { 0 };
+        if a.key.is_some() {
+            flags |= HAS_KEY;
+        }
+        let mut shard = self.shard(&a.info_hash).lock();
+        let swarm = match shard.get_mut(&a.info_hash) {
+            Some(s) => s,
+            None if a.event == Event::Stopped => return Ok(SwarmCounts::default()),
+            None => {
+                if self.torrents() >= self.limits.max_torrents {
+                    return Err(Refusal::TooManyTorrents);
+                }
+                self.torrents.fetch_add(1, Ordering::Relaxed);
+                shard.entry(a.info_hash).or_default()
+            }
+        };
+        let who = Ident::new(a.peer_id, a.key, &ip, a.port, flags);
+        let me = match swarm.find(&who) {
+            Some(i) => {
+                let p = &mut swarm.peers[i];
+                if a.event == Event::Stopped {
+                    swarm.remove(i);
+                    self.peers.fetch_sub(1, Ordering::Relaxed);
+                    return Ok(swarm.counts());
+                }
+                let was_seed = p.is_seed();
+                let counted = p.flags & COUNTED;
+                p.ip = ip;
+                p.port = a.port;
+                p.flags = flags | counted;
+                p.seen = now;
+                if was_seed != seed {
+                    if seed {
+                        swarm.seeders += 1;
+                    } else {
+                        swarm.seeders -= 1;
+                    }
+                }
+                i
+            }
+            None => {
+                if a.event == Event::Stopped {
+                    return Ok(swarm.counts());
+                }
+                if swarm.peers.len() >= self.limits.max_peers_per_torrent {
+                    return Err(Refusal::SwarmFull);
+                }
+                if self.peers() >= self.limits.max_peers {
+                    return Err(Refusal::TooManyPeers);
+                }
+                self.peers.fetch_add(1, Ordering::Relaxed);
+                swarm.push(Peer {
+                    id: a.peer_id,
+                    ip,
+                    port: a.port,
+                    flags,
+                    key: a.key.unwrap_or(0),
+                    seen: now,
+                });
+                swarm.peers.len() - 1
+            }
+        };
+        if a.event == Event::Completed && swarm.peers[me].flags & COUNTED == 0 {
+            swarm.peers[me].flags |= COUNTED;
+            swarm.downloaded += 1;
+            swarm.unsaved += 1;
+        }
+        select(swarm, me, a.numwant, a.family, seed, out);
+        Ok(swarm.counts())
+    }
+
+    /// Seeders, leechers and completed downloads of one torrent (zeros if untracked).
+    pub fn scrape(&self, info_hash: &[u8; 20]) -> SwarmCounts {
+        self.shard(info_hash)
+            .lock()
+            .get(info_hash)
+            .map(Swarm::counts)
+            .unwrap_or_default()
+    }
+
+    /// Every tracked torrent's counts, at most `max`, sorted by info-hash.
+    pub fn scrape_all(&self, max: usize) -> Vec<([u8; 20], SwarmCounts)> {
+        let mut out = Vec::new();
+        for shard in self.shards.iter() {
+            let shard = shard.lock();
+            let room = max.saturating_sub(out.len());
+            out.extend(shard.iter().take(room).map(|(h, s)| (*h, s.counts())));
+        }
+        out.sort_unstable_by_key(|f| f.0);
+        out
+    }
+
+    /// Restores a persisted completed-download count (at start-up).
+    pub fn preload(&self, info_hash: [u8; 20], downloaded: u64) -> bool {
+        let mut shard = self.shard(&info_hash).lock();
+        if !shard.contains_key(&info_hash) {
+            if self.torrents() >= self.limits.max_torrents {
+                return false;
+            }
+            self.torrents.fetch_add(1, Ordering::Relaxed);
+        }
+        shard.entry(info_hash).or_default().downloaded = downloaded;
+        true
+    }
+
+    /// Completed downloads counted since the last call, per torrent (to persist).
+    pub fn take_unsaved(&self) -> Vec<([u8; 20], u64)> {
+        let mut out = Vec::new();
+        for shard in self.shards.iter() {
+            for (h, s) in shard.lock().iter_mut() {
+                if s.unsaved > 0 {
+                    out.push((*h, std::mem::take(&mut s.unsaved)));
+                }
+            }
+        }
+        out
+    }
+
+    /// Puts back counts that could not be persisted.
+    pub fn return_unsaved(&self, counts: &[([u8; 20], u64)]) {
+        for (h, n) in counts {
+            if let Some(s) = self.shard(h).lock().get_mut(h) {
+                s.unsaved += n;
+            }
+        }
+    }
+
+    /// Drops peers not seen for the timeout, and torrents left with nothing worth keeping:
+    /// no peers and no completed count, or (when `pressure`) no peers at all. Returns
+    /// (peers, torrents) removed.
+    pub fn sweep(&self, now: u32, pressure: bool) -> (usize, usize) {
+        let timeout = self.limits.peer_timeout_secs;
+        let (mut peers, mut torrents) = (0, 0);
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock();
+            shard.retain(|_, s| {
+                let before = s.peers.len();
+                s.peers.retain(|p| now.saturating_sub(p.seen) <= timeout);
+                if s.peers.len() != before {
+                    peers += before - s.peers.len();
+                    s.seeders = s.peers.iter().filter(|p| p.is_seed()).count() as u32;
+                    s.reindex();
+                    if s.peers.capacity() > 2 * s.peers.len() + 8 {
+                        s.peers.shrink_to_fit();
+                    }
+                }
+                let keep = !s.peers.is_empty() || s.unsaved > 0 || (s.downloaded > 0 && !pressure);
+                torrents += usize::from(!keep);
+                keep
+            });
+        }
+        self.peers.fetch_sub(peers, Ordering::Relaxed);
+        self.torrents.fetch_sub(torrents, Ordering::Relaxed);
+        (peers, torrents)
+    }
+
+    /// Forgets one torrent (it stopped being allowed).
+    pub fn remove(&self, info_hash: &[u8; 20]) {
+        if let Some(s) = self.shard(info_hash).lock().remove(info_hash) {
+            self.peers.fetch_sub(s.peers.len(), Ordering::Relaxed);
+            self.torrents.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// (seeders, leechers) over every torrent.
+    pub fn totals(&self) -> (u64, u64) {
+        let (mut seeds, mut all) = (0u64, 0u64);
+        for shard in self.shards.iter() {
+            for s in shard.lock().values() {
+                seeds += s.seeders as u64;
+                all += s.peers.len() as u64;
+            }
+        }
+        (seeds, all - seeds)
+    }
+}
+
+/// Appends up to `want` peers other than `me`, starting at a random place: the requester's
+/// address family (or both), and no seeds for a seed.
+fn select(swarm: &Swarm, me: usize, want: usize, family: Family, seed: bool, out: &mut Vec<Peer>) {
+    let n = swarm.peers.len();
+    if want == 0 || n < 2 {
+        return;
+    }
+    let mine = &swarm.peers[me];
+    let start = (random() % n as u64) as usize;
+    let (first, second) = swarm.peers.split_at(start);
+    for p in second.iter().chain(first) {
+        if out.len() == want {
+            break;
+        }
+        let fits = match family {
+            Family::Both => true,
+            Family::V4 => !p.is_v6(),
+            Family::V6 => p.is_v6(),
+        };
+        if fits && !(seed && p.is_seed()) && !p.same_address(&mine.ip, mine.port, mine.flags) {
+            out.push(*p);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> Limits {
+        Limits {
+            max_torrents: 3,
+            max_peers_per_torrent: 100,
+            max_peers: 150,
+            peer_timeout_secs: 60,
+        }
+    }
+
+    fn ann(ih: u8, peer: u32, port: u16, left: u64, event: Event) -> AnnounceIn {
+        let mut peer_id = [b'p'; 20];
+        peer_id[..4].copy_from_slice(&peer.to_be_bytes());
+        AnnounceIn {
+            info_hash: [ih; 20],
+            peer_id,
+            ip: "127.0.0.1".parse().unwrap(),
+            port,
+            left: Some(left),
+            event,
+            key: None,
+            numwant: 50,
+            family: Family::Both,
+        }
+    }
+
+    #[test]
+    fn counts_seeders_leechers_and_completions_once() {
+        let r = Registry::new(limits());
+        let mut out = Vec::new();
+        let c = r
+            .announce(&ann(1, 1, 1001, 0, Event::Started), 0, &mut out)
+            .unwrap();
+        assert_eq!((c.complete, c.incomplete, c.downloaded), (1, 0, 0));
+        assert!(out.is_empty(), "never handed itself");
+        let c = r
+            .announce(&ann(1, 2, 1002, 10, Event::Started), 0, &mut out)
+            .unwrap();
+        assert_eq!((c.complete, c.incomplete), (1, 1));
+        assert_eq!(out.len(), 1);
+        assert_eq!(
+            (out[0].port, out[0].ip()),
+            (1001, "127.0.0.1".parse().unwrap())
+        );
+        for _ in 0..2 {
+            let c = r
+                .announce(&ann(1, 2, 1002, 0, Event::Completed), 1, &mut out)
+                .unwrap();
+            assert_eq!((c.complete, c.incomplete, c.downloaded), (2, 0, 1));
+        }
+        out.clear();
+        r.announce(&ann(1, 1, 1001, 0, Event::None), 1, &mut out)
+            .unwrap();
+        assert!(out.is_empty(), "a seed is not handed seeds");
+        let c = r
+            .announce(&ann(1, 2, 1002, 0, Event::Stopped), 2, &mut out)
+            .unwrap();
+        assert_eq!((c.complete, c.incomplete, c.downloaded), (1, 0, 1));
+        assert_eq!(r.peers(), 1);
+        assert_eq!(r.scrape(&[1; 20]).downloaded, 1);
+        assert_eq!(r.take_unsaved(), vec![([1; 20], 1)]);
+        assert!(r.take_unsaved().is_empty());
+    }
+
+    #[test]
+    fn a_key_makes_a_moving_client_one_peer_and_guards_it() {
+        let r = Registry::new(limits());
+        let mut out = Vec::new();
+        let mut a = ann(1, 1, 1001, 5, Event::Started);
+        a.key = Some(7);
+        r.announce(&a, 0, &mut out).unwrap();
+        a.ip = "10.0.0.2".parse().unwrap();
+        r.announce(&a, 0, &mut out).unwrap();
+        assert_eq!(r.peers(), 1, "moved, still one peer");
+        // The same peer_id elsewhere without the key is somebody else: it can neither move
+        // nor stop the keyed entry.
+        let mut other = ann(1, 1, 1001, 5, Event::Stopped);
+        other.ip = "10.0.0.3".parse().unwrap();
+        other.key = Some(8);
+        r.announce(&other, 0, &mut out).unwrap();
+        other.key = None;
+        r.announce(&other, 0, &mut out).unwrap();
+        assert_eq!(r.peers(), 1);
+        // Without keys, peers with one peer_id at different addresses are different peers.
+        for port in [1, 2, 2] {
+            r.announce(&ann(2, 0, port, 5, Event::None), 0, &mut out)
+                .unwrap();
+        }
+        assert_eq!(r.scrape(&[2; 20]).incomplete, 2);
+        let mut third = ann(1, 2, 1002, 5, Event::Started);
+        third.ip = "10.0.0.9".parse().unwrap();
+        out.clear();
+        r.announce(&third, 0, &mut out).unwrap();
+        assert_eq!(out[0].ip(), "10.0.0.2".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn families_and_numwant() {
+        let r = Registry::new(limits());
+        let mut out = Vec::new();
+        for i in 0..60u32 {
+            let mut a = ann(1, i, 2000 + i as u16, 1, Event::Started);
+            if i % 2 == 1 {
+                a.ip = "::1".parse().unwrap();
+            }
+            r.announce(&a, 0, &mut out).unwrap();
+        }
+        let mut a = ann(1, 100, 9, 1, Event::None);
+        a.numwant = 200;
+        a.family = Family::V6;
+        out.clear();
+        r.announce(&a, 0, &mut out).unwrap();
+        assert_eq!(out.len(), 30);
+        assert!(out.iter().all(Peer::is_v6));
+        let mut buf = Vec::new();
+        out[0].write_compact(&mut buf);
+        assert_eq!(buf.len(), 18);
+        a.family = Family::V4;
+        a.numwant = 7;
+        out.clear();
+        r.announce(&a, 0, &mut out).unwrap();
+        assert_eq!(out.len(), 7);
+        assert!(out.iter().all(|p| !p.is_v6()));
+        let mapped = ip_bytes("::ffff:1.2.3.4".parse().unwrap());
+        assert_eq!(mapped.1, 0, "v4-mapped addresses are IPv4");
+    }
+
+    #[test]
+    fn caps_refuse_with_reasons() {
+        let r = Registry::new(Limits {
+            max_torrents: 2,
+            max_peers_per_torrent: 3,
+            max_peers: 4,
+            peer_timeout_secs: 60,
+        });
+        let mut out = Vec::new();
+        for p in 0..3 {
+            r.announce(&ann(1, p, 1, 1, Event::Started), 0, &mut out)
+                .unwrap();
+        }
+        assert_eq!(
+            r.announce(&ann(1, 9, 1, 1, Event::Started), 0, &mut out),
+            Err(Refusal::SwarmFull)
+        );
+        r.announce(&ann(2, 1, 1, 1, Event::Started), 0, &mut out)
+            .unwrap();
+        assert_eq!(
+            r.announce(&ann(2, 2, 1, 1, Event::Started), 0, &mut out),
+            Err(Refusal::TooManyPeers)
+        );
+        assert_eq!(
+            r.announce(&ann(3, 1, 1, 1, Event::Started), 0, &mut out),
+            Err(Refusal::TooManyTorrents)
+        );
+        assert!(Refusal::TooManyTorrents
+            .reason()
+            .contains("too many torrents"));
+        // A stopped announce for an unknown torrent creates nothing.
+        r.announce(&ann(3, 1, 1, 1, Event::Stopped), 0, &mut out)
+            .unwrap();
+        assert_eq!(r.torrents(), 2);
+    }
+
+    #[test]
+    fn expiry_sweeps_peers_and_empty_torrents() {
+        let r = Registry::new(limits());
+        let mut out = Vec::new();
+        for p in 0..60 {
+            r.announce(&ann(1, p, 1, 1, Event::Started), 0, &mut out)
+                .unwrap();
+        }
+        r.announce(&ann(2, 1, 1, 0, Event::Completed), 0, &mut out)
+            .unwrap();
+        r.announce(&ann(1, 7, 1, 0, Event::None), 50, &mut out)
+            .unwrap();
+        assert_eq!(r.sweep(60, false), (0, 0));
+        assert_eq!(
+            r.sweep(61, false),
+            (60, 0),
+            "torrent 2 keeps an unsaved count"
+        );
+        assert_eq!(r.peers(), 1);
+        let c = r.scrape(&[1; 20]);
+        assert_eq!((c.complete, c.incomplete), (1, 0));
+        // The survivor is still found through the rebuilt state.
+        let c = r
+            .announce(&ann(1, 7, 1, 0, Event::Stopped), 62, &mut out)
+            .unwrap();
+        assert_eq!(c.complete, 0);
+        r.take_unsaved();
+        assert_eq!(
+            r.sweep(62, false),
+            (0, 1),
+            "torrent 1 is empty with no completions"
+        );
+        assert_eq!(r.torrents(), 1);
+        assert_eq!(
+            r.sweep(62, true),
+            (0, 1),
+            "under pressure counts-only torrents go"
+        );
+        assert_eq!(r.torrents(), 0);
+    }
+
+    #[test]
+    fn large_swarms_use_the_index_consistently() {
+        let r = Registry::new(Limits {
+            max_peers_per_torrent: 1000,
+            max_peers: 1000,
+            ..limits()
+        });
+        let mut out = Vec::new();
+        for p in 0..200 {
+            r.announce(&ann(1, p, 1, 1, Event::Started), 0, &mut out)
+                .unwrap();
+        }
+        for p in (0..200).step_by(3) {
+            r.announce(&ann(1, p, 1, 1, Event::Stopped), 0, &mut out)
+                .unwrap();
+        }
+        for p in 0..200 {
+            r.announce(&ann(1, p, 1, 1, Event::None), 0, &mut out)
+                .unwrap();
+        }
+        assert_eq!(r.peers(), 200, "re-announces found their entries");
+        assert_eq!(r.scrape(&[1; 20]).incomplete, 200);
+    }
+}
