@@ -62,6 +62,13 @@ pub fn announce(gw: &Gateway, req: &Req<'_>) -> Reply {
     let Some(ip) = client_ip(gw, req, q.ip) else {
         return failure("client address unknown");
     };
+    log::debug!(
+        "announce {} from {ip}:{} event {:?} left {:?}",
+        hex::encode(&q.info_hash),
+        q.port,
+        q.event,
+        q.left
+    );
     let a = AnnounceIn {
         info_hash: q.info_hash,
         peer_id: q.peer_id,

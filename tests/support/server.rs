@@ -35,7 +35,10 @@ impl Server {
             .arg(config)
             .arg("--data-dir")
             .arg(data)
-            .env("RUST_LOG", "info")
+            .env(
+                "RUST_LOG",
+                std::env::var("TG_TEST_LOG").unwrap_or("info".into()),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

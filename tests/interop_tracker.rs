@@ -1,0 +1,312 @@
+//! The built-in tracker with real clients on 127.0.0.1: a libtorrent seeder and an aria2c
+//! leecher that know only our HTTP announce URL; two libtorrent sessions over our UDP
+//! tracker; Transmission announcing (checked through scrape counts and a leecher it serves);
+//! and the same announce sequence against opentracker giving the same counts.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use support::server::{request, Server};
+use support::{python_with_libtorrent, require_tool, tempdir, write_file};
+use torrent_gateway::proto::bencode::{self, Value};
+use torrent_gateway::proto::{escape, metainfo};
+
+const OPEN: &str = "[tracker]\nmode = \"open\"\n";
+
+/// Kills a child process when dropped, so a failing test leaves nothing running.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Makes `dir/data/<name>` and a torrent of it announcing to `announce`, with mktorrent.
+fn make_torrent(dir: &Path, name: &str, len: usize, announce: &str) -> (PathBuf, [u8; 20]) {
+    let data = write_file(&dir.join("data"), name, len, len as u64);
+    let torrent = dir.join(format!("{name}.torrent"));
+    let out = Command::new(require_tool("mktorrent"))
+        .args(["-l", "16", "-a", announce, "-o"])
+        .arg(&torrent)
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let info_hash = metainfo::parse(&std::fs::read(&torrent).unwrap())
+        .unwrap()
+        .info_hash;
+    (torrent, info_hash)
+}
+
+/// Starts a libtorrent seeder of `torrent` over `save` and waits for its "seeding" line.
+fn lt_seed(torrent: &Path, save: &Path) -> Reaped {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/lt_seed.py");
+    let mut child = Command::new(python_with_libtorrent())
+        .arg(script)
+        .arg(torrent)
+        .arg(save)
+        .arg("120")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(
+        line.starts_with("seeding "),
+        "seeder did not start: {line:?}"
+    );
+    Reaped(child)
+}
+
+/// (complete, incomplete, downloaded) from a scrape of `base` (an HTTP tracker address).
+fn scrape(base: SocketAddr, info_hash: &[u8; 20]) -> (i64, i64, i64) {
+    let path = format!("/scrape?info_hash={}", escape::encode(info_hash));
+    let resp = request(base, "GET", &path, &[], b"");
+    assert_eq!(resp.status, 200);
+    let v = bencode::decode(&resp.body).unwrap();
+    let files = v.get("files").and_then(Value::as_dict).unwrap();
+    let entry = files
+        .iter()
+        .find(|(k, _)| *k == info_hash)
+        .map(|(_, e)| e)
+        .unwrap_or_else(|| panic!("no entry in {}", String::from_utf8_lossy(&resp.body)));
+    let n = |k| entry.get(k).and_then(Value::as_int).unwrap();
+    (n("complete"), n("incomplete"), n("downloaded"))
+}
+
+/// Polls `cond` every 50 ms for at most `secs` seconds.
+fn eventually(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    cond()
+}
+
+#[test]
+fn libtorrent_seeder_and_aria2c_leecher_meet_through_the_http_tracker() {
+    let dir = tempdir();
+    let server = Server::start(&dir.path().join("gw"), OPEN);
+    let announce = format!("http://{}/announce", server.addr);
+    let (torrent, ih) = make_torrent(dir.path(), "movie.bin", 3 << 20, &announce);
+    let _seeder = lt_seed(&torrent, &dir.path().join("data"));
+    assert!(
+        eventually(30, || scrape(server.addr, &ih).0 == 1),
+        "the seeder never announced: {:?}",
+        scrape(server.addr, &ih)
+    );
+    let out = dir.path().join("aria2");
+    let status = Command::new(require_tool("aria2c"))
+        .args([
+            "--enable-dht=false",
+            "--enable-dht6=false",
+            "--bt-enable-lpd=false",
+            "--enable-peer-exchange=false",
+            "--seed-time=0",
+            "--bt-stop-timeout=60",
+            "--summary-interval=0",
+            "--console-log-level=warn",
+            "-d",
+        ])
+        .arg(&out)
+        .arg(&torrent)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "aria2c failed: {status}");
+    assert_eq!(
+        std::fs::read(out.join("movie.bin")).unwrap(),
+        std::fs::read(dir.path().join("data/movie.bin")).unwrap()
+    );
+    // With --seed-time=0 aria2c goes from started straight to stopped (left=0), never sending
+    // `completed`: the seeder remains and nothing counts as a completed download.
+    assert!(
+        eventually(10, || scrape(server.addr, &ih) == (1, 0, 0)),
+        "{:?} {}",
+        scrape(server.addr, &ih),
+        server.log()
+    );
+    let stats = server.get("/api/stats").json();
+    assert!(stats["tracker"]["announces"]["http"].as_u64().unwrap() >= 3);
+}
+
+#[test]
+fn two_libtorrent_sessions_meet_through_the_udp_tracker() {
+    let dir = tempdir();
+    let server = Server::start(&dir.path().join("gw"), OPEN);
+    let udp = server
+        .udp
+        .expect("UDP tracker address in the start-up line");
+    assert_eq!(
+        udp.port(),
+        server.addr.port(),
+        "same port number as the API"
+    );
+    let announce = format!("udp://{udp}/announce");
+    let (torrent, ih) = make_torrent(dir.path(), "album.bin", (2 << 20) + 12_345, &announce);
+    let _seeder = lt_seed(&torrent, &dir.path().join("data"));
+    assert!(eventually(30, || scrape(server.addr, &ih).0 == 1));
+    let save = dir.path().join("leech");
+    support::python(
+        "lt_download.py",
+        &[torrent.to_str().unwrap(), save.to_str().unwrap(), "60"],
+    );
+    assert_eq!(
+        std::fs::read(save.join("album.bin")).unwrap(),
+        std::fs::read(dir.path().join("data/album.bin")).unwrap()
+    );
+    assert!(eventually(10, || scrape(server.addr, &ih).2 == 1));
+    let stats = server.get("/api/stats").json();
+    let t = &stats["tracker"];
+    assert!(t["announces"]["udp"].as_u64().unwrap() >= 2, "{t}");
+    assert_eq!(t["announces"]["http"], 0, "{t}");
+    assert!(t["udp_connects"].as_u64().unwrap() >= 2, "{t}");
+}
+
+#[test]
+fn transmission_announces_and_serves_a_leecher_found_through_us() {
+    let dir = tempdir();
+    let server = Server::start(&dir.path().join("gw"), OPEN);
+    let announce = format!("http://{}/announce", server.addr);
+    let (torrent, ih) = make_torrent(dir.path(), "show.bin", (1 << 20) + 77, &announce);
+    // transmission-cli checks the data it finds in -w and seeds it.
+    let home = dir.path().join("tr-home");
+    let child = Command::new(require_tool("transmission-cli"))
+        .args(["--no-portmap", "--no-downlimit", "--no-uplimit", "-p"])
+        .arg(free_port().to_string())
+        .arg("-w")
+        .arg(dir.path().join("data"))
+        .arg(&torrent)
+        .env("HOME", &home)
+        .env("TRANSMISSION_HOME", &home)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _transmission = Reaped(child);
+    assert!(
+        eventually(60, || scrape(server.addr, &ih).0 == 1),
+        "transmission never announced as a seeder: {:?}",
+        scrape(server.addr, &ih)
+    );
+    // A leecher that knows only our tracker finds Transmission through us and gets the data,
+    // so Transmission's announce carried its real port and peer_id.
+    let save = dir.path().join("leech");
+    support::python(
+        "lt_download.py",
+        &[torrent.to_str().unwrap(), save.to_str().unwrap(), "60"],
+    );
+    assert_eq!(
+        std::fs::read(save.join("show.bin")).unwrap(),
+        std::fs::read(dir.path().join("data/show.bin")).unwrap()
+    );
+    assert!(eventually(10, || scrape(server.addr, &ih).2 == 1));
+}
+
+/// A port that was free a moment ago (for tools that cannot bind port 0 themselves).
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// One announce as raw query text.
+fn announce_query(ih: &[u8; 20], peer: u8, port: u16, left: u64, event: &str) -> String {
+    let mut peer_id = *b"-XX0001-000000000000";
+    peer_id[19] = b'a' + peer;
+    format!(
+        "/announce?info_hash={}&peer_id={}&port={port}&uploaded=0&downloaded=0&left={left}&compact=1{}",
+        escape::encode(ih),
+        escape::encode(&peer_id),
+        if event.is_empty() { String::new() } else { format!("&event={event}") }
+    )
+}
+
+#[test]
+fn the_same_announces_give_opentracker_and_us_the_same_counts() {
+    let dir = tempdir();
+    let ih = [0x5au8; 20];
+    let other = [0xa5u8; 20];
+    // opentracker: whitelist only, chroots into -d and drops to -u when run as root.
+    let ot_dir = dir.path().join("ot");
+    std::fs::create_dir_all(&ot_dir).unwrap();
+    let whitelist = format!("{}\n{}\n", "5a".repeat(20), "a5".repeat(20));
+    std::fs::write(ot_dir.join("whitelist"), whitelist).unwrap();
+    let port = free_port();
+    let child = Command::new(require_tool("opentracker"))
+        .args([
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-P",
+            &port.to_string(),
+        ])
+        .arg("-d")
+        .arg(&ot_dir)
+        .args(["-u", "nobody", "-w", "whitelist"])
+        .current_dir(&ot_dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _ot = Reaped(child);
+    let ot: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    assert!(
+        eventually(10, || std::net::TcpStream::connect(ot).is_ok()),
+        "opentracker did not start"
+    );
+    let ours = Server::start(&dir.path().join("gw"), OPEN);
+    // (torrent, peer, port, left, event)
+    let steps: &[(&[u8; 20], u8, u16, u64, &str)] = &[
+        (&ih, 0, 7000, 100, "started"),
+        (&ih, 1, 7001, 100, "started"),
+        (&ih, 2, 7002, 0, "started"),
+        (&ih, 0, 7000, 50, ""),
+        (&ih, 0, 7000, 0, "completed"),
+        (&ih, 0, 7000, 0, "completed"),
+        (&ih, 1, 7001, 40, "stopped"),
+        (&ih, 3, 7003, 100, "started"),
+        (&ih, 4, 7004, 100, "started"),
+        (&ih, 3, 7003, 0, "completed"),
+        (&ih, 5, 7005, 0, "stopped"),
+        (&other, 0, 7000, 10, "started"),
+        (&other, 1, 7001, 0, "completed"),
+    ];
+    for &(hash, peer, p, left, event) in steps {
+        let q = announce_query(hash, peer, p, left, event);
+        for addr in [ot, ours.addr] {
+            let r = request(addr, "GET", &q, &[], b"");
+            assert_eq!(r.status, 200, "{addr}{q}");
+            assert!(
+                !String::from_utf8_lossy(&r.body).contains("failure"),
+                "{addr}: {}",
+                String::from_utf8_lossy(&r.body)
+            );
+        }
+    }
+    for hash in [&ih, &other] {
+        let theirs = scrape(ot, hash);
+        let mine = scrape(ours.addr, hash);
+        assert_eq!(
+            mine, theirs,
+            "ours vs opentracker (complete, incomplete, downloaded)"
+        );
+    }
+    assert_eq!(scrape(ours.addr, &ih), (3, 1, 2));
+}
