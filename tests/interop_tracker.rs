@@ -9,11 +9,10 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 use support::server::{request, Server};
+use support::tracker::{announce_query, eventually, free_port, scrape};
 use support::{python_with_libtorrent, require_tool, tempdir, write_file};
-use torrent_gateway::proto::bencode::{self, Value};
-use torrent_gateway::proto::{escape, metainfo};
+use torrent_gateway::proto::metainfo;
 
 const OPEN: &str = "[tracker]\nmode = \"open\"\n";
 
@@ -69,34 +68,6 @@ fn lt_seed(torrent: &Path, save: &Path) -> Reaped {
         "seeder did not start: {line:?}"
     );
     Reaped(child)
-}
-
-/// (complete, incomplete, downloaded) from a scrape of `base` (an HTTP tracker address).
-fn scrape(base: SocketAddr, info_hash: &[u8; 20]) -> (i64, i64, i64) {
-    let path = format!("/scrape?info_hash={}", escape::encode(info_hash));
-    let resp = request(base, "GET", &path, &[], b"");
-    assert_eq!(resp.status, 200);
-    let v = bencode::decode(&resp.body).unwrap();
-    let files = v.get("files").and_then(Value::as_dict).unwrap();
-    let entry = files
-        .iter()
-        .find(|(k, _)| *k == info_hash)
-        .map(|(_, e)| e)
-        .unwrap_or_else(|| panic!("no entry in {}", String::from_utf8_lossy(&resp.body)));
-    let n = |k| entry.get(k).and_then(Value::as_int).unwrap();
-    (n("complete"), n("incomplete"), n("downloaded"))
-}
-
-/// Polls `cond` every 50 ms for at most `secs` seconds.
-fn eventually(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    cond()
 }
 
 #[test]
@@ -217,24 +188,6 @@ fn transmission_announces_and_serves_a_leecher_found_through_us() {
         std::fs::read(dir.path().join("data/show.bin")).unwrap()
     );
     assert!(eventually(10, || scrape(server.addr, &ih).2 == 1));
-}
-
-/// A port that was free a moment ago (for tools that cannot bind port 0 themselves).
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
-/// One announce as raw query text.
-fn announce_query(ih: &[u8; 20], peer: u8, port: u16, left: u64, event: &str) -> String {
-    let mut peer_id = *b"-XX0001-000000000000";
-    peer_id[19] = b'a' + peer;
-    format!(
-        "/announce?info_hash={}&peer_id={}&port={port}&uploaded=0&downloaded=0&left={left}&compact=1{}",
-        escape::encode(ih),
-        escape::encode(&peer_id),
-        if event.is_empty() { String::new() } else { format!("&event={event}") }
-    )
 }
 
 #[test]
