@@ -16,7 +16,8 @@ pub const DEFAULT_TOML: &str = r#"# torrent-gateway configuration. Every key is 
 data_dir = "./data"
 
 [api]
-# Listen address of the HTTP API, downloads, webseed and (later) tracker.
+# Listen address of the HTTP API, downloads, webseed and HTTP tracker (the UDP tracker
+# binds the same port number).
 addr = "0.0.0.0:9877"
 # Base URL that clients reach the API at, used in torrents and magnet links.
 # Empty: http://<addr>, with 0.0.0.0 read as 127.0.0.1.
