@@ -47,6 +47,20 @@ fn make_torrent(dir: &Path, name: &str, len: usize, announce: &str) -> (PathBuf,
     (torrent, info_hash)
 }
 
+/// Downloads `torrent` with libtorrent into `dir/leech` (it knows only the torrent's
+/// trackers) and checks the bytes against `dir/data/<name>`.
+fn lt_leech(torrent: &Path, dir: &Path, name: &str) {
+    let save = dir.join("leech");
+    support::python(
+        "lt_download.py",
+        &[torrent.to_str().unwrap(), save.to_str().unwrap(), "60"],
+    );
+    assert_eq!(
+        std::fs::read(save.join(name)).unwrap(),
+        std::fs::read(dir.join("data").join(name)).unwrap()
+    );
+}
+
 /// Starts a libtorrent seeder of `torrent` over `save` and waits for its "seeding" line.
 fn lt_seed(torrent: &Path, save: &Path) -> Reaped {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/lt_seed.py");
@@ -133,15 +147,7 @@ fn two_libtorrent_sessions_meet_through_the_udp_tracker() {
     let (torrent, ih) = make_torrent(dir.path(), "album.bin", (2 << 20) + 12_345, &announce);
     let _seeder = lt_seed(&torrent, &dir.path().join("data"));
     assert!(eventually(30, || scrape(server.addr, &ih).0 == 1));
-    let save = dir.path().join("leech");
-    support::python(
-        "lt_download.py",
-        &[torrent.to_str().unwrap(), save.to_str().unwrap(), "60"],
-    );
-    assert_eq!(
-        std::fs::read(save.join("album.bin")).unwrap(),
-        std::fs::read(dir.path().join("data/album.bin")).unwrap()
-    );
+    lt_leech(&torrent, dir.path(), "album.bin");
     assert!(eventually(10, || scrape(server.addr, &ih).2 == 1));
     let stats = server.get("/api/stats").json();
     let t = &stats["tracker"];
@@ -178,15 +184,7 @@ fn transmission_announces_and_serves_a_leecher_found_through_us() {
     );
     // A leecher that knows only our tracker finds Transmission through us and gets the data,
     // so Transmission's announce carried its real port and peer_id.
-    let save = dir.path().join("leech");
-    support::python(
-        "lt_download.py",
-        &[torrent.to_str().unwrap(), save.to_str().unwrap(), "60"],
-    );
-    assert_eq!(
-        std::fs::read(save.join("show.bin")).unwrap(),
-        std::fs::read(dir.path().join("data/show.bin")).unwrap()
-    );
+    lt_leech(&torrent, dir.path(), "show.bin");
     assert!(eventually(10, || scrape(server.addr, &ih).2 == 1));
 }
 

@@ -170,15 +170,14 @@ pub fn mode_name(gw: &Gateway) -> &'static str {
     }
 }
 
-fn parse_hash(text: &str) -> Result<[u8; 20], Reply> {
+/// The info-hash of an allowlist write, once the client may write.
+fn writable_hash(gw: &Gateway, req: &Req<'_>, text: &str) -> Result<[u8; 20], Reply> {
+    super::api::authorize_write(gw, req)?;
     hex::decode::<20>(text).ok_or_else(|| Reply::error(400, "info-hash must be 40 hex digits"))
 }
 
 pub fn allow(gw: &Gateway, req: &Req<'_>, hash: &str) -> Reply {
-    if let Err(r) = super::api::authorize_write(gw, req) {
-        return r;
-    }
-    let ih = match parse_hash(hash) {
+    let ih = match writable_hash(gw, req, hash) {
         Ok(h) => h,
         Err(r) => return r,
     };
@@ -192,10 +191,7 @@ pub fn allow(gw: &Gateway, req: &Req<'_>, hash: &str) -> Reply {
 }
 
 pub fn disallow(gw: &Gateway, req: &Req<'_>, hash: &str) -> Reply {
-    if let Err(r) = super::api::authorize_write(gw, req) {
-        return r;
-    }
-    let ih = match parse_hash(hash) {
+    let ih = match writable_hash(gw, req, hash) {
         Ok(h) => h,
         Err(r) => return r,
     };

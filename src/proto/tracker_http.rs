@@ -43,8 +43,8 @@ fn decode_exact<const N: usize>(raw: &str) -> Option<[u8; N]> {
             return None;
         }
         if b[i] == b'%' {
-            let hi = hex_val(*b.get(i + 1)?)?;
-            let lo = hex_val(*b.get(i + 2)?)?;
+            let hi = super::hex::nibble(*b.get(i + 1)?)?;
+            let lo = super::hex::nibble(*b.get(i + 2)?)?;
             out[n] = hi << 4 | lo;
             i += 3;
         } else {
@@ -54,15 +54,6 @@ fn decode_exact<const N: usize>(raw: &str) -> Option<[u8; N]> {
         n += 1;
     }
     (n == N).then_some(out)
-}
-
-fn hex_val(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
 }
 
 /// A `key` as 32 bits: up to 8 hex digits are read as a number (what libtorrent, Transmission

@@ -10,18 +10,10 @@ import time
 
 import libtorrent as lt
 
+import lt_common
+
 torrent, save, timeout = sys.argv[1], sys.argv[2], float(sys.argv[3])
-ses = lt.session({
-    "listen_interfaces": "127.0.0.1:0",
-    "enable_dht": False,
-    "enable_lsd": False,
-    "enable_upnp": False,
-    "enable_natpmp": False,
-    "enable_outgoing_utp": False,
-    "enable_incoming_utp": False,
-    "allow_multiple_connections_per_ip": True,
-    "alert_mask": lt.alert.category_t.error_notification | lt.alert.category_t.tracker_notification,
-})
+ses = lt_common.session(lt.alert.category_t.tracker_notification)
 params = lt.add_torrent_params()
 params.ti = lt.torrent_info(torrent)
 params.save_path = save
