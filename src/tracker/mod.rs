@@ -6,6 +6,7 @@
 pub mod maintenance;
 pub mod registry;
 pub mod udp;
+pub mod udp_batch;
 
 use crate::config::{TrackerConfig, TrackerMode};
 use crate::hash::Counter;

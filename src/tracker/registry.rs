@@ -145,6 +145,17 @@ impl Ident {
         }
         Ident { id, rest }
     }
+
+    /// (key, address, port, family flag) back out of the packed form.
+    fn parts(&self) -> (Option<u32>, [u8; 16], u16, u8) {
+        let r = &self.rest;
+        if r[0] == 1 {
+            let key = u32::from_be_bytes([r[1], r[2], r[3], r[4]]);
+            return (Some(key), [0; 16], 0, 0);
+        }
+        let ip: [u8; 16] = r[1..17].try_into().expect("16 bytes");
+        (None, ip, u16::from_be_bytes([r[17], r[18]]), r[0] & V6)
+    }
 }
 
 fn ip_bytes(ip: IpAddr) -> ([u8; 16], u8) {
@@ -177,10 +188,16 @@ impl Swarm {
     fn find(&self, who: &Ident) -> Option<usize> {
         match &self.index {
             Some(ix) => ix.get(who).map(|&i| i as usize),
-            None => self
-                .peers
-                .iter()
-                .position(|p| p.id == who.id && p.ident() == *who),
+            None => {
+                let (key, ip, port, flags) = who.parts();
+                self.peers.iter().position(|p| {
+                    p.id == who.id
+                        && match key {
+                            Some(k) => p.flags & HAS_KEY != 0 && p.key == k,
+                            None => p.flags & HAS_KEY == 0 && p.same_address(&ip, port, flags),
+                        }
+                })
+            }
         }
     }
 
@@ -474,7 +491,9 @@ impl Registry {
 }
 
 /// Appends up to `want` peers other than `me`, starting at a random place: the requester's
-/// address family (or both), and no seeds for a seed.
+/// address family (or both), and no seeds for a seed. At most `8 * want + 64` entries are
+/// looked at, so a seed in a huge swarm of seeds costs little; the random start means every
+/// leecher is still handed out over successive announces.
 fn select(swarm: &Swarm, me: usize, want: usize, family: Family, seed: bool, out: &mut Vec<Peer>) {
     let n = swarm.peers.len();
     if want == 0 || n < 2 {
@@ -483,7 +502,7 @@ fn select(swarm: &Swarm, me: usize, want: usize, family: Family, seed: bool, out
     let mine = &swarm.peers[me];
     let start = (random() % n as u64) as usize;
     let (first, second) = swarm.peers.split_at(start);
-    for p in second.iter().chain(first) {
+    for p in second.iter().chain(first).take(want * 8 + 64) {
         if out.len() == want {
             break;
         }

@@ -7,17 +7,17 @@
 //! bad packet gets an error packet no larger than the request (no amplification).
 
 use super::registry::{AnnounceIn, Family, Peer};
+use super::udp_batch::Batch;
 use super::Tracker;
 use crate::proto::tracker_http::Event;
-use crate::proto::tracker_udp::{
-    write_scrape_stats, Request, Response, ScrapeStats, UdpEvent, MAX_REQUEST_LEN,
-};
+use crate::proto::tracker_udp::{write_scrape_stats, Request, Response, ScrapeStats, UdpEvent};
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -260,8 +260,8 @@ impl UdpTracker {
 
 fn run(mut poll: Poll, socket: UdpSocket, mut answerer: Answerer, stop: &AtomicBool) {
     let mut events = Events::with_capacity(16);
-    let mut packet = vec![0u8; MAX_REQUEST_LEN + 1];
-    let mut out = Vec::with_capacity(2048);
+    let mut batch = Batch::default();
+    let fd = socket.as_raw_fd();
     while !stop.load(Ordering::SeqCst) {
         if let Err(e) = poll.poll(&mut events, None) {
             if e.kind() == io::ErrorKind::Interrupted {
@@ -270,19 +270,17 @@ fn run(mut poll: Poll, socket: UdpSocket, mut answerer: Answerer, stop: &AtomicB
             log::error!("udp tracker: poll failed: {e}");
             return;
         }
-        // Edge-triggered: drain the socket every time it is reported readable.
+        // Edge-triggered: drain the socket every time it is reported readable, a batch of
+        // datagrams per system call each way.
         loop {
-            match socket.recv_from(&mut packet) {
-                Ok((n, from)) => {
-                    answerer.answer(&packet[..n], from, &mut out);
-                    if !out.is_empty() {
-                        // A full send buffer drops the answer, as the network could have.
-                        if let Err(e) = socket.send_to(&out, from) {
-                            log::trace!("udp tracker: answer to {from} not sent: {e}");
-                        }
+            match batch.receive(fd) {
+                Ok(0) => break,
+                Ok(_) => {
+                    batch.answer_each(|packet, from, out| answerer.answer(packet, from, out));
+                    if let Err(e) = batch.send_answers(fd) {
+                        log::trace!("udp tracker: send: {e}");
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 // ICMP errors from earlier sends surface here; they concern one client only.
                 Err(e) => log::trace!("udp tracker: receive: {e}"),
