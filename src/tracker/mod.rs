@@ -14,7 +14,7 @@ use crate::proto::hex;
 use crate::proto::tracker_http::SwarmCounts;
 use crate::store::db::Db;
 use parking_lot::RwLock;
-use registry::{AnnounceIn, Limits, Peer, Refusal, Registry};
+use registry::{AnnounceIn, Limits, PeerSink, Refusal, Registry};
 use std::collections::HashSet;
 use std::time::Instant;
 
@@ -108,7 +108,11 @@ impl Tracker {
     }
 
     /// Checks the policy, records the announce and appends peers to `out`.
-    pub fn announce(&self, a: &AnnounceIn, out: &mut Vec<Peer>) -> Result<SwarmCounts, Refusal> {
+    pub fn announce(
+        &self,
+        a: &AnnounceIn,
+        out: &mut impl PeerSink,
+    ) -> Result<SwarmCounts, Refusal> {
         let result = if self.permits(&a.info_hash) {
             self.registry.announce(a, self.now(), out)
         } else {

@@ -60,6 +60,26 @@ pub enum Family {
     Both,
 }
 
+/// Where an announce puts the peers it hands out.
+pub trait PeerSink {
+    fn take(&mut self, peer: &Peer);
+}
+
+impl PeerSink for Vec<Peer> {
+    fn take(&mut self, peer: &Peer) {
+        self.push(*peer);
+    }
+}
+
+/// Compact peer entries (BEP-23 / BEP-15) appended straight to a buffer.
+pub struct CompactPeers<'a>(pub &'a mut Vec<u8>);
+
+impl PeerSink for CompactPeers<'_> {
+    fn take(&mut self, peer: &Peer) {
+        peer.write_compact(self.0);
+    }
+}
+
 /// One announce, as the front ends hand it over.
 #[derive(Debug, Clone)]
 pub struct AnnounceIn {
@@ -257,7 +277,6 @@ pub struct Registry {
     limits: Limits,
     torrents: AtomicUsize,
     peers: AtomicUsize,
-    shard_key: std::collections::hash_map::RandomState,
 }
 
 thread_local! {
@@ -287,12 +306,14 @@ impl Registry {
             limits,
             torrents: AtomicUsize::new(0),
             peers: AtomicUsize::new(0),
-            shard_key: Default::default(),
         }
     }
 
+    /// Info-hashes are SHA-1 output: their first bytes pick the shard. (Someone who crafts
+    /// hashes for one shard only makes that shard's lock busier; the maps inside use keyed
+    /// hashing.)
     fn shard(&self, info_hash: &[u8; 20]) -> &Mutex<Shard> {
-        let h = self.shard_key.hash_one(info_hash) as usize;
+        let h = u16::from_le_bytes([info_hash[0], info_hash[1]]) as usize;
         &self.shards[h % SHARDS]
     }
 
@@ -309,7 +330,7 @@ impl Registry {
         &self,
         a: &AnnounceIn,
         now: u32,
-        out: &mut Vec<Peer>,
+        out: &mut impl PeerSink,
     ) -> Result<SwarmCounts, Refusal> {
         let (ip, v6) = ip_bytes(a.ip);
         let seed = a.left == Some(0) || (a.left.is_none() && a.event == Event::Completed);
@@ -494,7 +515,14 @@ impl Registry {
 /// address family (or both), and no seeds for a seed. At most `8 * want + 64` entries are
 /// looked at, so a seed in a huge swarm of seeds costs little; the random start means every
 /// leecher is still handed out over successive announces.
-fn select(swarm: &Swarm, me: usize, want: usize, family: Family, seed: bool, out: &mut Vec<Peer>) {
+fn select(
+    swarm: &Swarm,
+    me: usize,
+    want: usize,
+    family: Family,
+    seed: bool,
+    out: &mut impl PeerSink,
+) {
     let n = swarm.peers.len();
     if want == 0 || n < 2 {
         return;
@@ -502,8 +530,9 @@ fn select(swarm: &Swarm, me: usize, want: usize, family: Family, seed: bool, out
     let mine = &swarm.peers[me];
     let start = (random() % n as u64) as usize;
     let (first, second) = swarm.peers.split_at(start);
+    let mut taken = 0;
     for p in second.iter().chain(first).take(want * 8 + 64) {
-        if out.len() == want {
+        if taken == want {
             break;
         }
         let fits = match family {
@@ -512,7 +541,8 @@ fn select(swarm: &Swarm, me: usize, want: usize, family: Family, seed: bool, out
             Family::V6 => p.is_v6(),
         };
         if fits && !(seed && p.is_seed()) && !p.same_address(&mine.ip, mine.port, mine.flags) {
-            out.push(*p);
+            out.take(p);
+            taken += 1;
         }
     }
 }

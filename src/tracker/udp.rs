@@ -6,7 +6,7 @@
 //! grows with clients. Packets too short to carry a transaction id are dropped; every other
 //! bad packet gets an error packet no larger than the request (no amplification).
 
-use super::registry::{AnnounceIn, Family, Peer};
+use super::registry::{AnnounceIn, CompactPeers, Family};
 use super::udp_batch::Batch;
 use super::Tracker;
 use crate::proto::tracker_http::Event;
@@ -65,7 +65,6 @@ impl ConnectionIds {
 pub struct Answerer {
     tracker: Arc<Tracker>,
     ids: ConnectionIds,
-    peers: Vec<Peer>,
     compact: Vec<u8>,
 }
 
@@ -74,7 +73,6 @@ impl Answerer {
         Answerer {
             tracker,
             ids: ConnectionIds::default(),
-            peers: Vec::with_capacity(MAX_PEERS_V4),
             compact: Vec::with_capacity(MAX_PEERS_V4 * 6),
         }
     }
@@ -144,13 +142,12 @@ impl Answerer {
                     numwant: self.tracker.numwant(asked).min(cap),
                     family,
                 };
-                self.peers.clear();
-                match self.tracker.announce(&announce, &mut self.peers) {
+                self.compact.clear();
+                match self
+                    .tracker
+                    .announce(&announce, &mut CompactPeers(&mut self.compact))
+                {
                     Ok(c) => {
-                        self.compact.clear();
-                        for p in &self.peers {
-                            p.write_compact(&mut self.compact);
-                        }
                         Response::Announce {
                             transaction_id: a.transaction_id,
                             interval: self.tracker.config.interval_secs,
