@@ -3,8 +3,8 @@
 //! addresses and a graceful shutdown.
 //!
 //! The [`Gateway`] is the state every handler shares: configuration, the catalog of stored
-//! files, the tracker, counters and the rate limiter. It is read-mostly; writes go through the catalog's
-//! commit lock and atomics.
+//! files, the tracker, counters and the rate limiter. It is read-mostly; writes go through
+//! the catalog's commit lock, the tracker's shard locks and atomics.
 
 use crate::catalog::{Catalog, SweepReport};
 use crate::config::Config;
