@@ -112,12 +112,7 @@ impl Catalog {
         ))
     }
 
-    /// Whether a torrent with this info-hash is stored here.
-    pub fn hosts(&self, info_hash: &[u8; 20]) -> bool {
-        self.hosted.read().contains(info_hash)
-    }
-
-    /// The shared index behind [`Catalog::hosts`].
+    /// The info-hashes of the stored torrents (the tracker's `hosted` mode asks it).
     pub fn hosted_index(&self) -> HostedIndex {
         std::sync::Arc::clone(&self.hosted)
     }

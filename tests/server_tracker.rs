@@ -78,7 +78,8 @@ fn hosted_mode_tracks_stored_files_only() {
 #[test]
 fn allowlist_mode_and_its_api() {
     let dir = tempdir();
-    let server = Server::start(&dir.path().join("gw"), "[tracker]\nmode = \"allowlist\"\n");
+    let config = "[tracker]\nmode = \"allowlist\"\nmax_torrents = 1\n";
+    let server = Server::start(&dir.path().join("gw"), config);
     let ih = [0x42u8; 20];
     let hexed = hex::encode(&ih);
     let q = announce_query(&ih, 0, 6881, 5, "started");
@@ -86,6 +87,10 @@ fn allowlist_mode_and_its_api() {
     let path = format!("/api/tracker/allowlist/{hexed}");
     assert_eq!(server.put(&path, b"").status, 201);
     assert_eq!(server.put(&path, b"").status, 200);
+    let other = format!("/api/tracker/allowlist/{}", hex::encode(&[0x43u8; 20]));
+    let full = server.put(&other, b"");
+    assert_eq!(full.status, 507, "the allowlist is capped at max_torrents");
+    assert!(full.text().contains("allowlist is full"));
     let list = server.get("/api/tracker/allowlist").json();
     assert_eq!(list["mode"], "allowlist");
     assert_eq!(list["info_hashes"][0], hexed);

@@ -6,6 +6,7 @@ use super::router::{Reply, Req};
 use crate::proto::hex;
 use crate::proto::tracker_http::{self, DictPeer, Peers};
 use crate::server::Gateway;
+use crate::tracker::canonical;
 use crate::tracker::registry::{AnnounceIn, Family};
 use serde_json::json;
 use std::net::IpAddr;
@@ -40,13 +41,6 @@ fn client_ip(gw: &Gateway, req: &Req<'_>, ip_param: Option<&str>) -> Option<IpAd
         }
     }
     Some(ip)
-}
-
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    }
 }
 
 pub fn announce(gw: &Gateway, req: &Req<'_>) -> Reply {
@@ -182,7 +176,11 @@ pub fn allow(gw: &Gateway, req: &Req<'_>, hash: &str) -> Reply {
         Err(r) => return r,
     };
     match gw.tracker.allow(gw.catalog.db(), ih) {
-        Ok(new) => Reply::json(
+        Ok(None) => Reply::error(
+            507,
+            "the allowlist is full (tracker.max_torrents entries); delete some first",
+        ),
+        Ok(Some(new)) => Reply::json(
             if new { 201 } else { 200 },
             &json!({ "info_hash": hex::encode(&ih), "added": new }),
         ),

@@ -16,7 +16,16 @@ use crate::store::db::Db;
 use parking_lot::RwLock;
 use registry::{AnnounceIn, Limits, PeerSink, Refusal, Registry};
 use std::collections::HashSet;
+use std::net::IpAddr;
 use std::time::Instant;
+
+/// IPv4-mapped IPv6 addresses (a dual-stack socket's IPv4 clients) as IPv4.
+pub fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
 
 /// Tells whether the gateway stores a torrent (the `hosted` mode's question).
 pub type HostedFn = Box<dyn Fn(&[u8; 20]) -> bool + Send + Sync>;
@@ -31,9 +40,10 @@ pub struct TrackerStats {
     pub udp_connects: Counter,
     /// Announces refused with a failure reason (not allowed, caps, bad key).
     pub refused: Counter,
-    /// Malformed HTTP queries and UDP packets answered with an error.
+    /// Malformed HTTP queries and UDP packets (stale connection ids included) answered with
+    /// an error.
     pub bad_requests: Counter,
-    /// UDP packets dropped without an answer (too short to answer, stale connection id).
+    /// UDP packets dropped without an answer (too short to carry a transaction id).
     pub udp_dropped: Counter,
 }
 
@@ -139,11 +149,18 @@ impl Tracker {
         v
     }
 
-    /// Adds to the allowlist, in SQLite first. Returns whether it is new.
-    pub fn allow(&self, db: &Db, info_hash: [u8; 20]) -> rusqlite::Result<bool> {
+    /// Adds to the allowlist, in SQLite first. Returns whether it is new, or `None` when
+    /// the allowlist already holds `max_torrents` entries (its cap).
+    pub fn allow(&self, db: &Db, info_hash: [u8; 20]) -> rusqlite::Result<Option<bool>> {
+        {
+            let list = self.allowlist.read();
+            if !list.contains(&info_hash) && list.len() >= self.config.max_torrents {
+                return Ok(None);
+            }
+        }
         let added = db.allow(&hex::encode(&info_hash), crate::catalog::now_secs())?;
         self.allowlist.write().insert(info_hash);
-        Ok(added)
+        Ok(Some(added))
     }
 
     /// Removes from the allowlist and forgets the swarm unless still permitted.

@@ -8,7 +8,7 @@
 
 use super::registry::{AnnounceIn, CompactPeers, Family};
 use super::udp_batch::Batch;
-use super::Tracker;
+use super::{canonical, Tracker};
 use crate::proto::tracker_http::Event;
 use crate::proto::tracker_udp::{write_scrape_stats, Request, Response, ScrapeStats, UdpEvent};
 use mio::net::UdpSocket;
@@ -105,7 +105,7 @@ impl Answerer {
             }
             Request::Announce(a) => {
                 if !self.ids.valid(a.connection_id, from, now) {
-                    stats.udp_dropped.add(1);
+                    stats.bad_requests.add(1);
                     return error(out, a.transaction_id, "connection id expired");
                 }
                 stats.udp_announces.add(1);
@@ -166,7 +166,7 @@ impl Answerer {
                 hashes,
             } => {
                 if !self.ids.valid(connection_id, from, now) {
-                    stats.udp_dropped.add(1);
+                    stats.bad_requests.add(1);
                     return error(out, transaction_id, "connection id expired");
                 }
                 stats.udp_scrapes.add(1);
@@ -192,14 +192,6 @@ fn error(out: &mut Vec<u8>, transaction_id: u32, message: &str) {
         message: message.as_bytes(),
     }
     .write(out);
-}
-
-/// IPv4-mapped IPv6 addresses (a dual-stack socket's IPv4 clients) as IPv4.
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    }
 }
 
 /// The running UDP tracker thread.
