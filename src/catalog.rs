@@ -53,10 +53,20 @@ pub struct SweepReport {
 /// The info-hashes of the stored torrents, shared with the tracker.
 pub type HostedIndex = std::sync::Arc<RwLock<HashSet<[u8; 20]>>>;
 
+/// A change to the set of stored files, for services that follow it (the peer wire).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Added { info_hash: [u8; 20] },
+    Removed { info_hash: [u8; 20], sha256: String },
+}
+
+type Observer = Box<dyn Fn(Change) + Send + Sync>;
+
 pub struct Catalog {
     db: std::sync::Arc<Db>,
-    store: ContentStore,
+    store: std::sync::Arc<ContentStore>,
     commit: Mutex<()>,
+    observer: std::sync::OnceLock<Observer>,
     /// Info-hashes of the stored torrents, for lookups on hot paths (tracker, peer wire).
     hosted: HostedIndex,
     public_url: String,
@@ -102,8 +112,9 @@ impl Catalog {
         Ok((
             Catalog {
                 db: std::sync::Arc::new(db),
-                store,
+                store: std::sync::Arc::new(store),
                 commit: Mutex::new(()),
+                observer: std::sync::OnceLock::new(),
                 hosted: std::sync::Arc::new(RwLock::new(hosted)),
                 public_url: public_url.to_string(),
                 max_upload: config.api.max_upload_bytes,
@@ -124,6 +135,24 @@ impl Catalog {
     /// The database, for threads that outlive a borrow (the tracker's maintenance).
     pub fn shared_db(&self) -> std::sync::Arc<Db> {
         std::sync::Arc::clone(&self.db)
+    }
+
+    /// The content store, for threads that read pieces (the peer wire's disk pool).
+    pub fn shared_store(&self) -> std::sync::Arc<ContentStore> {
+        std::sync::Arc::clone(&self.store)
+    }
+
+    /// Sets the one observer told about every stored and deleted file (after the change).
+    pub fn observe(&self, observer: Observer) {
+        if self.observer.set(observer).is_err() {
+            log::warn!("catalog observer already set");
+        }
+    }
+
+    fn notify(&self, change: Change) {
+        if let Some(f) = self.observer.get() {
+            f(change);
+        }
     }
 
     pub fn max_upload(&self) -> u64 {
@@ -192,6 +221,7 @@ impl Catalog {
         self.db.insert(&record, &info).map_err(UploadError::Db)?;
         if let Some(ih) = hex::decode::<20>(&record.info_hash) {
             self.hosted.write().insert(ih);
+            self.notify(Change::Added { info_hash: ih });
         }
         Ok((record, true))
     }
@@ -221,6 +251,10 @@ impl Catalog {
         self.db.delete(sha256).map_err(UploadError::Db)?;
         if let Some(ih) = hex::decode::<20>(&rec.info_hash) {
             self.hosted.write().remove(&ih);
+            self.notify(Change::Removed {
+                info_hash: ih,
+                sha256: rec.sha256.clone(),
+            });
         }
         // If this fails the data is an orphan that the next start-up sweep removes.
         if let Err(e) = self.store.remove(sha256, rec.storage) {

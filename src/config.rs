@@ -85,6 +85,39 @@ proxy_header = ""
 trusted_proxies = []
 # How often completed-download counts are written to SQLite.
 flush_secs = 10
+
+[peer]
+# Serve stored files over the BitTorrent peer wire protocol.
+enabled = true
+# Listen address of the peer wire protocol (TCP).
+addr = "0.0.0.0:6881"
+# Address the tracker hands out for this seeder; empty: the host of api.public_url when
+# it is an IP address, else the peer address when it is not 0.0.0.0.
+advertise_ip = ""
+# Caps: connections overall, per remote IP, and handshakes in progress.
+max_connections = 500
+max_connections_per_ip = 8
+max_half_open = 64
+# Peers that may download at once; the slowest is rotated out every 10 s and one
+# optimistic unchoke rotates every 30 s.
+upload_slots = 8
+# Requests a peer may queue with us (told to it as `reqq`); more are rejected.
+max_requests = 500
+# Bytes of piece data queued for one peer (in flight from disk or unsent).
+max_queued_bytes = 1048576
+# Seconds to finish a handshake, to go silent, and to stall with unsent data.
+handshake_timeout_secs = 10
+idle_timeout_secs = 120
+stall_timeout_secs = 60
+# Connect out to leechers our tracker knows of (clients that never connect out to
+# loopback or private peers need this): at most this many outgoing connections, and
+# a failed address is retried after the back-off (doubling up to 32 times).
+max_outgoing = 50
+connect_backoff_secs = 30
+# Threads that make pieces resident before the network loop sends them.
+disk_threads = 2
+# Mapped chunk and blob files kept open for reading.
+map_cache = 64
 "#;
 
 /// The whole configuration.
@@ -96,6 +129,52 @@ pub struct Config {
     pub storage: StorageConfig,
     pub rate_limit: RateLimitConfig,
     pub tracker: TrackerConfig,
+    pub peer: PeerConfig,
+}
+
+/// The peer wire service.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PeerConfig {
+    pub enabled: bool,
+    pub addr: String,
+    pub advertise_ip: String,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    pub max_half_open: usize,
+    pub upload_slots: usize,
+    pub max_requests: u32,
+    pub max_queued_bytes: usize,
+    pub handshake_timeout_secs: u64,
+    pub idle_timeout_secs: u64,
+    pub stall_timeout_secs: u64,
+    pub max_outgoing: usize,
+    pub connect_backoff_secs: u64,
+    pub disk_threads: usize,
+    pub map_cache: usize,
+}
+
+impl Default for PeerConfig {
+    fn default() -> Self {
+        PeerConfig {
+            enabled: true,
+            addr: "0.0.0.0:6881".into(),
+            advertise_ip: String::new(),
+            max_connections: 500,
+            max_connections_per_ip: 8,
+            max_half_open: 64,
+            upload_slots: 8,
+            max_requests: 500,
+            max_queued_bytes: 1 << 20,
+            handshake_timeout_secs: 10,
+            idle_timeout_secs: 120,
+            stall_timeout_secs: 60,
+            max_outgoing: 50,
+            connect_backoff_secs: 30,
+            disk_threads: 2,
+            map_cache: 64,
+        }
+    }
 }
 
 /// How the tracker decides which info-hashes it serves.
@@ -203,6 +282,7 @@ impl Default for Config {
             storage: StorageConfig::default(),
             rate_limit: RateLimitConfig::default(),
             tracker: TrackerConfig::default(),
+            peer: PeerConfig::default(),
         }
     }
 }
@@ -368,7 +448,68 @@ impl Config {
         {
             return Err(bad("tracker.proxy_header", "must be a header name"));
         }
+        self.validate_peer()
+    }
+
+    fn validate_peer(&self) -> Result<(), ConfigError> {
+        let p = &self.peer;
+        self.peer_addr()?;
+        self.advertise_ip()?;
+        for (key, v, max) in [
+            ("peer.max_connections", p.max_connections, 100_000),
+            (
+                "peer.max_connections_per_ip",
+                p.max_connections_per_ip,
+                100_000,
+            ),
+            ("peer.max_half_open", p.max_half_open, 100_000),
+            ("peer.upload_slots", p.upload_slots, 1000),
+            ("peer.max_requests", p.max_requests as usize, 10_000),
+            ("peer.disk_threads", p.disk_threads, 64),
+            ("peer.map_cache", p.map_cache, 100_000),
+            ("peer.max_outgoing", p.max_outgoing, 100_000),
+        ] {
+            if !(1..=max).contains(&v) {
+                return Err(bad(key, format!("must be from 1 to {max}")));
+            }
+        }
+        if p.max_queued_bytes < 16 << 10 || p.max_queued_bytes > 1 << 30 {
+            return Err(bad(
+                "peer.max_queued_bytes",
+                "must be from 16384 to 1073741824",
+            ));
+        }
+        for (key, v) in [
+            ("peer.handshake_timeout_secs", p.handshake_timeout_secs),
+            ("peer.idle_timeout_secs", p.idle_timeout_secs),
+            ("peer.stall_timeout_secs", p.stall_timeout_secs),
+            ("peer.connect_backoff_secs", p.connect_backoff_secs),
+        ] {
+            if !(1..=86_400).contains(&v) {
+                return Err(bad(key, "must be from 1 to 86400"));
+            }
+        }
         Ok(())
+    }
+
+    pub fn peer_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.peer.addr.parse().map_err(|_| {
+            bad(
+                "peer.addr",
+                format!("{:?} is not an address like 0.0.0.0:6881", self.peer.addr),
+            )
+        })
+    }
+
+    /// The configured address to advertise, if any.
+    pub fn advertise_ip(&self) -> Result<Option<std::net::IpAddr>, ConfigError> {
+        let ip = self.peer.advertise_ip.trim();
+        if ip.is_empty() {
+            return Ok(None);
+        }
+        ip.parse()
+            .map(Some)
+            .map_err(|_| bad("peer.advertise_ip", format!("{ip:?} is not an IP address")))
     }
 
     pub fn api_addr(&self) -> Result<SocketAddr, ConfigError> {

@@ -14,6 +14,7 @@ pub mod create;
 pub mod hash;
 pub mod http;
 pub mod hugealloc;
+pub mod net;
 pub mod proto;
 pub mod server;
 pub mod store;

@@ -6,13 +6,15 @@
 //! files, the tracker, counters and the rate limiter. It is read-mostly; writes go through
 //! the catalog's commit lock, the tracker's shard locks and atomics.
 
-use crate::catalog::{Catalog, SweepReport};
+use crate::catalog::{Catalog, Change, SweepReport};
 use crate::config::Config;
 use crate::http::pool::{self, HttpPool, PoolLimits, PoolState};
 use crate::http::ratelimit::RateLimiter;
 use crate::http::reaper;
 use crate::http::router::{self, Method, Reply, Req};
 use crate::http::stats::Stats;
+use crate::net::stats::NetStats;
+use crate::net::{Command, Deps, Net};
 use crate::tracker::maintenance::Maintenance;
 use crate::tracker::udp::UdpTracker;
 use crate::tracker::Tracker;
@@ -29,6 +31,8 @@ pub struct Gateway {
     pub stats: Stats,
     pub limiter: RateLimiter,
     pub sweep: SweepReport,
+    /// The peer wire service's counters and address, when enabled.
+    pub p2p: Option<P2pInfo>,
     api: OnceLock<Arc<PoolState>>,
 }
 
@@ -119,22 +123,34 @@ impl Read for LazyBody<'_> {
     }
 }
 
+/// What the HTTP side knows of the peer wire service.
+pub struct P2pInfo {
+    pub addr: SocketAddr,
+    pub advertised: Option<SocketAddr>,
+    pub stats: Arc<NetStats>,
+}
+
 /// A running gateway.
 pub struct Running {
     pub api_addr: SocketAddr,
     /// The UDP tracker's address (same port number as the API), if enabled.
     pub udp_tracker_addr: Option<SocketAddr>,
+    /// The peer wire listener, if enabled.
+    pub peer_addr: Option<SocketAddr>,
     pub public_url: String,
     pub gateway: Arc<Gateway>,
     api: HttpPool,
     udp: Option<UdpTracker>,
+    net: Option<Net>,
     maintenance: Maintenance,
 }
 
 impl Running {
     /// False once a worker has died (the process should exit non-zero).
     pub fn healthy(&self) -> bool {
-        self.api.healthy() && self.udp.as_ref().is_none_or(UdpTracker::healthy)
+        self.api.healthy()
+            && self.udp.as_ref().is_none_or(UdpTracker::healthy)
+            && self.net.as_ref().is_none_or(Net::healthy)
     }
 
     /// Stops accepting, lets in-flight requests finish within the configured grace, flushes.
@@ -142,6 +158,9 @@ impl Running {
         let grace = Duration::from_secs(self.gateway.config.api.shutdown_grace_secs);
         if let Some(udp) = self.udp {
             udp.stop();
+        }
+        if let Some(net) = self.net {
+            net.stop();
         }
         let clean = self.api.stop(grace);
         self.maintenance.stop();
@@ -171,6 +190,12 @@ pub fn run_server(config: Config) -> Result<Running, String> {
     };
     let maintenance = Maintenance::start(Arc::clone(&tracker), catalog.shared_db())
         .map_err(|e| format!("starting tracker maintenance: {e}"))?;
+    let net = start_net(&config, &catalog, &tracker, &public_url)?;
+    let p2p = net.as_ref().map(|n| P2pInfo {
+        addr: n.addr,
+        advertised: tracker.own_peer(),
+        stats: Arc::clone(&n.stats),
+    });
     let gateway = Arc::new(Gateway {
         limiter: RateLimiter::new(config.rate_limit.clone()),
         config,
@@ -179,6 +204,7 @@ pub fn run_server(config: Config) -> Result<Running, String> {
         tracker,
         stats: Stats::default(),
         sweep,
+        p2p,
         api: OnceLock::new(),
     });
     let limits = PoolLimits {
@@ -198,12 +224,69 @@ pub fn run_server(config: Config) -> Result<Running, String> {
     Ok(Running {
         api_addr,
         udp_tracker_addr: udp.as_ref().map(|u| u.addr),
+        peer_addr: net.as_ref().map(|n| n.addr),
         public_url,
         gateway,
         api,
         udp,
+        net,
         maintenance,
     })
+}
+
+/// Binds and starts the peer wire service; wires the catalog's changes and the tracker's
+/// leecher hints to it and tells the tracker which address to hand out for it.
+fn start_net(
+    config: &Config,
+    catalog: &Catalog,
+    tracker: &Arc<Tracker>,
+    public_url: &str,
+) -> Result<Option<Net>, String> {
+    if !config.peer.enabled {
+        return Ok(None);
+    }
+    let addr = config.peer_addr().map_err(|e| format!("config: {e}"))?;
+    let listener = Net::bind(addr).map_err(|e| format!("binding the peer port {addr}: {e}"))?;
+    let net = Net::start(
+        listener,
+        config.peer.clone(),
+        Deps {
+            db: catalog.shared_db(),
+            store: catalog.shared_store(),
+            hosted: catalog.hosted_index(),
+            tracker: Some(Arc::clone(tracker)),
+        },
+    )
+    .map_err(|e| format!("starting the peer wire service: {e}"))?;
+    let advertised = config
+        .advertise_ip()
+        .map_err(|e| format!("config: {e}"))?
+        .or_else(|| url_ip(public_url))
+        .or_else(|| Some(net.addr.ip()).filter(|ip| !ip.is_unspecified()));
+    if let Some(ip) = advertised {
+        tracker.set_own_peer(SocketAddr::new(ip, net.addr.port()));
+    }
+    let notifier = net.notifier();
+    catalog.observe(Box::new(move |change| {
+        notifier.notify(match change {
+            Change::Added { info_hash } => Command::Added(info_hash),
+            Change::Removed { info_hash, sha256 } => Command::Removed { info_hash, sha256 },
+        })
+    }));
+    let notifier = net.notifier();
+    tracker.on_leecher(Box::new(move || notifier.notify(Command::Leecher)));
+    Ok(Some(net))
+}
+
+/// The host of an `http://host:port` URL when it is an IP address.
+fn url_ip(url: &str) -> Option<std::net::IpAddr> {
+    let rest = url.split_once("://")?.1;
+    let host = rest.split('/').next()?;
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next()?,
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    host.parse().ok()
 }
 
 /// Binds the API's TCP listener and, if wanted, the UDP tracker on the same port number.

@@ -23,6 +23,9 @@ pub struct Args {
     /// base URL clients reach the API at, used in torrents and magnets
     #[argh(option)]
     public_url: Option<String>,
+    /// peer wire listen address, e.g. 0.0.0.0:6881 (port 0 picks a free port)
+    #[argh(option)]
+    peer_addr: Option<String>,
     /// which torrents the tracker serves: open, hosted (the default) or allowlist
     #[argh(option)]
     tracker_mode: Option<TrackerMode>,
@@ -47,6 +50,9 @@ fn load(args: &Args) -> Result<Config, CliError> {
     }
     if let Some(a) = &args.api_addr {
         config.api.addr = a.clone();
+    }
+    if let Some(a) = &args.peer_addr {
+        config.peer.addr = a.clone();
     }
     if let Some(u) = &args.public_url {
         config.api.public_url = u.clone();
@@ -73,11 +79,14 @@ pub fn run(args: Args) -> Result<(), CliError> {
     .map_err(|e| CliError::failed(format!("installing signal handlers: {e}")))?;
     let running = server::run_server(config).map_err(CliError::failed)?;
     log::info!(
-        "torrent-gateway {} listening: api={} udp_tracker={} public_url={} data_dir={}",
+        "torrent-gateway {} listening: api={} udp_tracker={} peer={} public_url={} data_dir={}",
         env!("CARGO_PKG_VERSION"),
         running.api_addr,
         running
             .udp_tracker_addr
+            .map_or("off".to_string(), |a| a.to_string()),
+        running
+            .peer_addr
             .map_or("off".to_string(), |a| a.to_string()),
         running.public_url,
         data_dir.display()

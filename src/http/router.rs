@@ -180,6 +180,7 @@ pub fn route(gw: &Gateway, req: &mut Req<'_>) -> Reply {
         (Get | Head, ["api", "webseed", "health"]) => status::webseed_health(gw),
         (Get | Head, ["api", "diagnostics"]) => status::diagnostics(gw),
         (Get | Head, ["metrics"]) => status::metrics(gw),
+        (Get | Head, ["api", "p2p", "stats"]) => status::p2p_stats(gw),
         (Get, ["announce"]) => tracker::announce(gw, req),
         (Get, ["scrape"]) => tracker::scrape(gw, req),
         (Get | Head, ["api", "tracker", "allowlist"]) => tracker::allowlist(gw),

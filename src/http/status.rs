@@ -13,7 +13,7 @@ const COMPONENTS: &[(&str, u32)] = &[
     ("storage", 30),
     ("api", 30),
     ("tracker", 10),
-    ("peer_wire", 0),
+    ("peer_wire", 10),
     ("dht", 0),
     ("blossom", 0),
     ("nostr", 0),
@@ -46,6 +46,18 @@ pub fn health(gw: &Gateway) -> Reply {
                     gw.tracker.registry.peers()
                 ),
             ),
+            "peer_wire" => match &gw.p2p {
+                None => ("disabled", String::new()),
+                Some(p) => {
+                    let st = &p.stats;
+                    let detail = format!("{} connections on {}", st.get(&st.connections), p.addr);
+                    if st.get(&st.connections) >= gw.config.peer.max_connections {
+                        ("degraded", format!("{detail}: connection cap reached"))
+                    } else {
+                        ("ok", detail)
+                    }
+                }
+            },
             _ => ("disabled", String::new()),
         };
         if status != "disabled" {
@@ -114,9 +126,35 @@ pub fn stats(gw: &Gateway) -> Reply {
                 "bytes": s.upload_bytes.get(),
             },
             "tracker": tracker_stats(gw),
+            "peer_wire": gw.p2p.as_ref().map(|p| p2p_json(gw, p, 0)),
             "uptime_secs": s.started.elapsed().as_secs(),
         }),
     )
+}
+
+/// `/api/p2p/stats`: the peer wire service's connections and transfer, per torrent too.
+pub fn p2p_stats(gw: &Gateway) -> Reply {
+    match &gw.p2p {
+        None => Reply::error(
+            404,
+            "the peer wire service is disabled ([peer] enabled = false)",
+        ),
+        Some(p) => Reply::json(200, &p2p_json(gw, p, 1000)),
+    }
+}
+
+fn p2p_json(gw: &Gateway, p: &crate::server::P2pInfo, max_torrents: usize) -> serde_json::Value {
+    let mut v = p.stats.to_json(max_torrents);
+    v["listen"] = json!(p.addr.to_string());
+    v["advertised"] = json!(p.advertised.map(|a| a.to_string()));
+    v["max_connections"] = json!(gw.config.peer.max_connections);
+    v["upload_slots"] = json!(gw.config.peer.upload_slots);
+    if max_torrents == 0 {
+        if let Some(o) = v.as_object_mut() {
+            o.remove("torrents");
+        }
+    }
+    v
 }
 
 fn tracker_stats(gw: &Gateway) -> serde_json::Value {
@@ -306,6 +344,93 @@ pub fn metrics(gw: &Gateway) -> Reply {
         "Peers in the tracker registry.",
         &[("", t.registry.peers() as f64)],
     );
+    if let Some(p) = &gw.p2p {
+        let st = &p.stats;
+        metric(
+            "tg_p2p_connections",
+            "gauge",
+            "Peer wire connections by state.",
+            &[
+                ("{state=\"all\"}", st.get(&st.connections) as f64),
+                ("{state=\"half_open\"}", st.get(&st.half_open) as f64),
+                ("{state=\"outgoing\"}", st.get(&st.outgoing) as f64),
+                ("{state=\"unchoked\"}", st.get(&st.unchoked) as f64),
+            ],
+        );
+        metric(
+            "tg_p2p_bytes_total",
+            "counter",
+            "Peer wire bytes by direction.",
+            &[
+                ("{dir=\"up\"}", n(&st.bytes_up)),
+                ("{dir=\"down\"}", n(&st.bytes_down)),
+            ],
+        );
+        metric(
+            "tg_p2p_blocks_total",
+            "counter",
+            "Blocks requested by peers, by outcome.",
+            &[
+                ("{result=\"served\"}", n(&st.blocks_served)),
+                ("{result=\"rejected\"}", n(&st.blocks_rejected)),
+                ("{result=\"disk_error\"}", n(&st.disk_errors)),
+            ],
+        );
+        metric(
+            "tg_p2p_closed_total",
+            "counter",
+            "Peer connections refused or closed, by reason.",
+            &[
+                ("{reason=\"refused\"}", n(&st.refused)),
+                ("{reason=\"protocol\"}", n(&st.protocol_errors)),
+                ("{reason=\"timeout\"}", n(&st.timeouts)),
+                ("{reason=\"dial_failed\"}", n(&st.dial_failures)),
+            ],
+        );
+        let torrents = st.torrents.lock().clone();
+        let per: Vec<(String, f64)> = torrents
+            .iter()
+            .filter(|t| t.peers > 0)
+            .take(100)
+            .map(|t| {
+                (
+                    format!(
+                        "{{info_hash=\"{}\"}}",
+                        crate::proto::hex::encode(&t.info_hash)
+                    ),
+                    t.peers as f64,
+                )
+            })
+            .collect();
+        let per_refs: Vec<(&str, f64)> = per.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        metric(
+            "tg_p2p_torrent_peers",
+            "gauge",
+            "Peers per torrent (the 100 busiest with peers).",
+            &per_refs,
+        );
+        let up: Vec<(String, f64)> = torrents
+            .iter()
+            .filter(|t| t.uploaded > 0)
+            .take(100)
+            .map(|t| {
+                (
+                    format!(
+                        "{{info_hash=\"{}\"}}",
+                        crate::proto::hex::encode(&t.info_hash)
+                    ),
+                    t.uploaded as f64,
+                )
+            })
+            .collect();
+        let up_refs: Vec<(&str, f64)> = up.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        metric(
+            "tg_p2p_torrent_uploaded_bytes_total",
+            "counter",
+            "Piece bytes sent per torrent (100 torrents at most).",
+            &up_refs,
+        );
+    }
     metric(
         "tg_http_connections",
         "gauge",

@@ -278,6 +278,29 @@ impl ContentStore {
         Ok((removed, missing))
     }
 
+    /// The file holding byte `offset` of a stored file: its path, and the range of the
+    /// stored file it holds (a blob holds it all; chunk `i` holds piece `i`).
+    pub fn locate(
+        &self,
+        sha256: &str,
+        storage: Storage,
+        size: u64,
+        offset: u64,
+    ) -> (PathBuf, Range<u64>) {
+        match storage {
+            Storage::Blob => (self.blob_path(sha256), 0..size),
+            Storage::Chunked => {
+                let pl = self.piece_length;
+                let index = offset / pl;
+                let start = index * pl;
+                (
+                    self.chunk_dir(sha256).join(index.to_string()),
+                    start..size.min(start + pl),
+                )
+            }
+        }
+    }
+
     /// Maps the bytes `range` of a stored file: one mapping for a blob, the touched chunks
     /// for a chunked file.
     pub fn read(

@@ -11,12 +11,14 @@ pub mod udp_batch;
 use crate::config::{TrackerConfig, TrackerMode};
 use crate::hash::Counter;
 use crate::proto::hex;
+use crate::proto::tracker_http::Event;
 use crate::proto::tracker_http::SwarmCounts;
 use crate::store::db::Db;
 use parking_lot::RwLock;
-use registry::{AnnounceIn, Limits, PeerSink, Refusal, Registry};
+use registry::{AnnounceIn, Family, Limits, Peer, PeerSink, Refusal, Registry};
 use std::collections::HashSet;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::OnceLock;
 use std::time::Instant;
 
 /// IPv4-mapped IPv6 addresses (a dual-stack socket's IPv4 clients) as IPv4.
@@ -54,6 +56,11 @@ pub struct Tracker {
     hosted: HostedFn,
     allowlist: RwLock<HashSet<[u8; 20]>>,
     epoch: Instant,
+    /// The gateway's own seeder, handed out for hosted torrents (set once the peer wire
+    /// listens).
+    own_peer: OnceLock<SocketAddr>,
+    /// Told when a leecher of a hosted torrent starts (the peer wire connects out to it).
+    leecher_hint: OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
 
 impl Tracker {
@@ -91,6 +98,8 @@ impl Tracker {
             hosted,
             allowlist: RwLock::new(allowlist),
             epoch: Instant::now(),
+            own_peer: OnceLock::new(),
+            leecher_hint: OnceLock::new(),
         }
     }
 
@@ -117,14 +126,58 @@ impl Tracker {
             .min(self.config.numwant_max)
     }
 
-    /// Checks the policy, records the announce and appends peers to `out`.
+    /// Hands out `addr` as a seeder of every hosted torrent (the gateway's peer wire).
+    pub fn set_own_peer(&self, addr: SocketAddr) {
+        let _ = self.own_peer.set(addr);
+    }
+
+    pub fn own_peer(&self) -> Option<SocketAddr> {
+        self.own_peer.get().copied()
+    }
+
+    /// Sets what to call when a leecher of a hosted torrent announces `started`.
+    pub fn on_leecher(&self, hint: Box<dyn Fn() + Send + Sync>) {
+        let _ = self.leecher_hint.set(hint);
+    }
+
+    /// Checks the policy, records the announce and appends peers to `out`: the gateway's
+    /// own seeder first for hosted torrents (to leechers of its address family), then others.
     pub fn announce(
         &self,
         a: &AnnounceIn,
         out: &mut impl PeerSink,
     ) -> Result<SwarmCounts, Refusal> {
         let result = if self.permits(&a.info_hash) {
-            self.registry.announce(a, self.now(), out)
+            let leecher = a.left != Some(0) && a.event != Event::Stopped;
+            let mut numwant = a.numwant;
+            if let Some(own) = self.own_peer.get() {
+                let family_ok = match a.family {
+                    Family::V4 => own.is_ipv4(),
+                    Family::V6 => own.is_ipv6(),
+                    Family::Both => true,
+                };
+                let me = SocketAddr::new(a.ip, a.port) == *own;
+                if leecher && numwant > 0 && family_ok && !me && (self.hosted)(&a.info_hash) {
+                    out.take(&Peer::seed(*own));
+                    numwant -= 1;
+                }
+            }
+            let result = self.registry.announce(
+                &AnnounceIn {
+                    numwant,
+                    ..a.clone()
+                },
+                self.now(),
+                out,
+            );
+            if result.is_ok() && leecher && a.event == Event::Started {
+                if let Some(hint) = self.leecher_hint.get() {
+                    if (self.hosted)(&a.info_hash) {
+                        hint();
+                    }
+                }
+            }
+            result
         } else {
             Err(Refusal::NotTracked)
         };

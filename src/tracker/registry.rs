@@ -107,6 +107,23 @@ pub struct Peer {
 }
 
 impl Peer {
+    /// A seeder at `addr` that is not in any swarm (the gateway itself).
+    pub fn seed(addr: std::net::SocketAddr) -> Peer {
+        let (ip, v6) = ip_bytes(addr.ip());
+        Peer {
+            id: [0; 20],
+            ip,
+            port: addr.port(),
+            flags: v6 | SEED,
+            key: 0,
+            seen: 0,
+        }
+    }
+
+    pub fn addr(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::new(self.ip(), self.port)
+    }
+
     pub fn ip(&self) -> IpAddr {
         if self.flags & V6 != 0 {
             IpAddr::V6(Ipv6Addr::from(self.ip))
@@ -488,6 +505,32 @@ impl Registry {
         self.peers.fetch_sub(peers, Ordering::Relaxed);
         self.torrents.fetch_sub(torrents, Ordering::Relaxed);
         (peers, torrents)
+    }
+
+    /// Leechers of the torrents `wanted` accepts, as (info-hash, peer id, address): at most
+    /// `max`, from a random shard on, so repeated calls reach every swarm.
+    pub fn leechers(
+        &self,
+        max: usize,
+        wanted: impl Fn(&[u8; 20]) -> bool,
+    ) -> Vec<([u8; 20], [u8; 20], std::net::SocketAddr)> {
+        let mut out = Vec::new();
+        let start = random() as usize % SHARDS;
+        for i in 0..SHARDS {
+            let shard = self.shards[(start + i) % SHARDS].lock();
+            for (h, s) in shard.iter() {
+                if s.peers.len() as u32 == s.seeders || !wanted(h) {
+                    continue;
+                }
+                for p in s.peers.iter().filter(|p| !p.is_seed()) {
+                    if out.len() >= max {
+                        return out;
+                    }
+                    out.push((*h, p.id, p.addr()));
+                }
+            }
+        }
+        out
     }
 
     /// Forgets one torrent (it stopped being allowed).

@@ -16,6 +16,8 @@ pub struct Server {
     pub addr: SocketAddr,
     /// The UDP tracker's address, when enabled.
     pub udp: Option<SocketAddr>,
+    /// The peer wire listener, when enabled.
+    pub peer: Option<SocketAddr>,
     pub data: PathBuf,
     config: PathBuf,
     log: Arc<Mutex<String>>,
@@ -31,7 +33,14 @@ impl Server {
 
     fn start_with(data: &Path, config: &Path) -> Server {
         let mut child = Command::new(super::bin())
-            .args(["serve", "--api-addr", "127.0.0.1:0", "--config"])
+            .args([
+                "serve",
+                "--api-addr",
+                "127.0.0.1:0",
+                "--peer-addr",
+                "127.0.0.1:0",
+                "--config",
+            ])
             .arg(config)
             .arg("--data-dir")
             .arg(data)
@@ -47,6 +56,7 @@ impl Server {
         let log = Arc::new(Mutex::new(String::new()));
         let mut addr = None;
         let mut udp = None;
+        let mut peer = None;
         let mut line = String::new();
         // Blocks until the start-up line or until the process ends (EOF).
         while lines.read_line(&mut line).unwrap_or(0) > 0 {
@@ -55,6 +65,11 @@ impl Server {
                 addr = rest.split_whitespace().next().and_then(|a| a.parse().ok());
                 udp = line
                     .split("udp_tracker=")
+                    .nth(1)
+                    .and_then(|r| r.split_whitespace().next())
+                    .and_then(|a| a.parse().ok());
+                peer = line
+                    .split(" peer=")
                     .nth(1)
                     .and_then(|r| r.split_whitespace().next())
                     .and_then(|a| a.parse().ok());
@@ -78,6 +93,7 @@ impl Server {
             child,
             addr,
             udp,
+            peer,
             data: data.to_path_buf(),
             config: config.to_path_buf(),
             log,

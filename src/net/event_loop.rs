@@ -1,0 +1,1106 @@
+//! The peer wire event loop: accepts and dials connections, feeds their bytes to
+//! [`SeedConn`] state machines, sends piece data the disk pool made resident, chokes and
+//! unchokes, sends PEX, and enforces every cap and timeout. It never blocks: sockets are
+//! non-blocking, disk work is a job, and timers are the poll timeout.
+//!
+//! Tokens: 0 the listener, 1 the waker, 2.. connection slots. A slot's generation travels
+//! with its disk jobs so a result for a closed connection is dropped, never misdelivered.
+
+use super::choker::{self, Candidate};
+use super::dialer::Backoff;
+use super::disk::{Done, Job, Torrent};
+use super::outbound::Outbound;
+use super::stats::{NetStats, TorrentStats};
+use super::{Command, Deps};
+use crate::config::PeerConfig;
+use crate::proto::peer_conn::{Event, SeedConn, Settings};
+use crate::proto::peer_ext::{Pex, MAX_PEX_PEERS};
+use crate::proto::peer_wire;
+use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+use std::collections::{HashMap, HashSet};
+use std::io::{self, Read};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub const LISTENER: Token = Token(0);
+pub const WAKER: Token = Token(1);
+const FIRST_CONN: usize = 2;
+
+/// Unsent control bytes past which a peer is taken not to read.
+const MAX_CONTROL_BYTES: usize = 256 * 1024;
+const TICK: Duration = Duration::from_secs(1);
+const CHOKE_EVERY: Duration = Duration::from_secs(10);
+/// Every third choke rotation moves the optimistic unchoke (30 s).
+const OPTIMISTIC_EVERY: u32 = 3;
+const PEX_EVERY: Duration = Duration::from_secs(60);
+const KEEPALIVE_EVERY: Duration = Duration::from_secs(60);
+const DIAL_EVERY: Duration = Duration::from_secs(30);
+/// Torrents kept looked up with no connection, for peers that come back.
+const IDLE_TORRENTS: usize = 64;
+const CLIENT: &str = concat!("torrent-gateway/", env!("CARGO_PKG_VERSION"));
+
+pub struct Channels {
+    pub commands: Receiver<Command>,
+    pub done: Receiver<Done>,
+    pub jobs: Sender<Job>,
+}
+
+struct Conn {
+    sock: TcpStream,
+    addr: SocketAddr,
+    gen: u32,
+    outgoing: bool,
+    connecting: bool,
+    half_open: bool,
+    wire: SeedConn,
+    out: Outbound,
+    torrent: Option<Arc<Torrent>>,
+    opened: Instant,
+    last_recv: Instant,
+    last_send: Instant,
+    stalled_since: Option<Instant>,
+    /// Piece bytes asked of the disk pool and not yet queued.
+    reading: usize,
+    /// Piece bytes sent since the last choke rotation.
+    sent_period: u64,
+    last_unchoked: Instant,
+    writable: bool,
+    /// Its listen address (ours to dial, or its address plus the `p` it told us).
+    listen: Option<SocketAddr>,
+    pex_sent: HashSet<SocketAddr>,
+}
+
+struct Entry {
+    torrent: Arc<Torrent>,
+    peers: usize,
+    uploaded: u64,
+    blocks: u64,
+    metadata_pieces: u64,
+    idle_since: Option<Instant>,
+}
+
+/// Who waits for a torrent lookup.
+enum Waiter {
+    Conn(u64),
+    Dial(SocketAddr, [u8; 20]),
+}
+
+pub struct Loop {
+    poll: Poll,
+    listener: TcpListener,
+    config: PeerConfig,
+    deps: Deps,
+    ch: Channels,
+    stats: Arc<NetStats>,
+    settings: Arc<Settings>,
+    conns: Vec<Option<Conn>>,
+    free: Vec<usize>,
+    next_gen: u32,
+    count: usize,
+    half_open: usize,
+    outgoing: usize,
+    per_ip: HashMap<IpAddr, usize>,
+    torrents: HashMap<[u8; 20], Entry>,
+    lookups: HashMap<[u8; 20], Vec<Waiter>>,
+    /// (info-hash, peer id) of established connections, to refuse duplicates.
+    peers: HashSet<([u8; 20], [u8; 20])>,
+    dialing: HashSet<SocketAddr>,
+    backoff: Backoff,
+    /// Connections whose requests wait for room in the disk queue.
+    starved: HashSet<usize>,
+    accept_paused: bool,
+    optimistic: Option<usize>,
+    rounds: u32,
+    epoch: Instant,
+    next_tick: Instant,
+    next_choke: Instant,
+    next_pex: Instant,
+    next_dial: Instant,
+    scratch: Vec<u8>,
+    stop: bool,
+}
+
+fn now_ms(epoch: Instant) -> u64 {
+    epoch.elapsed().as_millis() as u64
+}
+
+impl Loop {
+    pub fn new(
+        poll: Poll,
+        mut listener: TcpListener,
+        config: PeerConfig,
+        deps: Deps,
+        ch: Channels,
+        stats: Arc<NetStats>,
+        peer_id: [u8; 20],
+    ) -> io::Result<Loop> {
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let port = listener.local_addr()?.port();
+        let now = Instant::now();
+        let settings = Arc::new(Settings {
+            peer_id,
+            client: CLIENT,
+            max_requests: config.max_requests,
+            listen_port: Some(port),
+            pex: true,
+        });
+        Ok(Loop {
+            backoff: Backoff::new(
+                Duration::from_secs(config.connect_backoff_secs),
+                4 * config.max_connections + 1024,
+            ),
+            poll,
+            listener,
+            config,
+            deps,
+            ch,
+            stats,
+            settings,
+            conns: Vec::new(),
+            free: Vec::new(),
+            next_gen: 1,
+            count: 0,
+            half_open: 0,
+            outgoing: 0,
+            per_ip: HashMap::new(),
+            torrents: HashMap::new(),
+            lookups: HashMap::new(),
+            peers: HashSet::new(),
+            dialing: HashSet::new(),
+            starved: HashSet::new(),
+            accept_paused: false,
+            optimistic: None,
+            rounds: 0,
+            epoch: now,
+            next_tick: now + TICK,
+            next_choke: now + CHOKE_EVERY,
+            next_pex: now + PEX_EVERY,
+            next_dial: now + Duration::from_secs(2),
+            scratch: vec![0; 64 * 1024],
+            stop: false,
+        })
+    }
+
+    fn key(&self, slot: usize) -> u64 {
+        let gen = self.conns[slot].as_ref().map_or(0, |c| c.gen);
+        ((slot as u64) << 32) | gen as u64
+    }
+
+    fn by_key(&mut self, key: u64) -> Option<usize> {
+        let slot = (key >> 32) as usize;
+        let gen = key as u32;
+        match self.conns.get(slot) {
+            Some(Some(c)) if c.gen == gen => Some(slot),
+            _ => None,
+        }
+    }
+
+    pub fn run(&mut self) {
+        let mut events = Events::with_capacity(1024);
+        while !self.stop {
+            let timeout = self.next_tick.saturating_duration_since(Instant::now());
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    log::error!("peer: poll failed: {e}");
+                    break;
+                }
+            }
+            for ev in events.iter() {
+                match ev.token() {
+                    LISTENER => self.accept(),
+                    WAKER => {}
+                    Token(t) => {
+                        let slot = t - FIRST_CONN;
+                        if ev.is_writable() {
+                            self.on_writable(slot);
+                        }
+                        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                            self.on_readable(slot);
+                        }
+                    }
+                }
+            }
+            self.commands();
+            self.disk_results();
+            if Instant::now() >= self.next_tick {
+                self.tick();
+            }
+        }
+        let slots: Vec<usize> = (0..self.conns.len()).collect();
+        for slot in slots {
+            self.close(slot, "shutting down", false);
+        }
+    }
+
+    // ---- connections -------------------------------------------------------------------
+
+    fn accept(&mut self) {
+        loop {
+            if self.half_open >= self.config.max_half_open {
+                self.accept_paused = true;
+                return;
+            }
+            self.accept_paused = false;
+            let (sock, addr) = match self.listener.accept() {
+                Ok(x) => x,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // Out of descriptors and the like: try again on the next tick.
+                    log::warn!("peer: accept failed: {e}");
+                    self.accept_paused = true;
+                    return;
+                }
+            };
+            let ip = crate::tracker::canonical(addr.ip());
+            if self.count >= self.config.max_connections {
+                self.stats.refused.add(1);
+                log::debug!("peer {addr}: refused, {} connections", self.count);
+                continue;
+            }
+            if self.per_ip.get(&ip).copied().unwrap_or(0) >= self.config.max_connections_per_ip {
+                self.stats.refused.add(1);
+                log::debug!("peer {addr}: refused, too many connections from {ip}");
+                continue;
+            }
+            self.stats.accepted.add(1);
+            let wire = SeedConn::incoming(Arc::clone(&self.settings), Some(ip));
+            self.insert(sock, SocketAddr::new(ip, addr.port()), wire, false, None);
+        }
+    }
+
+    fn insert(
+        &mut self,
+        mut sock: TcpStream,
+        addr: SocketAddr,
+        wire: SeedConn,
+        outgoing: bool,
+        torrent: Option<Arc<Torrent>>,
+    ) -> Option<usize> {
+        let slot = self.free.pop().unwrap_or_else(|| {
+            self.conns.push(None);
+            self.conns.len() - 1
+        });
+        let interest = if outgoing {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut sock, Token(slot + FIRST_CONN), interest)
+        {
+            log::warn!("peer {addr}: cannot register: {e}");
+            self.free.push(slot);
+            return None;
+        }
+        let _ = sock.set_nodelay(true);
+        let now = Instant::now();
+        self.next_gen = self.next_gen.wrapping_add(1).max(1);
+        self.conns[slot] = Some(Conn {
+            sock,
+            addr,
+            gen: self.next_gen,
+            outgoing,
+            connecting: outgoing,
+            half_open: true,
+            wire,
+            out: Outbound::default(),
+            torrent,
+            opened: now,
+            last_recv: now,
+            last_send: now,
+            stalled_since: None,
+            reading: 0,
+            sent_period: 0,
+            last_unchoked: now,
+            writable: outgoing,
+            listen: outgoing.then_some(addr),
+            pex_sent: HashSet::new(),
+        });
+        self.count += 1;
+        self.half_open += 1;
+        if outgoing {
+            self.outgoing += 1;
+            self.dialing.insert(addr);
+        }
+        *self.per_ip.entry(addr.ip()).or_insert(0) += 1;
+        Some(slot)
+    }
+
+    /// Removes a connection. `failed_dial`: an outgoing attempt that never spoke the protocol.
+    fn close(&mut self, slot: usize, why: &str, failed_dial: bool) {
+        let Some(mut c) = self.conns.get_mut(slot).and_then(Option::take) else {
+            return;
+        };
+        // Last words (a reject, a choke) go out if the socket takes them now.
+        if !c.connecting {
+            c.out.push_bytes(c.wire.take_output());
+            let _ = c.out.write_to(&mut c.sock);
+        }
+        let _ = self.poll.registry().deregister(&mut c.sock);
+        log::debug!("peer {}: closed: {why}", c.addr);
+        self.free.push(slot);
+        self.starved.remove(&slot);
+        self.count -= 1;
+        if c.half_open {
+            self.half_open -= 1;
+        }
+        if c.outgoing {
+            self.outgoing -= 1;
+            self.dialing.remove(&c.addr);
+            if failed_dial {
+                self.stats.dial_failures.add(1);
+                self.backoff.failed(c.addr, Instant::now());
+            }
+        }
+        if let Some(n) = self.per_ip.get_mut(&c.addr.ip()) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_ip.remove(&c.addr.ip());
+            }
+        }
+        if let Some(t) = &c.torrent {
+            if c.wire.is_established() {
+                let ih = t.shape.info_hash;
+                self.peers.remove(&(ih, c.wire.peer().peer_id));
+                if let Some(e) = self.torrents.get_mut(&ih) {
+                    e.peers -= 1;
+                    if e.peers == 0 {
+                        e.idle_since = Some(Instant::now());
+                    }
+                }
+            }
+        }
+        if !c.wire.is_choking() {
+            self.fill_slots();
+        }
+        if self.accept_paused {
+            self.accept();
+        }
+    }
+
+    fn on_readable(&mut self, slot: usize) {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let mut events = Vec::new();
+        let mut ended = None;
+        let now = now_ms(self.epoch);
+        if let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) {
+            if c.connecting {
+                self.scratch = scratch;
+                return self.on_writable(slot);
+            }
+            loop {
+                match c.sock.read(&mut scratch) {
+                    Ok(0) => {
+                        ended = Some("peer closed the connection".to_string());
+                        break;
+                    }
+                    Ok(n) => {
+                        self.stats.bytes_down.add(n as u64);
+                        c.last_recv = Instant::now();
+                        c.wire.receive(&scratch[..n], now, &mut events);
+                        if c.wire.is_closed() {
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        ended = Some(format!("read: {e}"));
+                        break;
+                    }
+                }
+            }
+        }
+        self.scratch = scratch;
+        self.on_events(slot, events);
+        if let Some(why) = ended {
+            let failed = self.conns[slot]
+                .as_ref()
+                .is_some_and(|c| c.outgoing && c.half_open);
+            self.close(slot, &why, failed);
+            return;
+        }
+        self.pump(slot);
+        self.flush(slot);
+    }
+
+    fn on_writable(&mut self, slot: usize) {
+        let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        if c.connecting {
+            match (c.sock.take_error(), c.sock.peer_addr()) {
+                (Ok(None), Ok(_)) => {
+                    c.connecting = false;
+                    log::debug!("peer {}: connected", c.addr);
+                }
+                (Ok(Some(e)) | Err(e), _) | (_, Err(e)) => {
+                    if e.kind() == io::ErrorKind::NotConnected {
+                        return; // still connecting
+                    }
+                    let why = format!("connect: {e}");
+                    return self.close(slot, &why, true);
+                }
+            }
+        }
+        self.flush(slot);
+    }
+
+    fn on_events(&mut self, slot: usize, events: Vec<Event>) {
+        for ev in events {
+            if self.conns.get(slot).and_then(Option::as_ref).is_none() {
+                return;
+            }
+            match ev {
+                Event::Lookup(ih) => self.lookup(slot, ih),
+                Event::Established => self.established(slot),
+                Event::Interested(true) => self.fill_slots(),
+                Event::Interested(false) => {
+                    let c = self.conns[slot].as_mut().expect("checked");
+                    if !c.wire.is_choking() {
+                        c.wire.choke();
+                        self.fill_slots();
+                    }
+                }
+                Event::Requests => {}
+                Event::ExtHandshake => {
+                    let c = self.conns[slot].as_mut().expect("checked");
+                    if !c.outgoing {
+                        c.listen = c
+                            .wire
+                            .peer()
+                            .ext
+                            .port
+                            .map(|p| SocketAddr::new(c.addr.ip(), p));
+                    }
+                }
+                Event::Pex(p) => log::trace!("peer {slot}: pex with {} peers", p.added.len()),
+                Event::MetadataServed => {
+                    let c = self.conns[slot].as_ref().expect("checked");
+                    if let Some(t) = &c.torrent {
+                        if let Some(e) = self.torrents.get_mut(&t.shape.info_hash) {
+                            e.metadata_pieces += 1;
+                        }
+                    }
+                }
+                Event::Close(why) => {
+                    self.stats.protocol_errors.add(1);
+                    let failed = self.conns[slot]
+                        .as_ref()
+                        .is_some_and(|c| c.outgoing && c.half_open);
+                    return self.close(slot, &why, failed);
+                }
+            }
+        }
+    }
+
+    fn lookup(&mut self, slot: usize, ih: [u8; 20]) {
+        if !self.deps.hosted.read().contains(&ih) {
+            self.stats.refused.add(1);
+            return self.close(slot, "unknown info-hash", false);
+        }
+        if let Some(e) = self.torrents.get(&ih) {
+            let t = Arc::clone(&e.torrent);
+            return self.attach(slot, t);
+        }
+        let key = self.key(slot);
+        self.request_lookup(ih, Waiter::Conn(key));
+    }
+
+    fn request_lookup(&mut self, ih: [u8; 20], waiter: Waiter) {
+        let waiting = self.lookups.entry(ih).or_default();
+        waiting.push(waiter);
+        if waiting.len() == 1 {
+            if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
+                self.ch.jobs.try_send(Job::Lookup { info_hash: ih })
+            {
+                // Busy disk: the waiters are dropped (connections close, dials retry later).
+                let waiters = self.lookups.remove(&ih).unwrap_or_default();
+                self.lookup_done(ih, None, waiters);
+            }
+        }
+    }
+
+    fn lookup_done(&mut self, ih: [u8; 20], torrent: Option<Arc<Torrent>>, waiters: Vec<Waiter>) {
+        let torrent = torrent.filter(|_| self.deps.hosted.read().contains(&ih));
+        if let Some(t) = &torrent {
+            self.torrents.entry(ih).or_insert_with(|| Entry {
+                torrent: Arc::clone(t),
+                peers: 0,
+                uploaded: 0,
+                blocks: 0,
+                metadata_pieces: 0,
+                idle_since: Some(Instant::now()),
+            });
+        }
+        for w in waiters {
+            match (w, &torrent) {
+                (Waiter::Conn(key), Some(t)) => {
+                    if let Some(slot) = self.by_key(key) {
+                        self.attach(slot, Arc::clone(t));
+                    }
+                }
+                (Waiter::Conn(key), None) => {
+                    if let Some(slot) = self.by_key(key) {
+                        self.close(slot, "torrent not found", false);
+                    }
+                }
+                (Waiter::Dial(addr, pid), Some(t)) => self.dial(Arc::clone(t), addr, pid),
+                (Waiter::Dial(..), None) => {}
+            }
+        }
+    }
+
+    fn attach(&mut self, slot: usize, t: Arc<Torrent>) {
+        let now = now_ms(self.epoch);
+        let mut events = Vec::new();
+        let Some(c) = self.conns[slot].as_mut() else {
+            return;
+        };
+        c.torrent = Some(Arc::clone(&t));
+        c.wire.attach(Arc::clone(&t.shape), now, &mut events);
+        self.on_events(slot, events);
+        self.pump(slot);
+        self.flush(slot);
+    }
+
+    fn established(&mut self, slot: usize) {
+        let now = Instant::now();
+        let c = self.conns[slot].as_mut().expect("established connection");
+        let Some(t) = c.torrent.clone() else {
+            return;
+        };
+        let ih = t.shape.info_hash;
+        let pid = c.wire.peer().peer_id;
+        if c.half_open {
+            c.half_open = false;
+            self.half_open -= 1;
+        }
+        if c.outgoing {
+            self.backoff.succeeded(c.addr, now);
+        }
+        if !self.peers.insert((ih, pid)) {
+            // Counted as established so `close` undoes the counts of the other one only.
+            let c = self.conns[slot].as_mut().expect("established connection");
+            c.torrent = None;
+            return self.close(slot, "already connected to this peer", false);
+        }
+        let e = self
+            .torrents
+            .get_mut(&ih)
+            .expect("attached torrents are listed");
+        e.peers += 1;
+        e.idle_since = None;
+        if self.accept_paused {
+            self.accept();
+        }
+    }
+
+    /// Unchokes interested peers, those waiting longest first, while slots are free.
+    fn fill_slots(&mut self) {
+        let unchoked = self
+            .conns
+            .iter()
+            .flatten()
+            .filter(|c| c.wire.is_established() && !c.wire.is_choking())
+            .count();
+        let free = self.config.upload_slots.saturating_sub(unchoked);
+        if free == 0 {
+            return;
+        }
+        let now = Instant::now();
+        let mut waiting: Vec<(Instant, usize)> = self
+            .conns
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| c.as_ref().map(|c| (i, c)))
+            .filter(|(_, c)| {
+                c.wire.is_established() && c.wire.is_choking() && c.wire.is_interested()
+            })
+            .map(|(i, c)| (c.last_unchoked, i))
+            .collect();
+        waiting.sort();
+        for (_, slot) in waiting.into_iter().take(free) {
+            let c = self.conns[slot].as_mut().expect("listed");
+            c.wire.unchoke();
+            c.last_unchoked = now;
+            self.flush(slot);
+        }
+    }
+
+    /// Hands queued requests to the disk pool while the peer's queue has room.
+    fn pump(&mut self, slot: usize) {
+        let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        let Some(t) = c.torrent.clone() else {
+            return;
+        };
+        let key = ((slot as u64) << 32) | c.gen as u64;
+        while c.reading + c.out.data_bytes() < self.config.max_queued_bytes {
+            if self.ch.jobs.is_full() {
+                self.starved.insert(slot);
+                return;
+            }
+            let Some(block) = c.wire.next_request() else {
+                return;
+            };
+            c.reading += block.length as usize;
+            let job = Job::Read {
+                conn: key,
+                torrent: Arc::clone(&t),
+                block,
+            };
+            if self.ch.jobs.try_send(job).is_err() {
+                c.reading -= block.length as usize;
+                c.wire.failed(block);
+                self.stats.blocks_rejected.add(1);
+                self.starved.insert(slot);
+                return;
+            }
+        }
+    }
+
+    /// Moves control output to the queue and writes what the socket takes.
+    fn flush(&mut self, slot: usize) {
+        let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        c.out.push_bytes(c.wire.take_output());
+        if c.out.control_bytes() > MAX_CONTROL_BYTES {
+            self.stats.protocol_errors.add(1);
+            return self.close(slot, "peer does not read what we send", false);
+        }
+        if !c.connecting && !c.out.is_empty() {
+            match c.out.write_to(&mut c.sock) {
+                Ok((n, data)) => {
+                    if n > 0 {
+                        c.last_send = Instant::now();
+                        c.stalled_since = None;
+                        self.stats.bytes_up.add(n as u64);
+                    }
+                    if data > 0 {
+                        c.sent_period += data as u64;
+                        if let Some(t) = &c.torrent {
+                            if let Some(e) = self.torrents.get_mut(&t.shape.info_hash) {
+                                e.uploaded += data as u64;
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    let why = format!("write: {e}");
+                    return self.close(slot, &why, false);
+                }
+            }
+        }
+        if !c.out.is_empty() && c.stalled_since.is_none() {
+            c.stalled_since = Some(Instant::now());
+        }
+        let want = c.connecting || !c.out.is_empty();
+        if want != c.writable {
+            let interest = if want {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            if let Err(e) =
+                self.poll
+                    .registry()
+                    .reregister(&mut c.sock, Token(slot + FIRST_CONN), interest)
+            {
+                let why = format!("reregister: {e}");
+                return self.close(slot, &why, false);
+            }
+            c.writable = want;
+        }
+        // Data left the queue: there may be room for more reads.
+        if c.out.data_bytes() + c.reading < self.config.max_queued_bytes && c.wire.requests() > 0 {
+            self.pump(slot);
+        }
+    }
+
+    // ---- channels ----------------------------------------------------------------------
+
+    fn commands(&mut self) {
+        loop {
+            match self.ch.commands.try_recv() {
+                Ok(Command::Stop) | Err(TryRecvError::Disconnected) => {
+                    self.stop = true;
+                    return;
+                }
+                Ok(Command::Added(_)) => self.next_dial = self.next_dial.min(Instant::now() + TICK),
+                Ok(Command::Leecher) => {
+                    self.next_dial = self
+                        .next_dial
+                        .min(Instant::now() + Duration::from_millis(200));
+                    self.next_tick = self.next_tick.min(self.next_dial);
+                }
+                Ok(Command::Removed { info_hash, sha256 }) => self.removed(info_hash, sha256),
+                Err(TryRecvError::Empty) => return,
+            }
+        }
+    }
+
+    fn removed(&mut self, ih: [u8; 20], sha256: String) {
+        self.torrents.remove(&ih);
+        let slots: Vec<usize> = self
+            .conns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| {
+                c.as_ref()
+                    .and_then(|c| c.torrent.as_ref())
+                    .is_some_and(|t| t.shape.info_hash == ih)
+            })
+            .map(|(i, _)| i)
+            .collect();
+        for slot in slots {
+            self.close(slot, "the file was deleted", false);
+        }
+        let _ = self.ch.jobs.try_send(Job::Forget { sha256 });
+    }
+
+    fn disk_results(&mut self) {
+        let mut touched = HashSet::new();
+        while let Ok(done) = self.ch.done.try_recv() {
+            match done {
+                Done::Lookup { info_hash, torrent } => {
+                    let waiters = self.lookups.remove(&info_hash).unwrap_or_default();
+                    self.lookup_done(info_hash, torrent, waiters);
+                }
+                Done::Read {
+                    conn,
+                    block,
+                    result,
+                } => {
+                    let Some(slot) = self.by_key(conn) else {
+                        continue;
+                    };
+                    let c = self.conns[slot].as_mut().expect("found by key");
+                    c.reading = c.reading.saturating_sub(block.length as usize);
+                    match result {
+                        Ok(data) => {
+                            c.wire.served();
+                            c.out.push_bytes(c.wire.take_output());
+                            let mut header = Vec::with_capacity(13);
+                            peer_wire::write_piece_header(
+                                block.index,
+                                block.begin,
+                                block.length,
+                                &mut header,
+                            );
+                            c.out.push_block(header, data);
+                            self.stats.blocks_served.add(1);
+                            if let Some(t) = &c.torrent {
+                                if let Some(e) = self.torrents.get_mut(&t.shape.info_hash) {
+                                    e.blocks += 1;
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            log::warn!("peer: reading a block for {}: {e}", c.addr);
+                            self.stats.disk_errors.add(1);
+                            c.wire.failed(block);
+                        }
+                    }
+                    touched.insert(slot);
+                }
+            }
+        }
+        let starved: Vec<usize> = self.starved.drain().collect();
+        for slot in touched.into_iter().chain(starved) {
+            self.pump(slot);
+            self.flush(slot);
+        }
+    }
+
+    // ---- timers ------------------------------------------------------------------------
+
+    fn tick(&mut self) {
+        let now = Instant::now();
+        self.next_tick = now + TICK;
+        let hs = Duration::from_secs(self.config.handshake_timeout_secs);
+        let idle = Duration::from_secs(self.config.idle_timeout_secs);
+        let stall = Duration::from_secs(self.config.stall_timeout_secs);
+        let mut expired = Vec::new();
+        for (slot, c) in self.conns.iter_mut().enumerate() {
+            let Some(c) = c else { continue };
+            let why = if c.half_open && now - c.opened > hs {
+                Some("handshake timed out")
+            } else if now - c.last_recv > idle {
+                Some("idle timeout")
+            } else if c.stalled_since.is_some_and(|s| now - s > stall) {
+                Some("peer stopped reading")
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                expired.push((slot, why, c.outgoing && c.half_open));
+            } else if c.wire.is_established() && now - c.last_send > KEEPALIVE_EVERY {
+                c.wire.keep_alive();
+                c.last_send = now;
+            }
+        }
+        for (slot, why, failed) in expired {
+            self.stats.timeouts.add(1);
+            self.close(slot, why, failed);
+        }
+        if now >= self.next_choke {
+            self.next_choke = now + CHOKE_EVERY;
+            self.rotate_chokes();
+        }
+        if now >= self.next_pex {
+            self.next_pex = now + PEX_EVERY;
+            self.send_pex();
+        }
+        if now >= self.next_dial {
+            self.next_dial = now + DIAL_EVERY;
+            self.dial_leechers();
+        }
+        for slot in 0..self.conns.len() {
+            if self.conns[slot]
+                .as_ref()
+                .is_some_and(|c| c.wire.has_output())
+            {
+                self.flush(slot);
+            }
+        }
+        self.forget_idle_torrents();
+        if self.accept_paused {
+            self.accept();
+        }
+        self.snapshot();
+    }
+
+    fn rotate_chokes(&mut self) {
+        self.rounds = self.rounds.wrapping_add(1);
+        let rotate = self.rounds % OPTIMISTIC_EVERY == 0;
+        // One choker over all torrents: slots are a property of our upload, not of a torrent.
+        let cands: Vec<Candidate> = self
+            .conns
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| c.as_ref().map(|c| (i, c)))
+            .filter(|(_, c)| c.wire.is_established() && c.wire.is_interested())
+            .map(|(i, c)| Candidate {
+                id: i,
+                rate: c.sent_period,
+                last_unchoked: c.last_unchoked.duration_since(self.epoch).as_millis() as u64,
+            })
+            .collect();
+        let (chosen, opt) =
+            choker::choose(&cands, self.config.upload_slots, self.optimistic, rotate);
+        self.optimistic = opt;
+        let now = Instant::now();
+        for slot in 0..self.conns.len() {
+            let Some(c) = self.conns[slot].as_mut() else {
+                continue;
+            };
+            c.sent_period = 0;
+            if !c.wire.is_established() {
+                continue;
+            }
+            if chosen.contains(&slot) {
+                if c.wire.is_choking() {
+                    c.wire.unchoke();
+                    c.last_unchoked = now;
+                }
+            } else {
+                c.wire.choke();
+            }
+            self.flush(slot);
+        }
+    }
+
+    fn send_pex(&mut self) {
+        let mut by_torrent: HashMap<[u8; 20], Vec<SocketAddr>> = HashMap::new();
+        for c in self.conns.iter().flatten() {
+            if let (Some(t), Some(l)) = (&c.torrent, c.listen) {
+                if c.wire.is_established() {
+                    by_torrent.entry(t.shape.info_hash).or_default().push(l);
+                }
+            }
+        }
+        for slot in 0..self.conns.len() {
+            let Some(c) = self.conns[slot].as_mut() else {
+                continue;
+            };
+            let Some(t) = &c.torrent else { continue };
+            let current = by_torrent
+                .get(&t.shape.info_hash)
+                .map_or(&[][..], |v| &v[..]);
+            let added: Vec<SocketAddr> = current
+                .iter()
+                .filter(|a| Some(**a) != c.listen && !c.pex_sent.contains(a))
+                .take(MAX_PEX_PEERS)
+                .copied()
+                .collect();
+            let dropped: Vec<SocketAddr> = c
+                .pex_sent
+                .iter()
+                .filter(|a| !current.contains(a))
+                .take(MAX_PEX_PEERS)
+                .copied()
+                .collect();
+            if added.is_empty() && dropped.is_empty() {
+                continue;
+            }
+            let pex = Pex { added, dropped };
+            if c.wire.send_pex(&pex) {
+                for a in &pex.dropped {
+                    c.pex_sent.remove(a);
+                }
+                c.pex_sent.extend(pex.added.iter().copied());
+                self.flush(slot);
+            }
+        }
+    }
+
+    /// Connects out to leechers the tracker knows of (Transmission 3 and other clients never
+    /// dial loopback or private addresses they learn from a tracker, but accept ours).
+    fn dial_leechers(&mut self) {
+        let Some(tracker) = self.deps.tracker.clone() else {
+            return;
+        };
+        let room = self
+            .config
+            .max_outgoing
+            .saturating_sub(self.outgoing)
+            .min(self.config.max_connections.saturating_sub(self.count));
+        if room == 0 {
+            return;
+        }
+        let hosted = Arc::clone(&self.deps.hosted);
+        let candidates = tracker
+            .registry
+            .leechers(4 * room + 16, |ih| hosted.read().contains(ih));
+        let own = tracker.own_peer();
+        let listen = self.listener.local_addr().ok();
+        let now = Instant::now();
+        let mut started = 0;
+        for (ih, pid, addr) in candidates {
+            if started >= room {
+                break;
+            }
+            if Some(addr) == own
+                || Some(addr) == listen
+                || pid == self.settings.peer_id
+                || self.peers.contains(&(ih, pid))
+                || self.dialing.contains(&addr)
+                || !self.backoff.ready(&addr, now)
+                || self.per_ip.get(&addr.ip()).copied().unwrap_or(0)
+                    >= self.config.max_connections_per_ip
+            {
+                continue;
+            }
+            self.backoff.attempt(addr, now);
+            started += 1;
+            match self.torrents.get(&ih) {
+                Some(e) => {
+                    let t = Arc::clone(&e.torrent);
+                    self.dial(t, addr, pid);
+                }
+                None => self.request_lookup(ih, Waiter::Dial(addr, pid)),
+            }
+        }
+    }
+
+    fn dial(&mut self, t: Arc<Torrent>, addr: SocketAddr, _pid: [u8; 20]) {
+        if self.outgoing >= self.config.max_outgoing || self.count >= self.config.max_connections {
+            return;
+        }
+        let sock = match TcpStream::connect(addr) {
+            Ok(s) => s,
+            Err(e) => {
+                log::debug!("peer {addr}: connect: {e}");
+                self.stats.dial_failures.add(1);
+                self.backoff.failed(addr, Instant::now());
+                return;
+            }
+        };
+        self.stats.dialed.add(1);
+        log::debug!(
+            "peer {addr}: dialing for {}",
+            crate::proto::hex::encode(&t.shape.info_hash)
+        );
+        let wire = SeedConn::outgoing(
+            Arc::clone(&self.settings),
+            Some(addr.ip()),
+            Arc::clone(&t.shape),
+        );
+        if let Some(slot) = self.insert(sock, addr, wire, true, Some(Arc::clone(&t))) {
+            // The handshake waits in the output until the connection completes.
+            let c = self.conns[slot].as_mut().expect("inserted");
+            c.out.push_bytes(c.wire.take_output());
+        }
+    }
+
+    fn forget_idle_torrents(&mut self) {
+        let idle = self
+            .torrents
+            .values()
+            .filter(|e| e.idle_since.is_some())
+            .count();
+        let hosted = Arc::clone(&self.deps.hosted);
+        let hosted = hosted.read();
+        self.torrents
+            .retain(|ih, e| e.peers > 0 || hosted.contains(ih));
+        if idle > IDLE_TORRENTS {
+            let mut by_age: Vec<([u8; 20], Instant)> = self
+                .torrents
+                .iter()
+                .filter_map(|(ih, e)| e.idle_since.map(|t| (*ih, t)))
+                .collect();
+            by_age.sort_by_key(|(_, t)| *t);
+            for (ih, _) in by_age.iter().take(idle - IDLE_TORRENTS) {
+                self.torrents.remove(ih);
+            }
+        }
+    }
+
+    fn snapshot(&self) {
+        let mut per: HashMap<[u8; 20], (usize, usize)> = HashMap::new();
+        let mut unchoked = 0;
+        let mut queued = 0;
+        for c in self.conns.iter().flatten() {
+            queued += c.out.data_bytes() + c.out.control_bytes() + c.reading;
+            if let (Some(t), true) = (&c.torrent, c.wire.is_established()) {
+                let e = per.entry(t.shape.info_hash).or_default();
+                e.0 += 1;
+                if !c.wire.is_choking() {
+                    e.1 += 1;
+                    unchoked += 1;
+                }
+            }
+        }
+        let list = self
+            .torrents
+            .iter()
+            .map(|(ih, e)| {
+                let (peers, unch) = per.get(ih).copied().unwrap_or_default();
+                TorrentStats {
+                    info_hash: *ih,
+                    peers,
+                    unchoked: unch,
+                    uploaded: e.uploaded,
+                    blocks: e.blocks,
+                    metadata_pieces: e.metadata_pieces,
+                }
+            })
+            .collect();
+        *self.stats.torrents.lock() = list;
+        self.stats.set(&self.stats.connections, self.count);
+        self.stats.set(&self.stats.half_open, self.half_open);
+        self.stats.set(&self.stats.outgoing, self.outgoing);
+        self.stats.set(&self.stats.unchoked, unchoked);
+        self.stats.set(&self.stats.queued_bytes, queued);
+    }
+}

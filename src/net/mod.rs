@@ -1,0 +1,224 @@
+//! The `net` thread: one mio event loop that owns the peer listener and every peer
+//! connection and seeds the stored files (BEP-3, 6, 9, 10, 11). Other threads reach it
+//! through a bounded command channel and one waker; piece reads go to the [`disk`] pool.
+//!
+//! [`Net::start`] spawns the loop and the disk threads; [`Net::notify`] tells it about files
+//! stored and deleted and about leechers the tracker saw; [`Net::stop`] closes everything.
+
+pub mod choker;
+pub mod dialer;
+pub mod disk;
+pub mod event_loop;
+pub mod outbound;
+pub mod stats;
+
+use crate::catalog::HostedIndex;
+use crate::config::PeerConfig;
+use crate::store::content::ContentStore;
+use crate::store::db::Db;
+use crate::tracker::Tracker;
+use crossbeam_channel::Sender;
+use std::hash::{BuildHasher, Hasher};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+/// Messages to the loop.
+#[derive(Debug)]
+pub enum Command {
+    /// A file was stored: its torrent can be served (and leechers dialed).
+    Added([u8; 20]),
+    /// A file was deleted: close its connections.
+    Removed {
+        info_hash: [u8; 20],
+        sha256: String,
+    },
+    /// The tracker saw a new leecher of a hosted torrent.
+    Leecher,
+    Stop,
+}
+
+/// What the loop reads from the rest of the gateway.
+pub struct Deps {
+    pub db: Arc<Db>,
+    pub store: Arc<ContentStore>,
+    pub hosted: HostedIndex,
+    pub tracker: Option<Arc<Tracker>>,
+}
+
+/// A running peer wire service.
+pub struct Net {
+    pub addr: SocketAddr,
+    pub peer_id: [u8; 20],
+    pub stats: Arc<stats::NetStats>,
+    commands: Sender<Command>,
+    waker: Arc<mio::Waker>,
+    alive: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    disk: Option<disk::DiskPool>,
+}
+
+/// A random 64-bit number from the standard library's per-process keys.
+pub fn random_u64() -> u64 {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish()
+}
+
+/// Our peer id: Azureus style `-TG0100-` and 12 random printable bytes.
+pub fn new_peer_id() -> [u8; 20] {
+    let mut id = *b"-TG0100-000000000000";
+    let (a, b) = (random_u64(), random_u64());
+    const CHARS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    for (i, slot) in id[8..].iter_mut().enumerate() {
+        let r = if i < 6 {
+            a >> (i * 10)
+        } else {
+            b >> ((i - 6) * 10)
+        };
+        *slot = CHARS[(r % CHARS.len() as u64) as usize];
+    }
+    id
+}
+
+impl Net {
+    /// Binds the peer listener (non-blocking, SO_REUSEADDR).
+    pub fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+        let domain = socket2::Domain::for_address(addr);
+        let s = socket2::Socket::new(domain, socket2::Type::STREAM, None)?;
+        s.set_reuse_address(true)?;
+        if addr.is_ipv6() {
+            let _ = s.set_only_v6(false);
+        }
+        s.bind(&addr.into())?;
+        s.listen(1024)?;
+        s.set_nonblocking(true)?;
+        Ok(s.into())
+    }
+
+    /// Starts the disk threads and the loop on `listener`.
+    pub fn start(
+        listener: std::net::TcpListener,
+        config: PeerConfig,
+        deps: Deps,
+    ) -> io::Result<Net> {
+        let addr = listener.local_addr()?;
+        let poll = mio::Poll::new()?;
+        let waker = Arc::new(mio::Waker::new(poll.registry(), event_loop::WAKER)?);
+        let (done_tx, done_rx) = crossbeam_channel::bounded(4096);
+        let wake = {
+            let w = Arc::clone(&waker);
+            Arc::new(move || {
+                let _ = w.wake();
+            }) as Arc<dyn Fn() + Send + Sync>
+        };
+        let disk = disk::DiskPool::start(
+            config.disk_threads,
+            config.map_cache,
+            4096,
+            Arc::clone(&deps.db),
+            Arc::clone(&deps.store),
+            done_tx,
+            wake,
+        )?;
+        let (commands, cmd_rx) = crossbeam_channel::bounded(1024);
+        let stats = Arc::new(stats::NetStats::default());
+        let peer_id = new_peer_id();
+        let alive = Arc::new(AtomicBool::new(true));
+        let mut lp = event_loop::Loop::new(
+            poll,
+            mio::net::TcpListener::from_std(listener),
+            config,
+            deps,
+            event_loop::Channels {
+                commands: cmd_rx,
+                done: done_rx,
+                jobs: disk.jobs.clone(),
+            },
+            Arc::clone(&stats),
+            peer_id,
+        )?;
+        let flag = Arc::clone(&alive);
+        let thread = std::thread::Builder::new()
+            .name("net".into())
+            .spawn(move || {
+                lp.run();
+                flag.store(false, Ordering::Relaxed);
+            })?;
+        Ok(Net {
+            addr,
+            peer_id,
+            stats,
+            commands,
+            waker,
+            alive,
+            thread: Some(thread),
+            disk: Some(disk),
+        })
+    }
+
+    /// Sends a command to the loop; dropped (with a debug line) if its queue is full.
+    pub fn notify(&self, cmd: Command) {
+        if let Err(e) = self.commands.try_send(cmd) {
+            log::debug!("peer: command queue full, dropped {:?}", e.into_inner());
+        }
+        let _ = self.waker.wake();
+    }
+
+    /// A handle other threads can use to notify the loop.
+    pub fn notifier(&self) -> Notifier {
+        Notifier {
+            commands: self.commands.clone(),
+            waker: Arc::clone(&self.waker),
+        }
+    }
+
+    /// False once the loop thread has ended unexpectedly.
+    pub fn healthy(&self) -> bool {
+        self.alive.load(Ordering::Relaxed)
+    }
+
+    /// Closes every connection and ends the loop and the disk threads.
+    pub fn stop(mut self) {
+        let _ = self.commands.send(Command::Stop);
+        let _ = self.waker.wake();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        if let Some(d) = self.disk.take() {
+            d.stop();
+        }
+    }
+}
+
+/// Sends commands to the loop from any thread.
+#[derive(Clone)]
+pub struct Notifier {
+    commands: Sender<Command>,
+    waker: Arc<mio::Waker>,
+}
+
+impl Notifier {
+    pub fn notify(&self, cmd: Command) {
+        let _ = self.commands.try_send(cmd);
+        let _ = self.waker.wake();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn peer_ids_are_azureus_style_and_differ() {
+        let a = super::new_peer_id();
+        let b = super::new_peer_id();
+        assert!(a.starts_with(b"-TG0100-"));
+        assert!(a.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-'));
+        assert_ne!(a, b);
+    }
+}
