@@ -128,7 +128,6 @@ pub struct SeedConn {
     out: Vec<u8>,
     peer: PeerInfo,
     peer_bits: Vec<u8>,
-    first_message: bool,
     choking: bool,
     interested: bool,
     /// Requests while choked since the last choke.
@@ -152,7 +151,6 @@ impl SeedConn {
             out: Vec::new(),
             peer: PeerInfo::default(),
             peer_bits: Vec::new(),
-            first_message: true,
             choking: true,
             interested: false,
             choked_requests: 0,
@@ -377,15 +375,9 @@ impl SeedConn {
     }
 
     fn handle(&mut self, msg: Message<'_>, now_ms: u64, events: &mut Vec<Event>) {
-        // The extension handshake (libtorrent sends it before its bitfield), keep-alives and
-        // DHT ports do not use up the "first message" slot of bitfield / have-all / have-none.
-        let first = self.first_message;
-        if !matches!(
-            msg,
-            Message::Extended { .. } | Message::KeepAlive | Message::Port(_)
-        ) {
-            self.first_message = false;
-        }
+        // BEP-3 wants the bitfield (BEP-6: or have-all/none) as the first message, but
+        // clients send the extension handshake, allowed-fast and interested first, and aria2c
+        // follows have-none with a bitfield later: each replaces what we knew.
         let shape = Arc::clone(self.shape.as_ref().expect("established with a torrent"));
         match msg {
             Message::Request(b) => {
@@ -449,9 +441,6 @@ impl SeedConn {
                 }
             }
             Message::Bitfield(bits) => {
-                if !first {
-                    return self.close("bitfield after the first message", events);
-                }
                 let spare = bits.len() as u32 * 8 - shape.pieces;
                 if spare > 0 && bits.last().is_some_and(|b| b & ((1u8 << spare) - 1) != 0) {
                     return self.close("bitfield has spare bits set", events);
@@ -463,14 +452,14 @@ impl SeedConn {
             Message::HaveAll | Message::HaveNone if !self.peer.fast => {
                 self.close("fast-extension message without the fast extension", events)
             }
-            Message::HaveAll | Message::HaveNone if !first => {
-                self.close("have-all/none after the first message", events)
-            }
             Message::HaveAll => {
                 self.peer.have = shape.pieces;
                 self.check_seed(events);
             }
-            Message::HaveNone => {}
+            Message::HaveNone => {
+                self.peer.have = 0;
+                self.peer_bits.clear();
+            }
             Message::Extended { id, payload } => self.extended(id, payload, now_ms, events),
             Message::Port(_) => {}
             _ => self.chatter(now_ms, events),
@@ -773,10 +762,6 @@ mod tests {
     fn hostile_input_closes() {
         let cases: Vec<(Vec<u8>, &str)> = vec![
             (msg(Message::Have(3)), "have"),
-            (
-                [msg(Message::Interested), msg(Message::Bitfield(&[0]))].concat(),
-                "bitfield after",
-            ),
             (msg(Message::Bitfield(&[0x01])), "spare"),
             (msg(Message::HaveAll), "seed"),
             (vec![0xff; 8], "limit"),
