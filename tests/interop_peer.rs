@@ -90,7 +90,9 @@ fn same_bytes(path: &Path, want: &[u8]) -> bool {
 
 /// Served piece data as the gateway counts it.
 fn uploaded(server: &Server) -> u64 {
-    server.get("/api/p2p/stats").json()["uploaded_bytes"].as_u64().unwrap()
+    server.get("/api/p2p/stats").json()["uploaded_bytes"]
+        .as_u64()
+        .unwrap()
 }
 
 #[test]
@@ -103,7 +105,12 @@ fn libtorrent_downloads_from_our_peer_port() {
         let save = dir.path().join("lt");
         support::python(
             "lt_download.py",
-            &[f.torrent.to_str().unwrap(), save.to_str().unwrap(), "60", &peer],
+            &[
+                f.torrent.to_str().unwrap(),
+                save.to_str().unwrap(),
+                "60",
+                &peer,
+            ],
         );
         assert!(same_bytes(&save.join(f.name), &f.data), "{}", f.name);
     }

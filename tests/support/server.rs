@@ -28,10 +28,17 @@ impl Server {
     pub fn start(data: &Path, extra_config: &str) -> Server {
         let config = data.with_extension("toml");
         std::fs::write(&config, extra_config).unwrap();
-        Self::start_with(data, &config)
+        Self::start_with(data, &config, None)
     }
 
-    fn start_with(data: &Path, config: &Path) -> Server {
+    /// Like `start`, logging at `level` (`RUST_LOG` syntax) whatever TG_TEST_LOG says.
+    pub fn start_logged(data: &Path, extra_config: &str, level: &str) -> Server {
+        let config = data.with_extension("toml");
+        std::fs::write(&config, extra_config).unwrap();
+        Self::start_with(data, &config, Some(level))
+    }
+
+    fn start_with(data: &Path, config: &Path, level: Option<&str>) -> Server {
         let mut child = Command::new(super::bin())
             .args([
                 "serve",
@@ -46,7 +53,10 @@ impl Server {
             .arg(data)
             .env(
                 "RUST_LOG",
-                std::env::var("TG_TEST_LOG").unwrap_or("info".into()),
+                level.map_or_else(
+                    || std::env::var("TG_TEST_LOG").unwrap_or("info".into()),
+                    str::to_string,
+                ),
             )
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -109,7 +119,7 @@ impl Server {
     /// Starts the same data dir and config again (on a new port).
     pub fn restart(mut self) -> Server {
         self.kill9();
-        Self::start_with(&self.data.clone(), &self.config.clone())
+        Self::start_with(&self.data.clone(), &self.config.clone(), None)
     }
 
     /// Sends SIGTERM and returns the exit code.
