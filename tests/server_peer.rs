@@ -78,13 +78,15 @@ fn hostile_peers_are_disconnected_and_others_still_served() {
     let ih = info_hash(&upload(&server, "big.bin", &data));
     fetch_block(addr, ih, &data, 9, 16384 * 8);
 
-    // Not a handshake at all.
+    // Not a handshake at all: taken for an encrypted (MSE) handshake, which it is not.
     let mut p = Peer::connect(addr);
     use std::io::Write;
-    p.sock
-        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
+    p.sock.write_all(&[b'G'; 700]).unwrap();
     assert!(p.closed_within(10), "bad handshake");
+    // The right length byte and the wrong protocol.
+    let mut p = Peer::connect(addr);
+    p.sock.write_all(b"\x13BitTorrent protocoX").unwrap();
+    assert!(p.closed_within(10), "bad protocol string");
     // A torrent we do not have.
     let mut p = Peer::connect(addr);
     p.send_handshake([9; 20], true);
@@ -141,6 +143,7 @@ fn hostile_peers_are_disconnected_and_others_still_served() {
     let log = server.log();
     for reason in [
         "closed: not a BitTorrent handshake",
+        "closed: encrypted handshake: no synchronisation hash",
         "closed: unknown info-hash",
         "is over the limit",
         "closed: request outside the torrent",

@@ -13,6 +13,7 @@ use super::outbound::Outbound;
 use super::stats::{NetStats, TorrentStats};
 use super::{Command, Deps};
 use crate::config::PeerConfig;
+use crate::proto::mse::{self, Rc4};
 use crate::proto::peer_conn::{Event, SeedConn, Settings};
 use crate::proto::peer_ext::{Pex, MAX_PEX_PEERS};
 use crate::proto::peer_wire;
@@ -71,6 +72,16 @@ struct Conn {
     /// Its listen address (ours to dial, or its address plus the `p` it told us).
     listen: Option<SocketAddr>,
     pex_sent: HashSet<SocketAddr>,
+    /// The obfuscated handshake, while it runs (incoming connections only).
+    mse: Mse,
+}
+
+enum Mse {
+    /// Nothing received yet: the first byte tells plaintext (19) from MSE.
+    Undecided,
+    Running(Box<mse::Receiver>),
+    /// Handshake done or never used; `Some` decrypts what the peer sends (RC4 chosen).
+    Off(Option<Box<Rc4>>),
 }
 
 struct Entry {
@@ -120,7 +131,19 @@ pub struct Loop {
     next_pex: Instant,
     next_dial: Instant,
     scratch: Vec<u8>,
+    /// HASH('req2', info-hash) of every stored torrent, for MSE handshakes.
+    req2: HashMap<[u8; 20], [u8; 20]>,
     stop: bool,
+}
+
+/// Random bytes for MSE keys and padding (not secret beyond one connection's obfuscation).
+fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut out = [0u8; N];
+    for chunk in out.chunks_mut(8) {
+        let r = super::random_u64().to_le_bytes();
+        chunk.copy_from_slice(&r[..chunk.len()]);
+    }
+    out
 }
 
 fn now_ms(epoch: Instant) -> u64 {
@@ -181,6 +204,7 @@ impl Loop {
             next_pex: now + PEX_EVERY,
             next_dial: now + Duration::from_secs(2),
             scratch: vec![0; 64 * 1024],
+            req2: HashMap::new(),
             stop: false,
         })
     }
@@ -268,6 +292,7 @@ impl Loop {
                 continue;
             }
             self.stats.accepted.add(1);
+            log::trace!("peer {addr}: accepted");
             let wire = SeedConn::incoming(Arc::clone(&self.settings), Some(ip));
             self.insert(sock, SocketAddr::new(ip, addr.port()), wire, false, None);
         }
@@ -322,6 +347,11 @@ impl Loop {
             writable: outgoing,
             listen: outgoing.then_some(addr),
             pex_sent: HashSet::new(),
+            mse: if outgoing {
+                Mse::Off(None)
+            } else {
+                Mse::Undecided
+            },
         });
         self.count += 1;
         self.half_open += 1;
@@ -402,9 +432,60 @@ impl Loop {
                         break;
                     }
                     Ok(n) => {
+                        log::trace!("peer {}: read {n} bytes", c.addr);
                         self.stats.bytes_down.add(n as u64);
                         c.last_recv = Instant::now();
-                        c.wire.receive(&scratch[..n], now, &mut events);
+                        let data = &mut scratch[..n];
+                        if matches!(c.mse, Mse::Undecided) {
+                            c.mse = if data[0] == 19 {
+                                Mse::Off(None)
+                            } else {
+                                Mse::Running(Box::new(mse::Receiver::new(
+                                    random_bytes(),
+                                    random_bytes::<16>().to_vec(),
+                                )))
+                            };
+                        }
+                        match &mut c.mse {
+                            Mse::Running(rx) => {
+                                if self.req2.len() != self.deps.hosted.read().len() {
+                                    self.req2 = self
+                                        .deps
+                                        .hosted
+                                        .read()
+                                        .iter()
+                                        .map(|ih| (mse::req2_hash(ih), *ih))
+                                        .collect();
+                                }
+                                let req2 = &self.req2;
+                                let mut reply = Vec::new();
+                                let step = rx.receive(data, &mut reply, &|h| req2.get(h).copied());
+                                c.out.push_bytes(reply);
+                                match step {
+                                    Ok(None) => {}
+                                    Ok(Some(done)) => {
+                                        let recv = match done.crypto {
+                                            mse::Crypto::Plain => None,
+                                            mse::Crypto::Rc4 { send, recv } => {
+                                                c.out.encrypt_with(send);
+                                                Some(recv)
+                                            }
+                                        };
+                                        c.mse = Mse::Off(recv);
+                                        c.wire.receive(&done.payload, now, &mut events);
+                                    }
+                                    Err(e) => {
+                                        ended = Some(e.to_string());
+                                        break;
+                                    }
+                                }
+                            }
+                            Mse::Off(Some(rc4)) => {
+                                rc4.apply(data);
+                                c.wire.receive(data, now, &mut events);
+                            }
+                            _ => c.wire.receive(data, now, &mut events),
+                        }
                         if c.wire.is_closed() {
                             break;
                         }

@@ -1,10 +1,12 @@
 //! A connection's unsent bytes: control messages in small owned buffers and piece data as
 //! references into mappings, written with one vectored write per readiness event.
 //!
+//! With an RC4 stream (MSE) bytes are encrypted as they are queued, so order is kept.
 //! Control bytes are capped by the caller ([`Outbound::control_bytes`]); piece data is capped
 //! by how many blocks the caller lets be in flight.
 
 use crate::net::disk::Block;
+use crate::proto::mse::Rc4;
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
 
@@ -14,19 +16,21 @@ const MAX_SLICES: usize = 64;
 enum Seg {
     Bytes(Vec<u8>, usize),
     Block(Block),
+    /// Piece data copied out to be encrypted.
+    Data(Vec<u8>, usize),
 }
 
 impl Seg {
     fn rest(&self) -> &[u8] {
         match self {
-            Seg::Bytes(b, at) => &b[*at..],
+            Seg::Bytes(b, at) | Seg::Data(b, at) => &b[*at..],
             Seg::Block(b) => b.bytes(),
         }
     }
 
     fn advance(&mut self, n: usize) {
         match self {
-            Seg::Bytes(_, at) => *at += n,
+            Seg::Bytes(_, at) | Seg::Data(_, at) => *at += n,
             Seg::Block(b) => b.range.start += n,
         }
     }
@@ -37,13 +41,23 @@ pub struct Outbound {
     segs: VecDeque<Seg>,
     control: usize,
     data: usize,
+    /// Set when the peer negotiated an RC4 stream (MSE): everything queued after is
+    /// encrypted as it is queued, piece data copied out of the mapping.
+    cipher: Option<Box<Rc4>>,
 }
 
 impl Outbound {
+    pub fn encrypt_with(&mut self, cipher: Box<Rc4>) {
+        self.cipher = Some(cipher);
+    }
+
     /// Queues control bytes (appended to the last buffer when that is small).
-    pub fn push_bytes(&mut self, bytes: Vec<u8>) {
+    pub fn push_bytes(&mut self, mut bytes: Vec<u8>) {
         if bytes.is_empty() {
             return;
+        }
+        if let Some(c) = &mut self.cipher {
+            c.apply(&mut bytes);
         }
         self.control += bytes.len();
         if let Some(Seg::Bytes(last, _)) = self.segs.back_mut() {
@@ -59,7 +73,14 @@ impl Outbound {
     pub fn push_block(&mut self, header: Vec<u8>, block: Block) {
         self.push_bytes(header);
         self.data += block.range.len();
-        self.segs.push_back(Seg::Block(block));
+        match &mut self.cipher {
+            Some(c) => {
+                let mut copy = block.bytes().to_vec();
+                c.apply(&mut copy);
+                self.segs.push_back(Seg::Data(copy, 0));
+            }
+            None => self.segs.push_back(Seg::Block(block)),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -102,7 +123,7 @@ impl Outbound {
                 let step = left.min(len);
                 match seg {
                     Seg::Bytes(..) => self.control -= step,
-                    Seg::Block(_) => {
+                    Seg::Block(_) | Seg::Data(..) => {
                         self.data -= step;
                         data += step;
                     }

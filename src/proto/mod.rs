@@ -9,6 +9,7 @@ pub mod httpdate;
 pub mod magnet;
 pub mod metainfo;
 pub mod mime;
+pub mod mse;
 pub mod peer_conn;
 pub mod peer_ext;
 pub mod peer_wire;
