@@ -568,6 +568,22 @@ mod tests {
         let mut c = Config::default();
         c.api.write_tokens = vec!["short".into()];
         assert!(c.validate().unwrap_err().0.contains("api.write_tokens"));
+        let mut c = Config::default();
+        c.peer.addr = "6881".into();
+        assert!(c.validate().unwrap_err().0.contains("peer.addr"));
+        let mut c = Config::default();
+        c.peer.advertise_ip = "gw.example".into();
+        assert!(c.validate().unwrap_err().0.contains("peer.advertise_ip"));
+        let mut c = Config::default();
+        c.peer.upload_slots = 0;
+        assert!(c.validate().unwrap_err().0.contains("peer.upload_slots"));
+        let mut c = Config::default();
+        c.peer.max_queued_bytes = 100;
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .0
+            .contains("peer.max_queued_bytes"));
     }
 
     #[test]
