@@ -174,7 +174,9 @@ fn blob_and_chunked_round_trip_with_ranges() {
     let health = server.get("/api/health").json();
     assert_eq!(health["score"], 100);
     assert_eq!(health["components"]["tracker"]["status"], "ok");
-    assert_eq!(health["components"]["peer_wire"]["status"], "disabled");
+    assert_eq!(health["components"]["peer_wire"]["status"], "ok");
+    assert_eq!(health["components"]["dht"]["status"], "disabled");
+    assert!(metrics.text().contains("# TYPE tg_p2p_connections gauge"));
     for path in ["/api/webseed/health", "/api/diagnostics"] {
         assert_eq!(server.get(path).status, 200, "{path}");
     }

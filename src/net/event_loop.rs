@@ -96,7 +96,7 @@ struct Entry {
 /// Who waits for a torrent lookup.
 enum Waiter {
     Conn(u64),
-    Dial(SocketAddr, [u8; 20]),
+    Dial(SocketAddr),
 }
 
 pub struct Loop {
@@ -633,7 +633,7 @@ impl Loop {
                         self.close(slot, "torrent not found", false);
                     }
                 }
-                (Waiter::Dial(addr, pid), Some(t)) => self.dial(Arc::clone(t), addr, pid),
+                (Waiter::Dial(addr), Some(t)) => self.dial(Arc::clone(t), addr),
                 (Waiter::Dial(..), None) => {}
             }
         }
@@ -1087,14 +1087,14 @@ impl Loop {
             match self.torrents.get(&ih) {
                 Some(e) => {
                     let t = Arc::clone(&e.torrent);
-                    self.dial(t, addr, pid);
+                    self.dial(t, addr);
                 }
-                None => self.request_lookup(ih, Waiter::Dial(addr, pid)),
+                None => self.request_lookup(ih, Waiter::Dial(addr)),
             }
         }
     }
 
-    fn dial(&mut self, t: Arc<Torrent>, addr: SocketAddr, _pid: [u8; 20]) {
+    fn dial(&mut self, t: Arc<Torrent>, addr: SocketAddr) {
         if self.outgoing >= self.config.max_outgoing || self.count >= self.config.max_connections {
             return;
         }
