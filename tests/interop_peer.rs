@@ -8,7 +8,7 @@ mod support;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use support::server::{upload, Server};
 use support::tracker::{eventually, free_port};
 use support::{bytes, require_tool, tempdir};
@@ -25,15 +25,6 @@ const FILES: [(&str, usize); 3] = [
     ("whole.bin", 4 * 262_144),
     ("ragged.bin", 2_500_007),
 ];
-
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 struct Stored {
     name: &'static str,
@@ -155,7 +146,6 @@ fn aria2c_finds_us_through_our_tracker_and_downloads() {
 
 #[test]
 fn transmission_downloads_because_we_dial_it() {
-    let cli = require_tool("transmission-cli");
     let dir = tempdir();
     let server = Server::start(&dir.path().join("gw"), CONFIG);
     let files = store_files(&server, dir.path());
@@ -163,19 +153,7 @@ fn transmission_downloads_because_we_dial_it() {
         let out = dir.path().join(format!("tr-{}", f.name));
         std::fs::create_dir_all(&out).unwrap();
         let home = dir.path().join(format!("tr-home-{}", f.name));
-        let child = Command::new(&cli)
-            .args(["--no-portmap", "--no-downlimit", "--no-uplimit", "-p"])
-            .arg(free_port().to_string())
-            .arg("-w")
-            .arg(&out)
-            .arg(&f.torrent)
-            .env("HOME", &home)
-            .env("TRANSMISSION_HOME", &home)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let _tr = Reaped(child);
+        let _tr = support::transmission_cli(&f.torrent, &out, &home);
         let target = out.join(f.name);
         assert!(
             eventually(90, || same_bytes(&target, &f.data)),

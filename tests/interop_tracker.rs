@@ -8,23 +8,13 @@ mod support;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use support::server::{request, Server};
 use support::tracker::{announce_query, eventually, free_port, scrape};
-use support::{python_with_libtorrent, require_tool, tempdir, write_file};
+use support::{python_with_libtorrent, require_tool, tempdir, write_file, Reaped};
 use torrent_gateway::proto::metainfo;
 
 const OPEN: &str = "[tracker]\nmode = \"open\"\n";
-
-/// Kills a child process when dropped, so a failing test leaves nothing running.
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Makes `dir/data/<name>` and a torrent of it announcing to `announce`, with mktorrent.
 fn make_torrent(dir: &Path, name: &str, len: usize, announce: &str) -> (PathBuf, [u8; 20]) {
@@ -164,19 +154,7 @@ fn transmission_announces_and_serves_a_leecher_found_through_us() {
     let (torrent, ih) = make_torrent(dir.path(), "show.bin", (1 << 20) + 77, &announce);
     // transmission-cli checks the data it finds in -w and seeds it.
     let home = dir.path().join("tr-home");
-    let child = Command::new(require_tool("transmission-cli"))
-        .args(["--no-portmap", "--no-downlimit", "--no-uplimit", "-p"])
-        .arg(free_port().to_string())
-        .arg("-w")
-        .arg(dir.path().join("data"))
-        .arg(&torrent)
-        .env("HOME", &home)
-        .env("TRANSMISSION_HOME", &home)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _transmission = Reaped(child);
+    let _transmission = support::transmission_cli(&torrent, &dir.path().join("data"), &home);
     assert!(
         eventually(60, || scrape(server.addr, &ih).0 == 1),
         "transmission never announced as a seeder: {:?}",

@@ -388,48 +388,36 @@ pub fn metrics(gw: &Gateway) -> Reply {
             ],
         );
         let torrents = st.torrents.lock().clone();
-        let per: Vec<(String, f64)> = torrents
-            .iter()
-            .filter(|t| t.peers > 0)
-            .take(100)
-            .map(|t| {
-                (
-                    format!(
-                        "{{info_hash=\"{}\"}}",
-                        crate::proto::hex::encode(&t.info_hash)
-                    ),
-                    t.peers as f64,
-                )
-            })
-            .collect();
-        let per_refs: Vec<(&str, f64)> = per.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-        metric(
-            "tg_p2p_torrent_peers",
-            "gauge",
-            "Peers per torrent (the 100 busiest with peers).",
-            &per_refs,
-        );
-        let up: Vec<(String, f64)> = torrents
-            .iter()
-            .filter(|t| t.uploaded > 0)
-            .take(100)
-            .map(|t| {
-                (
-                    format!(
-                        "{{info_hash=\"{}\"}}",
-                        crate::proto::hex::encode(&t.info_hash)
-                    ),
-                    t.uploaded as f64,
-                )
-            })
-            .collect();
-        let up_refs: Vec<(&str, f64)> = up.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-        metric(
-            "tg_p2p_torrent_uploaded_bytes_total",
-            "counter",
-            "Piece bytes sent per torrent (100 torrents at most).",
-            &up_refs,
-        );
+        // One sample per torrent (at most 100) for which `value` is not zero.
+        let per_torrent = |value: &dyn Fn(&crate::net::stats::TorrentStats) -> f64| {
+            torrents
+                .iter()
+                .map(|t| (t, value(t)))
+                .filter(|(_, v)| *v > 0.0)
+                .take(100)
+                .map(|(t, v)| {
+                    let hex = crate::proto::hex::encode(&t.info_hash);
+                    (format!("{{info_hash=\"{hex}\"}}"), v)
+                })
+                .collect::<Vec<(String, f64)>>()
+        };
+        for (name, kind, help, samples) in [
+            (
+                "tg_p2p_torrent_peers",
+                "gauge",
+                "Peers per torrent (100 torrents with peers at most).",
+                per_torrent(&|t| t.peers as f64),
+            ),
+            (
+                "tg_p2p_torrent_uploaded_bytes_total",
+                "counter",
+                "Piece bytes sent per torrent (100 torrents at most).",
+                per_torrent(&|t| t.uploaded as f64),
+            ),
+        ] {
+            let refs: Vec<(&str, f64)> = samples.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+            metric(name, kind, help, &refs);
+        }
     }
     metric(
         "tg_http_connections",

@@ -113,3 +113,31 @@ pub fn tempdir() -> tempfile::TempDir {
 pub fn info_json(dir: &Path, torrent: &str) -> serde_json::Value {
     serde_json::from_str(&run_ok(dir, &["info", torrent, "--json"])).expect("info --json")
 }
+
+/// Kills a child process when dropped, so a failing test leaves nothing running.
+pub struct Reaped(pub std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs transmission-cli on `torrent` with `dir` as its download directory (it seeds what it
+/// finds there, downloads what is missing) and its own state under `home`.
+pub fn transmission_cli(torrent: &Path, dir: &Path, home: &Path) -> Reaped {
+    let child = Command::new(require_tool("transmission-cli"))
+        .args(["--no-portmap", "--no-downlimit", "--no-uplimit", "-p"])
+        .arg(tracker::free_port().to_string())
+        .arg("-w")
+        .arg(dir)
+        .arg(torrent)
+        .env("HOME", home)
+        .env("TRANSMISSION_HOME", home)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start transmission-cli");
+    Reaped(child)
+}
