@@ -448,6 +448,8 @@ impl Loop {
                         }
                         match &mut c.mse {
                             Mse::Running(rx) => {
+                                // Built on the first MSE handshake, then kept in step by the
+                                // Added/Removed commands; rebuilt if one was dropped.
                                 if self.req2.len() != self.deps.hosted.read().len() {
                                     self.req2 = self
                                         .deps
@@ -673,10 +675,15 @@ impl Loop {
             c.torrent = None;
             return self.close(slot, "already connected to this peer", false);
         }
-        let e = self
-            .torrents
-            .get_mut(&ih)
-            .expect("attached torrents are listed");
+        // An outgoing connection may complete after its idle torrent entry was evicted.
+        let e = self.torrents.entry(ih).or_insert_with(|| Entry {
+            torrent: Arc::clone(&t),
+            peers: 0,
+            uploaded: 0,
+            blocks: 0,
+            metadata_pieces: 0,
+            idle_since: None,
+        });
         e.peers += 1;
         e.idle_since = None;
         if self.accept_paused {
@@ -817,7 +824,12 @@ impl Loop {
                     self.stop = true;
                     return;
                 }
-                Ok(Command::Added(_)) => self.next_dial = self.next_dial.min(Instant::now() + TICK),
+                Ok(Command::Added(ih)) => {
+                    if !self.req2.is_empty() {
+                        self.req2.insert(mse::req2_hash(&ih), ih);
+                    }
+                    self.next_dial = self.next_dial.min(Instant::now() + TICK);
+                }
                 Ok(Command::Leecher) => {
                     self.next_dial = self
                         .next_dial
@@ -832,6 +844,7 @@ impl Loop {
 
     fn removed(&mut self, ih: [u8; 20], sha256: String) {
         self.torrents.remove(&ih);
+        self.req2.remove(&mse::req2_hash(&ih));
         let slots: Vec<usize> = self
             .conns
             .iter()

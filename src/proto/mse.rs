@@ -162,16 +162,22 @@ impl Mont {
     }
 }
 
+/// The Montgomery constants, computed once (1,536 modular doublings).
+fn mont() -> &'static Mont {
+    static MONT: std::sync::OnceLock<Mont> = std::sync::OnceLock::new();
+    MONT.get_or_init(Mont::new)
+}
+
 /// Our public key for private key `x`: 2^x mod p.
 pub fn public_key(x: &[u8]) -> [u8; KEY_LEN] {
     let mut g = [0u64; LIMBS];
     g[0] = 2;
-    to_be(&Mont::new().pow(&g, x))
+    to_be(&mont().pow(&g, x))
 }
 
 /// The shared secret S = y^x mod p.
 pub fn shared_secret(y: &[u8; KEY_LEN], x: &[u8]) -> [u8; KEY_LEN] {
-    to_be(&Mont::new().pow(&from_be(y), x))
+    to_be(&mont().pow(&from_be(y), x))
 }
 
 /// RC4 with the first 1024 bytes of keystream discarded (as MSE requires).

@@ -21,6 +21,9 @@ pub const CHATTER_LIMIT: u32 = 500;
 pub const CHATTER_WINDOW_MS: u64 = 10_000;
 /// Bytes a peer may send before we know its torrent.
 const MAX_EARLY_BYTES: usize = 64 * 1024;
+/// Unsent control bytes (metadata pieces, rejects) past which a peer that keeps asking is
+/// taken not to read: without it one burst of metadata requests could queue megabytes.
+pub const MAX_UNSENT: usize = 256 * 1024;
 
 /// What a seeder needs to know about a torrent.
 #[derive(Debug)]
@@ -484,6 +487,9 @@ impl SeedConn {
             },
             peer_ext::OUR_UT_METADATA => {
                 self.chatter(now_ms, events);
+                if self.out.len() > MAX_UNSENT {
+                    return self.close("peer asks for metadata but does not read it", events);
+                }
                 let reply = match MetadataMsg::parse(payload) {
                     Err(e) => return self.close(e.to_string(), events),
                     Ok(MetadataMsg::Request { piece }) => piece,
@@ -851,6 +857,39 @@ mod tests {
             }
         }
         assert!(!c.is_closed());
+    }
+
+    #[test]
+    fn metadata_requests_cannot_queue_without_bound() {
+        let (mut c, _) = established(true, true);
+        let mut ev = Vec::new();
+        let hs = OurHandshake {
+            client: "x",
+            reqq: 10,
+            port: None,
+            metadata_size: None,
+            yourip: None,
+            pex: false,
+        }
+        .encode();
+        c.receive(
+            &msg(Message::Extended {
+                id: 0,
+                payload: &hs,
+            }),
+            0,
+            &mut ev,
+        );
+        let mut req = Vec::new();
+        MetadataMsg::Request { piece: 0 }.write(&mut req);
+        let one = msg(Message::Extended {
+            id: peer_ext::OUR_UT_METADATA,
+            payload: &req,
+        });
+        // Never taking the output: the 17th 16 KiB answer would pass the cap.
+        c.receive(&one.repeat(100), 0, &mut ev);
+        assert!(matches!(ev.last(), Some(Event::Close(r)) if r.contains("does not read")));
+        assert!(c.take_output().len() <= MAX_UNSENT + 17_000);
     }
 
     #[test]

@@ -149,6 +149,10 @@ impl Tracker {
     ) -> Result<SwarmCounts, Refusal> {
         let result = if self.permits(&a.info_hash) {
             let leecher = a.left != Some(0) && a.event != Event::Stopped;
+            // Asked at most once per announce, and only when the gateway seeds or dials.
+            let wants_hosted =
+                leecher && (self.own_peer.get().is_some() || self.leecher_hint.get().is_some());
+            let hosted = wants_hosted && (self.hosted)(&a.info_hash);
             let mut numwant = a.numwant;
             if let Some(own) = self.own_peer.get() {
                 let family_ok = match a.family {
@@ -157,7 +161,7 @@ impl Tracker {
                     Family::Both => true,
                 };
                 let me = SocketAddr::new(a.ip, a.port) == *own;
-                if leecher && numwant > 0 && family_ok && !me && (self.hosted)(&a.info_hash) {
+                if hosted && numwant > 0 && family_ok && !me {
                     out.take(&Peer::seed(*own));
                     numwant -= 1;
                 }
@@ -170,11 +174,9 @@ impl Tracker {
                 self.now(),
                 out,
             );
-            if result.is_ok() && leecher && a.event == Event::Started {
+            if result.is_ok() && hosted && a.event == Event::Started {
                 if let Some(hint) = self.leecher_hint.get() {
-                    if (self.hosted)(&a.info_hash) {
-                        hint();
-                    }
+                    hint();
                 }
             }
             result
