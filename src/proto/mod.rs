@@ -2,6 +2,8 @@
 //! threads here. Everything that does I/O calls into this module, so each format can be
 //! unit-tested and fuzzed on its own.
 
+pub mod base64;
+pub mod bech32;
 pub mod bencode;
 pub mod escape;
 pub mod hex;
@@ -10,6 +12,8 @@ pub mod magnet;
 pub mod metainfo;
 pub mod mime;
 pub mod mse;
+pub mod nostr;
+pub mod nostr_auth;
 pub mod peer_conn;
 pub mod peer_ext;
 pub mod peer_wire;
