@@ -33,3 +33,51 @@ CREATE TABLE tracker_allowlist (
     info_hash    TEXT PRIMARY KEY,            -- lowercase hex
     added_at     INTEGER NOT NULL             -- unix seconds
 );
+
+-- version 3
+-- Blossom: who holds a file. `api_held` is set by API uploads (and Blossom uploads without
+-- auth); Blossom uploads with auth add owners. A file goes when nothing holds it any more.
+ALTER TABLE files ADD COLUMN api_held INTEGER NOT NULL DEFAULT 1;
+
+CREATE TABLE blob_owners (
+    sha256       TEXT NOT NULL REFERENCES files(sha256) ON DELETE CASCADE,
+    pubkey       TEXT NOT NULL,               -- lowercase hex x-only key
+    added_at     INTEGER NOT NULL,            -- unix seconds
+    PRIMARY KEY (pubkey, sha256)
+);
+CREATE INDEX blob_owners_by_file ON blob_owners(sha256);
+CREATE INDEX blob_owners_newest ON blob_owners(pubkey, added_at, sha256);
+
+-- BUD-09 reports (kind 1984 events), for operators; capped by blossom.max_reports.
+CREATE TABLE blossom_reports (
+    id           INTEGER PRIMARY KEY,
+    event_id     TEXT NOT NULL UNIQUE,
+    reporter     TEXT NOT NULL,               -- pubkey of the report's author
+    blobs        TEXT NOT NULL,               -- the reported sha256s, space-separated
+    report_type  TEXT NOT NULL,               -- e.g. nudity, malware, illegal, spam, other
+    content      TEXT NOT NULL,
+    event_json   TEXT NOT NULL,
+    received_at  INTEGER NOT NULL
+);
+
+-- NIP-94 events waiting for a relay, one row per (relay, event): survives restarts.
+CREATE TABLE nostr_outbox (
+    relay        TEXT NOT NULL,
+    event_id     TEXT NOT NULL,
+    event_json   TEXT NOT NULL,
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    next_at      INTEGER NOT NULL,            -- unix seconds of the next attempt
+    last_error   TEXT,
+    created_at   INTEGER NOT NULL,
+    PRIMARY KEY (relay, event_id)
+);
+CREATE INDEX nostr_outbox_due ON nostr_outbox(next_at);
+
+-- Relay answers `OK false`, newest kept (capped), for /api/diagnostics.
+CREATE TABLE nostr_rejections (
+    id           INTEGER PRIMARY KEY,
+    relay        TEXT NOT NULL,
+    event_id     TEXT NOT NULL,
+    message      TEXT NOT NULL,
+    at           INTEGER NOT NULL
+);

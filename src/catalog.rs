@@ -10,6 +10,7 @@ use crate::proto::metainfo::{self, NewInfo, TorrentExtras};
 use crate::proto::{escape, hex, mime};
 use crate::store::content::{Body, ContentStore, IngestError};
 use crate::store::db::{Db, FileRecord};
+use crate::store::db_nostr::Released;
 use parking_lot::{Mutex, RwLock};
 use serde_json::{json, Value};
 use sha1::{Digest, Sha1};
@@ -24,6 +25,8 @@ pub enum UploadError {
     Truncated(String),
     Empty,
     HashMismatch { expected: String, actual: String },
+    /// The body is not the blob the auth event names (its `x` tags).
+    NotAuthorized(String),
     Io(io::Error),
     Db(rusqlite::Error),
 }
@@ -37,10 +40,28 @@ impl std::fmt::Display for UploadError {
             UploadError::HashMismatch { expected, actual } => {
                 write!(f, "X-SHA-256 is {expected} but the body hashes to {actual}")
             }
+            UploadError::NotAuthorized(sha) => {
+                write!(f, "auth event has no x tag for the uploaded blob {sha}")
+            }
             UploadError::Io(e) => write!(f, "storage error: {e}"),
             UploadError::Db(e) => write!(f, "database error: {e}"),
         }
     }
+}
+
+/// How a body is to be stored.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UploadSpec<'a> {
+    /// The file name in the torrent; None: `<sha256>.<ext>` from the content type.
+    pub name: Option<&'a str>,
+    /// None: guessed from the name.
+    pub content_type: Option<&'a str>,
+    /// The body must hash to this (409 otherwise).
+    pub expected_sha256: Option<&'a str>,
+    /// The body must be one of these (an auth event's `x` tags).
+    pub auth_x: Option<&'a [String]>,
+    /// A Nostr pubkey taking ownership; None: held by the API.
+    pub owner: Option<&'a str>,
 }
 
 /// What the start-up sweep found.
@@ -56,7 +77,7 @@ pub type HostedIndex = std::sync::Arc<RwLock<HashSet<[u8; 20]>>>;
 /// A change to the set of stored files, for services that follow it (the peer wire).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
-    Added { info_hash: [u8; 20] },
+    Added { info_hash: [u8; 20], sha256: String },
     Removed { info_hash: [u8; 20], sha256: String },
 }
 
@@ -66,7 +87,9 @@ pub struct Catalog {
     db: std::sync::Arc<Db>,
     store: std::sync::Arc<ContentStore>,
     commit: Mutex<()>,
-    observer: std::sync::OnceLock<Observer>,
+    observers: RwLock<Vec<Observer>>,
+    /// The Blossom server's base URL, once it is bound.
+    blossom_url: std::sync::OnceLock<String>,
     /// Info-hashes of the stored torrents, for lookups on hot paths (tracker, peer wire).
     hosted: HostedIndex,
     public_url: String,
@@ -114,7 +137,8 @@ impl Catalog {
                 db: std::sync::Arc::new(db),
                 store: std::sync::Arc::new(store),
                 commit: Mutex::new(()),
-                observer: std::sync::OnceLock::new(),
+                observers: RwLock::new(Vec::new()),
+                blossom_url: std::sync::OnceLock::new(),
                 hosted: std::sync::Arc::new(RwLock::new(hosted)),
                 public_url: public_url.to_string(),
                 max_upload: config.api.max_upload_bytes,
@@ -142,31 +166,56 @@ impl Catalog {
         std::sync::Arc::clone(&self.store)
     }
 
-    /// Sets the one observer told about every stored and deleted file (after the change).
+    /// Adds an observer told about every stored and deleted file (after the change, under
+    /// the commit lock: observers must be quick).
     pub fn observe(&self, observer: Observer) {
-        if self.observer.set(observer).is_err() {
-            log::warn!("catalog observer already set");
-        }
+        self.observers.write().push(observer);
     }
 
     fn notify(&self, change: Change) {
-        if let Some(f) = self.observer.get() {
-            f(change);
+        for f in self.observers.read().iter() {
+            f(change.clone());
         }
+    }
+
+    /// Sets the Blossom server's base URL (blob URLs in descriptors and events).
+    pub fn set_blossom_url(&self, url: String) {
+        let _ = self.blossom_url.set(url);
+    }
+
+    pub fn blossom_base(&self) -> Option<&str> {
+        self.blossom_url.get().map(String::as_str)
     }
 
     pub fn max_upload(&self) -> u64 {
         self.max_upload
     }
 
-    /// Stores a body under `name`. Returns the record and whether it is new. `complete` is
-    /// asked once the body has ended whether it really ended (not cut off by a hang-up).
+    /// Stores a body under `name` for the API. Returns the record and whether it is new.
+    /// `complete` is asked once the body has ended whether it really ended (not cut off by
+    /// a hang-up).
     pub fn upload(
         &self,
         name: &str,
         body: &mut dyn Read,
         declared: Option<u64>,
         expected_sha256: Option<&str>,
+        complete: &dyn Fn() -> bool,
+    ) -> Result<(FileRecord, bool), UploadError> {
+        let spec = UploadSpec {
+            name: Some(name),
+            expected_sha256,
+            ..UploadSpec::default()
+        };
+        self.store_body(&spec, body, declared, complete)
+    }
+
+    /// Stores a body as `spec` says (Blossom and the API both end here).
+    pub fn store_body(
+        &self,
+        spec: &UploadSpec<'_>,
+        body: &mut dyn Read,
+        declared: Option<u64>,
         complete: &dyn Fn() -> bool,
     ) -> Result<(FileRecord, bool), UploadError> {
         let up = self
@@ -185,7 +234,7 @@ impl Catalog {
         if up.size == 0 {
             return Err(UploadError::Empty);
         }
-        if let Some(expected) = expected_sha256 {
+        if let Some(expected) = spec.expected_sha256 {
             if expected != up.sha256 {
                 return Err(UploadError::HashMismatch {
                     expected: expected.to_string(),
@@ -193,6 +242,23 @@ impl Catalog {
                 });
             }
         }
+        if let Some(xs) = spec.auth_x {
+            if !xs.iter().any(|x| x.eq_ignore_ascii_case(&up.sha256)) {
+                return Err(UploadError::NotAuthorized(up.sha256.clone()));
+            }
+        }
+        let content_type = spec
+            .content_type
+            .map(str::to_string)
+            .unwrap_or_else(|| mime::from_name(spec.name.unwrap_or("")).to_string());
+        let name = match spec.name {
+            Some(n) => n.to_string(),
+            None => match mime::extension_for(&content_type) {
+                Some(ext) => format!("{}.{ext}", up.sha256),
+                None => up.sha256.clone(),
+            },
+        };
+        let name = name.as_str();
         let piece_length = self.store.piece_length();
         let info = metainfo::build_info(&NewInfo {
             name,
@@ -207,7 +273,7 @@ impl Catalog {
             sha256: up.sha256.clone(),
             name: name.to_string(),
             size: up.size,
-            content_type: mime::from_name(name).to_string(),
+            content_type,
             storage: up.storage,
             created_at: now_secs(),
             info_hash: hex::encode(&Sha1::digest(&info)),
@@ -215,15 +281,33 @@ impl Catalog {
         };
         let _guard = self.commit.lock();
         if let Some(existing) = self.db.by_sha256(&record.sha256).map_err(UploadError::Db)? {
+            self.db
+                .hold(&existing.sha256, spec.owner, record.created_at)
+                .map_err(UploadError::Db)?;
             return Ok((existing, false));
         }
         self.store.commit(up).map_err(UploadError::Io)?;
-        self.db.insert(&record, &info).map_err(UploadError::Db)?;
+        self.db
+            .insert_held(&record, &info, spec.owner)
+            .map_err(UploadError::Db)?;
         if let Some(ih) = hex::decode::<20>(&record.info_hash) {
             self.hosted.write().insert(ih);
-            self.notify(Change::Added { info_hash: ih });
+            self.notify(Change::Added {
+                info_hash: ih,
+                sha256: record.sha256.clone(),
+            });
         }
         Ok((record, true))
+    }
+
+    /// Removes `owner`'s hold on a file; deletes the file when nothing holds it any more.
+    pub fn release(&self, sha256: &str, owner: &str) -> Result<Released, UploadError> {
+        let _guard = self.commit.lock();
+        let released = self.db.release(sha256, owner).map_err(UploadError::Db)?;
+        if released == Released::Orphaned {
+            self.delete_locked(sha256)?;
+        }
+        Ok(released)
     }
 
     pub fn get(&self, sha256: &str) -> rusqlite::Result<Option<FileRecord>> {
@@ -245,6 +329,11 @@ impl Catalog {
     /// Deletes a file: the record first (so it vanishes at once), then its data.
     pub fn delete(&self, sha256: &str) -> Result<bool, UploadError> {
         let _guard = self.commit.lock();
+        self.delete_locked(sha256)
+    }
+
+    /// `delete` with the commit lock held.
+    fn delete_locked(&self, sha256: &str) -> Result<bool, UploadError> {
         let Some(rec) = self.db.by_sha256(sha256).map_err(UploadError::Db)? else {
             return Ok(false);
         };

@@ -33,6 +33,13 @@ io_timeout_secs = 20
 max_upload_bytes = 17179869184
 # Bearer tokens that may upload and delete from non-loopback addresses.
 write_tokens = []
+# Nostr public keys (hex or npub) whose NIP-98 (kind 27235) signed requests may upload
+# and delete from non-loopback addresses.
+nostr_pubkeys = []
+# Seconds a NIP-98 event's created_at may differ from the clock.
+nostr_auth_window_secs = 60
+# Clients on loopback may write without credentials.
+loopback_writes = true
 # How long shutdown waits for in-flight requests.
 shutdown_grace_secs = 10
 
@@ -118,6 +125,44 @@ connect_backoff_secs = 30
 disk_threads = 2
 # Mapped chunk and blob files kept open for reading.
 map_cache = 64
+
+[blossom]
+# Serve the Blossom protocol (BUD-01/02/04/06/08/09/11/12) from the same store.
+enabled = true
+addr = "0.0.0.0:8082"
+# Base URL of the Blossom server in blob descriptors; empty: http://<addr>, with 0.0.0.0
+# read as 127.0.0.1. Its host is what `server` tags in auth events must name.
+public_url = ""
+workers = 4
+max_connections = 128
+# Which endpoints need a kind 24242 auth event (delete always does; mirror is an upload).
+auth_upload = true
+auth_get = false
+auth_list = false
+# Pubkeys (hex or npub) that may upload and mirror; empty: any valid signature.
+upload_pubkeys = []
+# Seconds an auth event's created_at may lie in the future.
+clock_skew_secs = 60
+# Mirror (PUT /mirror) may fetch from loopback, private and link-local addresses.
+mirror_allow_private = false
+mirror_timeout_secs = 60
+# Reports (PUT /report) kept; the oldest go first.
+max_reports = 10000
+
+[nostr]
+# The gateway's secret key (hex or nsec); empty: generated once into <data_dir>/nostr.key
+# (mode 0600).
+secret_key = ""
+# Relays (ws:// or wss://) every stored file is announced to as a NIP-94 event; more
+# come from `serve --relay`.
+relays = []
+# Seconds before retrying a relay that failed, doubling up to the maximum.
+retry_min_secs = 5
+retry_max_secs = 900
+# Events waiting for relays (rows in SQLite); past it the oldest are dropped.
+max_outbox = 10000
+# Seconds to connect to a relay and to wait for its OK.
+timeout_secs = 10
 "#;
 
 /// The whole configuration.
@@ -130,6 +175,72 @@ pub struct Config {
     pub rate_limit: RateLimitConfig,
     pub tracker: TrackerConfig,
     pub peer: PeerConfig,
+    pub blossom: BlossomConfig,
+    pub nostr: NostrConfig,
+}
+
+/// The Blossom server.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BlossomConfig {
+    pub enabled: bool,
+    pub addr: String,
+    pub public_url: String,
+    pub workers: usize,
+    pub max_connections: usize,
+    pub auth_upload: bool,
+    pub auth_get: bool,
+    pub auth_list: bool,
+    pub upload_pubkeys: Vec<String>,
+    pub clock_skew_secs: i64,
+    pub mirror_allow_private: bool,
+    pub mirror_timeout_secs: u64,
+    pub max_reports: usize,
+}
+
+impl Default for BlossomConfig {
+    fn default() -> Self {
+        BlossomConfig {
+            enabled: true,
+            addr: "0.0.0.0:8082".into(),
+            public_url: String::new(),
+            workers: 4,
+            max_connections: 128,
+            auth_upload: true,
+            auth_get: false,
+            auth_list: false,
+            upload_pubkeys: Vec::new(),
+            clock_skew_secs: 60,
+            mirror_allow_private: false,
+            mirror_timeout_secs: 60,
+            max_reports: 10_000,
+        }
+    }
+}
+
+/// The gateway's Nostr identity and relays.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NostrConfig {
+    pub secret_key: String,
+    pub relays: Vec<String>,
+    pub retry_min_secs: u64,
+    pub retry_max_secs: u64,
+    pub max_outbox: usize,
+    pub timeout_secs: u64,
+}
+
+impl Default for NostrConfig {
+    fn default() -> Self {
+        NostrConfig {
+            secret_key: String::new(),
+            relays: Vec::new(),
+            retry_min_secs: 5,
+            retry_max_secs: 900,
+            max_outbox: 10_000,
+            timeout_secs: 10,
+        }
+    }
 }
 
 /// The peer wire service.
@@ -252,6 +363,9 @@ pub struct ApiConfig {
     pub io_timeout_secs: u64,
     pub max_upload_bytes: u64,
     pub write_tokens: Vec<String>,
+    pub nostr_pubkeys: Vec<String>,
+    pub nostr_auth_window_secs: i64,
+    pub loopback_writes: bool,
     pub shutdown_grace_secs: u64,
 }
 
@@ -283,6 +397,8 @@ impl Default for Config {
             rate_limit: RateLimitConfig::default(),
             tracker: TrackerConfig::default(),
             peer: PeerConfig::default(),
+            blossom: BlossomConfig::default(),
+            nostr: NostrConfig::default(),
         }
     }
 }
@@ -297,6 +413,9 @@ impl Default for ApiConfig {
             io_timeout_secs: 20,
             max_upload_bytes: 16 << 30,
             write_tokens: Vec::new(),
+            nostr_pubkeys: Vec::new(),
+            nostr_auth_window_secs: 60,
+            loopback_writes: true,
             shutdown_grace_secs: 10,
         }
     }
@@ -448,7 +567,81 @@ impl Config {
         {
             return Err(bad("tracker.proxy_header", "must be a header name"));
         }
-        self.validate_peer()
+        self.validate_peer()?;
+        self.validate_nostr()
+    }
+
+    fn validate_nostr(&self) -> Result<(), ConfigError> {
+        use crate::proto::nostr;
+        let b = &self.blossom;
+        self.blossom_addr()?;
+        let url = &b.public_url;
+        if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(bad("blossom.public_url", "must start with http:// or https://"));
+        }
+        if !(1..=256).contains(&b.workers) {
+            return Err(bad("blossom.workers", "must be from 1 to 256"));
+        }
+        if b.max_connections < b.workers || b.max_connections > 65_536 {
+            return Err(bad(
+                "blossom.max_connections",
+                "must be at least blossom.workers and at most 65536",
+            ));
+        }
+        for (key, keys) in [
+            ("blossom.upload_pubkeys", &b.upload_pubkeys),
+            ("api.nostr_pubkeys", &self.api.nostr_pubkeys),
+        ] {
+            if let Some(k) = keys.iter().find(|k| nostr::parse_pubkey(k).is_none()) {
+                return Err(bad(key, format!("{k:?} is not a hex or npub public key")));
+            }
+        }
+        if !(0..=3600).contains(&b.clock_skew_secs) {
+            return Err(bad("blossom.clock_skew_secs", "must be from 0 to 3600"));
+        }
+        if !(1..=1_000_000).contains(&b.max_reports) {
+            return Err(bad("blossom.max_reports", "must be from 1 to 1000000"));
+        }
+        if !(1..=3600).contains(&self.api.nostr_auth_window_secs) {
+            return Err(bad("api.nostr_auth_window_secs", "must be from 1 to 3600"));
+        }
+        let n = &self.nostr;
+        if !n.secret_key.is_empty() {
+            nostr::Keys::parse(&n.secret_key).map_err(|e| bad("nostr.secret_key", e))?;
+        }
+        if let Some(r) = n
+            .relays
+            .iter()
+            .find(|r| crate::nostr::relay::RelayUrl::parse(r).is_err())
+        {
+            return Err(bad("nostr.relays", format!("{r:?} is not a ws:// or wss:// URL")));
+        }
+        for (key, v) in [
+            ("blossom.mirror_timeout_secs", b.mirror_timeout_secs),
+            ("nostr.retry_min_secs", n.retry_min_secs),
+            ("nostr.retry_max_secs", n.retry_max_secs),
+            ("nostr.timeout_secs", n.timeout_secs),
+        ] {
+            if !(1..=86_400).contains(&v) {
+                return Err(bad(key, "must be from 1 to 86400"));
+            }
+        }
+        if n.retry_max_secs < n.retry_min_secs {
+            return Err(bad("nostr.retry_max_secs", "must be at least nostr.retry_min_secs"));
+        }
+        if !(1..=10_000_000).contains(&n.max_outbox) {
+            return Err(bad("nostr.max_outbox", "must be from 1 to 10000000"));
+        }
+        Ok(())
+    }
+
+    pub fn blossom_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.blossom.addr.parse().map_err(|_| {
+            bad(
+                "blossom.addr",
+                format!("{:?} is not an address like 0.0.0.0:8082", self.blossom.addr),
+            )
+        })
     }
 
     fn validate_peer(&self) -> Result<(), ConfigError> {
@@ -523,17 +716,27 @@ impl Config {
 
     /// The public base URL without a trailing slash, for the address actually bound.
     pub fn public_url_for(&self, bound: SocketAddr) -> String {
-        if !self.api.public_url.is_empty() {
-            return self.api.public_url.trim_end_matches('/').to_string();
-        }
-        let host = match bound.ip() {
-            ip if ip.is_unspecified() && bound.is_ipv4() => "127.0.0.1".to_string(),
-            ip if ip.is_unspecified() => "[::1]".to_string(),
-            std::net::IpAddr::V6(v6) => format!("[{v6}]"),
-            ip => ip.to_string(),
-        };
-        format!("http://{host}:{}", bound.port())
+        base_url(&self.api.public_url, bound)
     }
+
+    /// The Blossom server's base URL without a trailing slash, for the address bound.
+    pub fn blossom_url_for(&self, bound: SocketAddr) -> String {
+        base_url(&self.blossom.public_url, bound)
+    }
+}
+
+/// A configured base URL, or one made from the bound address.
+fn base_url(configured: &str, bound: SocketAddr) -> String {
+    if !configured.is_empty() {
+        return configured.trim_end_matches('/').to_string();
+    }
+    let host = match bound.ip() {
+        ip if ip.is_unspecified() && bound.is_ipv4() => "127.0.0.1".to_string(),
+        ip if ip.is_unspecified() => "[::1]".to_string(),
+        std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+        ip => ip.to_string(),
+    };
+    format!("http://{host}:{}", bound.port())
 }
 
 #[cfg(test)]

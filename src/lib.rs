@@ -15,6 +15,7 @@ pub mod hash;
 pub mod http;
 pub mod hugealloc;
 pub mod net;
+pub mod nostr;
 pub mod proto;
 pub mod server;
 pub mod store;

@@ -269,7 +269,7 @@ fn start_net(
     let notifier = net.notifier();
     catalog.observe(Box::new(move |change| {
         notifier.notify(match change {
-            Change::Added { info_hash } => Command::Added(info_hash),
+            Change::Added { info_hash, .. } => Command::Added(info_hash),
             Change::Removed { info_hash, sha256 } => Command::Removed { info_hash, sha256 },
         })
     }));

@@ -117,6 +117,7 @@ pub fn upload(gw: &Gateway, req: &mut Req<'_>, segment: &str) -> Reply {
                 UploadError::TooLarge => 413,
                 UploadError::Truncated(_) | UploadError::Empty => 400,
                 UploadError::HashMismatch { .. } => 409,
+                UploadError::NotAuthorized(_) => 401,
                 UploadError::Io(_) | UploadError::Db(_) => {
                     log::error!("upload of {name:?} failed: {e}");
                     500

@@ -12,6 +12,7 @@ pub mod magnet;
 pub mod metainfo;
 pub mod mime;
 pub mod mse;
+pub mod nip94;
 pub mod nostr;
 pub mod nostr_auth;
 pub mod peer_conn;

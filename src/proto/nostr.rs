@@ -231,6 +231,49 @@ pub fn parse_pubkey(text: &str) -> Option<String> {
     is_hex(&lower, 64).then_some(lower)
 }
 
+/// What a relay says to a client (NIP-01), as far as a publisher cares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RelayMessage {
+    /// `["OK", <event id>, <accepted>, <message>]`.
+    Ok {
+        event_id: String,
+        accepted: bool,
+        message: String,
+    },
+    /// `["NOTICE", <message>]`.
+    Notice(String),
+    /// Anything else (EVENT, EOSE, CLOSED, AUTH, ...).
+    Other,
+}
+
+/// Parses one relay message.
+pub fn parse_relay_message(text: &str) -> Result<RelayMessage, String> {
+    let v: Vec<serde_json::Value> =
+        serde_json::from_str(text).map_err(|e| format!("relay message: {e}"))?;
+    match v.first().and_then(|t| t.as_str()) {
+        Some("OK") => match (v.get(1), v.get(2)) {
+            (Some(serde_json::Value::String(id)), Some(serde_json::Value::Bool(ok))) => {
+                Ok(RelayMessage::Ok {
+                    event_id: id.clone(),
+                    accepted: *ok,
+                    message: v.get(3).and_then(|m| m.as_str()).unwrap_or("").to_string(),
+                })
+            }
+            _ => Err("relay OK message is malformed".into()),
+        },
+        Some("NOTICE") => Ok(RelayMessage::Notice(
+            v.get(1).and_then(|m| m.as_str()).unwrap_or("").to_string(),
+        )),
+        Some(_) => Ok(RelayMessage::Other),
+        None => Err("relay message is not a tagged array".into()),
+    }
+}
+
+/// The client's `["EVENT", <event>]` for an event already in JSON.
+pub fn event_message(event_json: &str) -> String {
+    format!("[\"EVENT\",{event_json}]")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -289,6 +332,27 @@ mod tests {
         assert_eq!(parse_pubkey(&keys.npub()), Some(keys.pubkey.clone()));
         assert_eq!(parse_pubkey(&keys.pubkey.to_uppercase()), Some(keys.pubkey));
         assert_eq!(parse_pubkey("npub1xyz"), None);
+    }
+
+    #[test]
+    fn relay_messages() {
+        assert_eq!(
+            parse_relay_message(r#"["OK","ab",false,"invalid: bad sig"]"#).unwrap(),
+            RelayMessage::Ok {
+                event_id: "ab".into(),
+                accepted: false,
+                message: "invalid: bad sig".into()
+            }
+        );
+        assert_eq!(
+            parse_relay_message(r#"["NOTICE","slow down"]"#).unwrap(),
+            RelayMessage::Notice("slow down".into())
+        );
+        assert_eq!(parse_relay_message(r#"["EOSE","s"]"#).unwrap(), RelayMessage::Other);
+        for bad in ["", "{}", "[1]", r#"["OK","ab"]"#, r#"["OK","ab","yes"]"#] {
+            assert!(parse_relay_message(bad).is_err(), "{bad}");
+        }
+        assert_eq!(event_message("{}"), r#"["EVENT",{}]"#);
     }
 
     #[test]

@@ -48,7 +48,7 @@ pub struct Totals {
 }
 
 pub struct Db {
-    conn: Mutex<Connection>,
+    pub(super) conn: Mutex<Connection>,
 }
 
 pub type Result<T> = rusqlite::Result<T>;
@@ -56,7 +56,7 @@ pub type Result<T> = rusqlite::Result<T>;
 const FILE_COLUMNS: &str = "f.sha256, f.name, f.size, f.content_type, f.storage, f.created_at, \
                             t.info_hash, t.piece_length";
 
-fn file_from_row(row: &Row<'_>) -> Result<FileRecord> {
+pub(super) fn file_from_row(row: &Row<'_>) -> Result<FileRecord> {
     let storage: String = row.get(4)?;
     Ok(FileRecord {
         sha256: row.get(0)?,
@@ -119,20 +119,33 @@ impl Db {
             .pragma_query_value(None, "user_version", |r| r.get(0))
     }
 
-    /// Inserts a file and its torrent in one transaction. Returns false if the sha256 exists.
+    /// Inserts a file held by the API (no owner).
     pub fn insert(&self, rec: &FileRecord, info_bytes: &[u8]) -> Result<bool> {
+        self.insert_held(rec, info_bytes, None)
+    }
+
+    /// Inserts a file and its torrent in one transaction, held by the API (`owner` None) or
+    /// owned by a Nostr pubkey. Returns false if the sha256 exists.
+    pub fn insert_held(
+        &self,
+        rec: &FileRecord,
+        info_bytes: &[u8],
+        owner: Option<&str>,
+    ) -> Result<bool> {
         let mut conn = self.conn.lock();
         let tx = conn.transaction()?;
         let added = tx.execute(
-            "INSERT OR IGNORE INTO files (sha256, name, size, content_type, storage, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT OR IGNORE INTO files
+             (sha256, name, size, content_type, storage, created_at, api_held)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
                 rec.sha256,
                 rec.name,
                 rec.size as i64,
                 rec.content_type,
                 rec.storage.as_str(),
-                rec.created_at
+                rec.created_at,
+                owner.is_none()
             ],
         )?;
         if added == 0 {
@@ -142,6 +155,12 @@ impl Db {
             "INSERT INTO torrents (info_hash, sha256, info_bytes, piece_length) VALUES (?1, ?2, ?3, ?4)",
             params![rec.info_hash, rec.sha256, info_bytes, rec.piece_length as i64],
         )?;
+        if let Some(pubkey) = owner {
+            tx.execute(
+                "INSERT INTO blob_owners (sha256, pubkey, added_at) VALUES (?1, ?2, ?3)",
+                params![rec.sha256, pubkey, rec.created_at],
+            )?;
+        }
         tx.commit()?;
         Ok(true)
     }
@@ -365,7 +384,7 @@ mod tests {
                 bytes: 30
             }
         );
-        assert!(db.schema_version().unwrap() >= 2);
+        assert_eq!(db.schema_version().unwrap(), 3);
         let deltas = [("aa".to_string(), 2), ("bb".to_string(), 1)];
         db.add_tracker_downloads(&deltas).unwrap();
         db.add_tracker_downloads(&deltas[..1]).unwrap();

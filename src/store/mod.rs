@@ -3,4 +3,5 @@
 
 pub mod content;
 pub mod db;
+pub mod db_nostr;
 pub mod mmap;

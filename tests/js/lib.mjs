@@ -78,3 +78,62 @@ export function parseJson(text, what) {
 export function print(value) {
   process.stdout.write(JSON.stringify(value) + "\n");
 }
+
+/**
+ * Opens a websocket to a relay and calls `onMessage(parsedArray, finish)` for each message;
+ * `finish(value)` closes the socket and resolves with `value`. Sends `first` once open. Fails
+ * if the socket errors or closes first, or after `seconds` in all.
+ */
+export function talkToRelay(url, first, seconds, onMessage, what) {
+  if (!/^wss?:\/\//.test(url)) {
+    throw new Error("relay URL must start with ws:// or wss://");
+  }
+  const WS = WebSocket();
+  return new Promise((resolveP, rejectP) => {
+    let done = false;
+    const ws = new WS(url, { handshakeTimeout: seconds * 1000 });
+    const end = (err, value) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      try {
+        ws.close();
+      } catch (_) {
+        // already closed
+      }
+      setTimeout(() => ws.terminate(), 200).unref();
+      if (err) rejectP(err);
+      else resolveP(value);
+    };
+    const timer = setTimeout(() => end(new Error(`timed out after ${seconds} s waiting for ${what()}`)), seconds * 1000);
+    ws.on("open", () => ws.send(JSON.stringify(first)));
+    ws.on("error", (err) => end(new Error(`websocket ${url}: ${err.message}`)));
+    ws.on("close", (code) => end(new Error(`relay closed the connection (code ${code}) before ${what()}`)));
+    ws.on("message", (data) => {
+      let msg;
+      try {
+        msg = JSON.parse(data.toString("utf8"));
+      } catch (_) {
+        end(new Error(`relay sent a message that is not JSON: ${data.toString("utf8").slice(0, 200)}`));
+        return;
+      }
+      if (!Array.isArray(msg)) {
+        end(new Error(`relay sent a message that is not an array: ${JSON.stringify(msg).slice(0, 200)}`));
+        return;
+      }
+      try {
+        onMessage(msg, (value) => end(null, value), (err) => end(err));
+      } catch (err) {
+        end(err);
+      }
+    });
+  });
+}
+
+/** A positive number of seconds from an optional argument, `dflt` without one. */
+export function seconds(text, dflt) {
+  if (text === undefined) return dflt;
+  const n = Number(text);
+  if (!(n > 0) || !Number.isFinite(n)) throw new Error("timeout must be a positive number of seconds");
+  return n;
+}
