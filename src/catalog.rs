@@ -7,7 +7,7 @@
 use crate::config::Config;
 use crate::proto::magnet::Magnet;
 use crate::proto::metainfo::{self, NewInfo, TorrentExtras};
-use crate::proto::{escape, hex, mime};
+use crate::proto::{escape, hex, mime, nip94};
 use crate::store::content::{Body, ContentStore, IngestError};
 use crate::store::db::{Db, FileRecord};
 use crate::store::db_nostr::Released;
@@ -399,6 +399,63 @@ impl Catalog {
         )))
     }
 
+    /// The blob's URL on the Blossom server (`<base>/<sha256>.<ext>`), or the API's download
+    /// URL when Blossom is off.
+    pub fn blob_url(&self, rec: &FileRecord) -> String {
+        let Some(base) = self.blossom_base() else {
+            return self.download_url(rec);
+        };
+        let ext = mime::extension_for(&rec.content_type)
+            .map(str::to_string)
+            .or_else(|| {
+                rec.name
+                    .rsplit_once('.')
+                    .map(|(_, e)| e.to_ascii_lowercase())
+                    .filter(|e| (1..=8).contains(&e.len()) && e.bytes().all(|b| b.is_ascii_alphanumeric()))
+            });
+        match ext {
+            Some(ext) => format!("{base}/{}.{ext}", rec.sha256),
+            None => format!("{base}/{}", rec.sha256),
+        }
+    }
+
+    pub fn download_url(&self, rec: &FileRecord) -> String {
+        format!("{}/download/{}", self.public_url, rec.sha256)
+    }
+
+    /// The NIP-94 tags of a stored file (BUD-08 descriptors and the kind 1063 event).
+    pub fn nip94_tags(&self, rec: &FileRecord) -> Vec<Vec<String>> {
+        let url = self.blob_url(rec);
+        let download = self.download_url(rec);
+        let fallbacks: Vec<String> = if url == download { vec![] } else { vec![download] };
+        nip94::tags(&nip94::FileMeta {
+            url: &url,
+            mime: &rec.content_type,
+            sha256: &rec.sha256,
+            size: rec.size,
+            magnet: &self.magnet(rec),
+            info_hash: &rec.info_hash,
+            webseed: &self.webseed_url(rec),
+            fallbacks: &fallbacks,
+            name: &rec.name,
+        })
+    }
+
+    /// The Blossom blob descriptor (BUD-02, with BUD-08's `nip94`), plus the torrent.
+    pub fn blob_descriptor(&self, rec: &FileRecord, uploaded: i64) -> Value {
+        json!({
+            "url": self.blob_url(rec),
+            "sha256": rec.sha256,
+            "size": rec.size,
+            "type": rec.content_type,
+            "uploaded": uploaded,
+            "nip94": self.nip94_tags(rec),
+            "magnet": self.magnet(rec),
+            "infohash": rec.info_hash,
+            "torrent": format!("{}/api/files/{}/torrent", self.public_url, rec.sha256),
+        })
+    }
+
     /// The JSON descriptor of a stored file.
     pub fn descriptor(&self, rec: &FileRecord) -> Value {
         json!({
@@ -411,7 +468,7 @@ impl Catalog {
             "magnet": self.magnet(rec),
             "torrent_url": format!("{}/api/files/{}/torrent", self.public_url, rec.sha256),
             "webseed_url": self.webseed_url(rec),
-            "download_url": format!("{}/download/{}", self.public_url, rec.sha256),
+            "download_url": self.download_url(rec),
             "created_at": rec.created_at,
         })
     }

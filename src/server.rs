@@ -15,6 +15,7 @@ use crate::http::router::{self, Method, Reply, Req};
 use crate::http::stats::Stats;
 use crate::net::stats::NetStats;
 use crate::net::{Command, Deps, Net};
+use crate::nostr::publisher::Publisher;
 use crate::tracker::maintenance::Maintenance;
 use crate::tracker::udp::UdpTracker;
 use crate::tracker::Tracker;
@@ -33,7 +34,12 @@ pub struct Gateway {
     pub sweep: SweepReport,
     /// The peer wire service's counters and address, when enabled.
     pub p2p: Option<P2pInfo>,
+    /// The gateway's Nostr key and the relay publisher.
+    pub nostr: Arc<Publisher>,
+    /// The Blossom server's address, when enabled.
+    pub blossom_addr: Option<SocketAddr>,
     api: OnceLock<Arc<PoolState>>,
+    blossom: OnceLock<Arc<PoolState>>,
 }
 
 impl Gateway {
@@ -50,8 +56,12 @@ impl Gateway {
         self.api.get().is_some_and(|p| p.overloaded())
     }
 
-    /// Handles one request from the API pool.
-    fn handle(&self, mut request: tiny_http::Request, pool: &PoolState) {
+    pub fn blossom_connections(&self) -> usize {
+        self.blossom.get().map_or(0, |p| p.connections())
+    }
+
+    /// Handles one request from a pool (the API's or Blossom's) with that pool's router.
+    fn handle(&self, mut request: tiny_http::Request, pool: &PoolState, route: Route) {
         let method = Method::parse(request.method().as_str());
         let url = request.url().to_string();
         let (path, query) = url.split_once('?').unwrap_or((&url, ""));
@@ -102,7 +112,7 @@ impl Gateway {
                 chunked,
                 peer_closed: &peer_closed,
             };
-            router::route(self, &mut req)
+            route(self, &mut req)
         };
         self.finish(request, reply);
     }
@@ -112,6 +122,9 @@ impl Gateway {
         router::respond(request, reply);
     }
 }
+
+/// A pool's router.
+type Route = fn(&Gateway, &mut Req<'_>) -> Reply;
 
 /// Reads a request body only when a handler asks, so `100 Continue` is sent only for bodies
 /// that will be read (a refused upload gets its 4xx before the client sends the data).
@@ -137,9 +150,12 @@ pub struct Running {
     pub udp_tracker_addr: Option<SocketAddr>,
     /// The peer wire listener, if enabled.
     pub peer_addr: Option<SocketAddr>,
+    /// The Blossom server, if enabled.
+    pub blossom_addr: Option<SocketAddr>,
     pub public_url: String,
     pub gateway: Arc<Gateway>,
     api: HttpPool,
+    blossom: Option<HttpPool>,
     udp: Option<UdpTracker>,
     net: Option<Net>,
     maintenance: Maintenance,
@@ -149,6 +165,8 @@ impl Running {
     /// False once a worker has died (the process should exit non-zero).
     pub fn healthy(&self) -> bool {
         self.api.healthy()
+            && self.blossom.as_ref().is_none_or(HttpPool::healthy)
+            && self.gateway.nostr.healthy()
             && self.udp.as_ref().is_none_or(UdpTracker::healthy)
             && self.net.as_ref().is_none_or(Net::healthy)
     }
@@ -162,7 +180,9 @@ impl Running {
         if let Some(net) = self.net {
             net.stop();
         }
-        let clean = self.api.stop(grace);
+        let blossom_clean = self.blossom.is_none_or(|b| b.stop(grace));
+        let clean = self.api.stop(grace) && blossom_clean;
+        self.gateway.nostr.stop();
         self.maintenance.stop();
         clean
     }
@@ -179,7 +199,30 @@ pub fn run_server(config: Config) -> Result<Running, String> {
         .local_addr()
         .map_err(|e| format!("binding {addr}: {e}"))?;
     let public_url = config.public_url_for(api_addr);
+    let blossom_listener = if config.blossom.enabled {
+        let addr = config.blossom_addr().map_err(|e| format!("config: {e}"))?;
+        Some(pool::bind(addr).map_err(|e| format!("binding Blossom to {addr}: {e}"))?)
+    } else {
+        None
+    };
+    let blossom_addr = match &blossom_listener {
+        Some(l) => Some(l.local_addr().map_err(|e| format!("Blossom listener: {e}"))?),
+        None => None,
+    };
     let (catalog, sweep) = Catalog::open(&config, &public_url)?;
+    if let Some(addr) = blossom_addr {
+        catalog.set_blossom_url(config.blossom_url_for(addr));
+    }
+    let keys = crate::nostr::keys::load_or_create(&config.nostr.secret_key, &config.data_dir)?;
+    let nostr = Arc::new(
+        Publisher::start(
+            keys,
+            config.nostr.relays.clone(),
+            catalog.shared_db(),
+            config.nostr.clone(),
+        )
+        .map_err(|e| format!("starting the nostr thread: {e}"))?,
+    );
     let tracker = Arc::new(open_tracker(&config, &catalog)?);
     let udp = match udp_socket {
         Some(socket) => Some(
@@ -205,8 +248,12 @@ pub fn run_server(config: Config) -> Result<Running, String> {
         stats: Stats::default(),
         sweep,
         p2p,
+        nostr,
+        blossom_addr,
         api: OnceLock::new(),
+        blossom: OnceLock::new(),
     });
+    announce_stored_files(&gateway);
     let limits = PoolLimits {
         workers: gateway.config.api.workers,
         max_connections: gateway.config.api.max_connections,
@@ -217,21 +264,71 @@ pub fn run_server(config: Config) -> Result<Running, String> {
         "http-api",
         listener,
         limits,
-        Arc::new(move |rq, pool| gw.handle(rq, pool)),
+        Arc::new(move |rq, pool| gw.handle(rq, pool, router::route)),
     )
     .map_err(|e| format!("starting the API: {e}"))?;
     let _ = gateway.api.set(Arc::clone(api.state()));
+    let blossom = match blossom_listener {
+        Some(listener) => {
+            let limits = PoolLimits {
+                workers: gateway.config.blossom.workers,
+                max_connections: gateway.config.blossom.max_connections,
+                io_timeout: Duration::from_secs(gateway.config.api.io_timeout_secs),
+            };
+            let gw = Arc::clone(&gateway);
+            let pool = HttpPool::start(
+                "http-blossom",
+                listener,
+                limits,
+                Arc::new(move |rq, pool| gw.handle(rq, pool, crate::http::blossom::route)),
+            )
+            .map_err(|e| format!("starting Blossom: {e}"))?;
+            let _ = gateway.blossom.set(Arc::clone(pool.state()));
+            Some(pool)
+        }
+        None => None,
+    };
     Ok(Running {
         api_addr,
         udp_tracker_addr: udp.as_ref().map(|u| u.addr),
         peer_addr: net.as_ref().map(|n| n.addr),
+        blossom_addr,
         public_url,
         gateway,
         api,
+        blossom,
         udp,
         net,
         maintenance,
     })
+}
+
+/// Announces every newly stored file to the relays as a signed NIP-94 event.
+fn announce_stored_files(gateway: &Arc<Gateway>) {
+    if gateway.nostr.relays().is_empty() {
+        return;
+    }
+    let gw = Arc::downgrade(gateway);
+    gateway.catalog.observe(Box::new(move |change| {
+        let (Change::Added { sha256, .. }, Some(gw)) = (change, gw.upgrade()) else {
+            return;
+        };
+        match gw.catalog.get(&sha256) {
+            Ok(Some(rec)) => {
+                let aux = crate::nostr::keys::random32().unwrap_or_default();
+                let event = gw.nostr.keys.sign(
+                    crate::catalog::now_secs(),
+                    crate::proto::nip94::KIND,
+                    gw.catalog.nip94_tags(&rec),
+                    rec.name.clone(),
+                    &aux,
+                );
+                gw.nostr.announce(&event);
+            }
+            Ok(None) => {}
+            Err(e) => log::error!("announcing {sha256}: {e}"),
+        }
+    }));
 }
 
 /// Binds and starts the peer wire service; wires the catalog's changes and the tracker's

@@ -26,6 +26,12 @@ pub struct Args {
     /// peer wire listen address, e.g. 0.0.0.0:6881 (port 0 picks a free port)
     #[argh(option)]
     peer_addr: Option<String>,
+    /// Blossom listen address, e.g. 0.0.0.0:8082 (port 0 picks a free port)
+    #[argh(option)]
+    blossom_addr: Option<String>,
+    /// a Nostr relay (ws:// or wss://) to announce stored files to; repeatable
+    #[argh(option)]
+    relay: Vec<String>,
     /// which torrents the tracker serves: open, hosted (the default) or allowlist
     #[argh(option)]
     tracker_mode: Option<TrackerMode>,
@@ -54,6 +60,14 @@ fn load(args: &Args) -> Result<Config, CliError> {
     if let Some(a) = &args.peer_addr {
         config.peer.addr = a.clone();
     }
+    if let Some(a) = &args.blossom_addr {
+        config.blossom.addr = a.clone();
+    }
+    for r in &args.relay {
+        if !config.nostr.relays.contains(r) {
+            config.nostr.relays.push(r.clone());
+        }
+    }
     if let Some(u) = &args.public_url {
         config.api.public_url = u.clone();
     }
@@ -79,7 +93,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
     .map_err(|e| CliError::failed(format!("installing signal handlers: {e}")))?;
     let running = server::run_server(config).map_err(CliError::failed)?;
     log::info!(
-        "torrent-gateway {} listening: api={} udp_tracker={} peer={} public_url={} data_dir={}",
+        "torrent-gateway {} listening: api={} udp_tracker={} peer={} blossom={} public_url={} data_dir={}",
         env!("CARGO_PKG_VERSION"),
         running.api_addr,
         running
@@ -88,8 +102,22 @@ pub fn run(args: Args) -> Result<(), CliError> {
         running
             .peer_addr
             .map_or("off".to_string(), |a| a.to_string()),
+        running
+            .blossom_addr
+            .map_or("off".to_string(), |a| a.to_string()),
         running.public_url,
         data_dir.display()
+    );
+    let nostr = &running.gateway.nostr;
+    log::info!(
+        "nostr identity {} ({}), relays: {}",
+        nostr.keys.npub(),
+        nostr.keys.pubkey,
+        if nostr.relays().is_empty() {
+            "none".to_string()
+        } else {
+            nostr.relays().join(" ")
+        }
     );
     loop {
         if let Some(sig) = signals.pending().next() {

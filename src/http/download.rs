@@ -13,6 +13,8 @@ use crate::store::db::FileRecord;
 pub enum Kind {
     Download,
     Webseed,
+    /// A Blossom `GET /<sha256>` (counted with downloads).
+    Blob,
 }
 
 pub fn download(gw: &Gateway, req: &Req<'_>, sha: &str) -> Reply {
@@ -45,7 +47,7 @@ pub fn webseed(gw: &Gateway, req: &Req<'_>, info_hash: &str, path: &[&str]) -> R
     serve(gw, req, &rec, Kind::Webseed)
 }
 
-fn serve(gw: &Gateway, req: &Req<'_>, rec: &FileRecord, kind: Kind) -> Reply {
+pub fn serve(gw: &Gateway, req: &Req<'_>, rec: &FileRecord, kind: Kind) -> Reply {
     let etag = format!("\"{}\"", rec.sha256);
     let common = |reply: Reply| {
         reply

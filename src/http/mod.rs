@@ -3,7 +3,9 @@
 //! endpoints.
 
 pub mod api;
+pub mod blossom;
 pub mod download;
+pub mod mirror;
 pub mod pool;
 pub mod ratelimit;
 pub mod reaper;

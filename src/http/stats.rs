@@ -83,7 +83,7 @@ impl Stats {
 
     pub fn served(&self, kind: Kind, bytes: u64) {
         match kind {
-            Kind::Download => {
+            Kind::Download | Kind::Blob => {
                 self.downloads.add(1);
                 self.download_bytes.add(bytes);
             }

@@ -18,6 +18,8 @@ pub struct Server {
     pub udp: Option<SocketAddr>,
     /// The peer wire listener, when enabled.
     pub peer: Option<SocketAddr>,
+    /// The Blossom server, when enabled.
+    pub blossom: Option<SocketAddr>,
     pub data: PathBuf,
     config: PathBuf,
     log: Arc<Mutex<String>>,
@@ -46,6 +48,8 @@ impl Server {
                 "127.0.0.1:0",
                 "--peer-addr",
                 "127.0.0.1:0",
+                "--blossom-addr",
+                "127.0.0.1:0",
                 "--config",
             ])
             .arg(config)
@@ -67,6 +71,7 @@ impl Server {
         let mut addr = None;
         let mut udp = None;
         let mut peer = None;
+        let mut blossom = None;
         let mut line = String::new();
         // Blocks until the start-up line or until the process ends (EOF).
         while lines.read_line(&mut line).unwrap_or(0) > 0 {
@@ -80,6 +85,11 @@ impl Server {
                     .and_then(|a| a.parse().ok());
                 peer = line
                     .split(" peer=")
+                    .nth(1)
+                    .and_then(|r| r.split_whitespace().next())
+                    .and_then(|a| a.parse().ok());
+                blossom = line
+                    .split(" blossom=")
                     .nth(1)
                     .and_then(|r| r.split_whitespace().next())
                     .and_then(|a| a.parse().ok());
@@ -104,6 +114,7 @@ impl Server {
             addr,
             udp,
             peer,
+            blossom,
             data: data.to_path_buf(),
             config: config.to_path_buf(),
             log,

@@ -1,0 +1,192 @@
+//! Fetching a blob for BUD-04 `PUT /mirror`: a sync HTTP(S) client whose resolver refuses
+//! loopback, private, link-local and other non-public addresses unless the config allows
+//! them. The check happens on the addresses actually connected to (also after redirects), so
+//! a name that resolves differently the second time cannot slip through.
+
+use std::io::Read;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+/// An address anyone on the internet could reach (not ours, not a neighbour's).
+pub fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.is_documentation()
+                || o[0] == 0
+                || (o[0] == 100 && (64..128).contains(&o[1]))
+                || (o[0] == 192 && o[1] == 0 && o[2] == 0)
+                || (o[0] == 198 && (18..20).contains(&o[1]))
+                || o[0] >= 240)
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public(IpAddr::V4(v4));
+            }
+            let seg = v6.segments();
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (seg[0] & 0xfe00) == 0xfc00
+                || (seg[0] & 0xffc0) == 0xfe80
+                || (seg[0] == 0x2001 && seg[1] == 0x0db8)
+                || (seg[0] == 0x64 && seg[1] == 0xff9b))
+        }
+    }
+}
+
+/// Why a mirror fetch failed.
+#[derive(Debug)]
+pub enum FetchError {
+    /// The URL is not acceptable (scheme, form, a refused address).
+    Refused(String),
+    /// The origin failed (unreachable, error status, timeout).
+    Origin(String),
+}
+
+/// A response being read.
+pub struct Fetched {
+    pub body: Box<dyn Read + Send + Sync>,
+    pub length: Option<u64>,
+    pub content_type: Option<String>,
+}
+
+fn resolve(netloc: &str, allow_private: bool) -> std::io::Result<Vec<SocketAddr>> {
+    let addrs: Vec<SocketAddr> = netloc.to_socket_addrs()?.collect();
+    let allowed: Vec<SocketAddr> = addrs
+        .iter()
+        .copied()
+        .filter(|a| allow_private || is_public(a.ip()))
+        .collect();
+    if allowed.is_empty() && !addrs.is_empty() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!("{netloc} resolves only to loopback, private or reserved addresses"),
+        ));
+    }
+    Ok(allowed)
+}
+
+/// The host and port of an http(s) URL, for the early check.
+fn netloc(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let port = match scheme.to_ascii_lowercase().as_str() {
+        "http" => 80,
+        "https" => 443,
+        _ => return None,
+    };
+    let authority = rest.split(['/', '?', '#']).next()?;
+    if authority.is_empty() || authority.contains('@') {
+        return None;
+    }
+    let has_port = match authority.rfind(']') {
+        Some(end) => authority[end..].contains(':'),
+        None => authority.contains(':'),
+    };
+    Some(if has_port {
+        authority.to_string()
+    } else {
+        format!("{authority}:{port}")
+    })
+}
+
+/// Starts a GET of `url`, checking where it goes.
+pub fn fetch(url: &str, allow_private: bool, timeout: Duration) -> Result<Fetched, FetchError> {
+    if url.len() > 4096 {
+        return Err(FetchError::Refused("mirror URL is too long".into()));
+    }
+    let Some(netloc) = netloc(url) else {
+        return Err(FetchError::Refused(
+            "mirror URL must be http:// or https:// with a host".into(),
+        ));
+    };
+    match resolve(&netloc, allow_private) {
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return Err(FetchError::Refused(e.to_string()))
+        }
+        Err(e) => return Err(FetchError::Origin(format!("resolving {netloc}: {e}"))),
+        Ok(_) => {}
+    }
+    let agent = ureq::AgentBuilder::new()
+        .timeout_connect(timeout)
+        .timeout_read(timeout)
+        .timeout_write(timeout)
+        .redirects(5)
+        .user_agent(concat!("torrent-gateway/", env!("CARGO_PKG_VERSION")))
+        .resolver(move |n: &str| resolve(n, allow_private))
+        .build();
+    let response = agent.get(url).call().map_err(|e| match e {
+        ureq::Error::Status(code, _) => FetchError::Origin(format!("origin answered {code}")),
+        ureq::Error::Transport(t) => FetchError::Origin(format!("origin: {t}")),
+    })?;
+    let length = response
+        .header("Content-Length")
+        .and_then(|v| v.trim().parse().ok());
+    let content_type = response
+        .header("Content-Type")
+        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .filter(|v| !v.is_empty());
+    Ok(Fetched {
+        body: Box::new(response.into_reader()),
+        length,
+        content_type,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_and_not() {
+        for ip in ["8.8.8.8", "1.1.1.1", "2606:4700::1111"] {
+            assert!(is_public(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "::",
+        ] {
+            assert!(!is_public(ip.parse().unwrap()), "{ip}");
+        }
+    }
+
+    #[test]
+    fn urls_and_refusals() {
+        assert_eq!(netloc("http://a.example/x").as_deref(), Some("a.example:80"));
+        assert_eq!(netloc("https://a:8443").as_deref(), Some("a:8443"));
+        assert_eq!(netloc("http://[::1]/").as_deref(), Some("[::1]:80"));
+        assert_eq!(netloc("http://[::1]:81/").as_deref(), Some("[::1]:81"));
+        for bad in ["ftp://a/x", "http://", "http://u:p@a/", "a/b"] {
+            assert!(netloc(bad).is_none(), "{bad}");
+        }
+        let t = Duration::from_secs(1);
+        assert!(matches!(
+            fetch("http://127.0.0.1:9/x", false, t),
+            Err(FetchError::Refused(_))
+        ));
+        assert!(matches!(
+            fetch("http://[::1]:9/x", false, t),
+            Err(FetchError::Refused(_))
+        ));
+        assert!(matches!(
+            fetch("http://127.0.0.1:1/x", true, t),
+            Err(FetchError::Origin(_))
+        ));
+    }
+}
