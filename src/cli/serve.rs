@@ -26,7 +26,7 @@ pub struct Args {
     /// peer wire listen address, e.g. 0.0.0.0:6881 (port 0 picks a free port)
     #[argh(option)]
     peer_addr: Option<String>,
-    /// Blossom listen address, e.g. 0.0.0.0:8082 (port 0 picks a free port)
+    /// listen address of the Blossom server, e.g. 0.0.0.0:8082 (port 0 picks a free port)
     #[argh(option)]
     blossom_addr: Option<String>,
     /// a Nostr relay (ws:// or wss://) to announce stored files to; repeatable
