@@ -24,7 +24,10 @@ pub enum UploadError {
     TooLarge,
     Truncated(String),
     Empty,
-    HashMismatch { expected: String, actual: String },
+    HashMismatch {
+        expected: String,
+        actual: String,
+    },
     /// The body is not the blob the auth event names (its `x` tags).
     NotAuthorized(String),
     Io(io::Error),
@@ -411,7 +414,9 @@ impl Catalog {
                 rec.name
                     .rsplit_once('.')
                     .map(|(_, e)| e.to_ascii_lowercase())
-                    .filter(|e| (1..=8).contains(&e.len()) && e.bytes().all(|b| b.is_ascii_alphanumeric()))
+                    .filter(|e| {
+                        (1..=8).contains(&e.len()) && e.bytes().all(|b| b.is_ascii_alphanumeric())
+                    })
             });
         match ext {
             Some(ext) => format!("{base}/{}.{ext}", rec.sha256),
@@ -427,7 +432,11 @@ impl Catalog {
     pub fn nip94_tags(&self, rec: &FileRecord) -> Vec<Vec<String>> {
         let url = self.blob_url(rec);
         let download = self.download_url(rec);
-        let fallbacks: Vec<String> = if url == download { vec![] } else { vec![download] };
+        let fallbacks: Vec<String> = if url == download {
+            vec![]
+        } else {
+            vec![download]
+        };
         nip94::tags(&nip94::FileMeta {
             url: &url,
             mime: &rec.content_type,

@@ -577,7 +577,10 @@ impl Config {
         self.blossom_addr()?;
         let url = &b.public_url;
         if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(bad("blossom.public_url", "must start with http:// or https://"));
+            return Err(bad(
+                "blossom.public_url",
+                "must start with http:// or https://",
+            ));
         }
         if !(1..=256).contains(&b.workers) {
             return Err(bad("blossom.workers", "must be from 1 to 256"));
@@ -614,7 +617,10 @@ impl Config {
             .iter()
             .find(|r| crate::nostr::relay::RelayUrl::parse(r).is_err())
         {
-            return Err(bad("nostr.relays", format!("{r:?} is not a ws:// or wss:// URL")));
+            return Err(bad(
+                "nostr.relays",
+                format!("{r:?} is not a ws:// or wss:// URL"),
+            ));
         }
         for (key, v) in [
             ("blossom.mirror_timeout_secs", b.mirror_timeout_secs),
@@ -627,7 +633,10 @@ impl Config {
             }
         }
         if n.retry_max_secs < n.retry_min_secs {
-            return Err(bad("nostr.retry_max_secs", "must be at least nostr.retry_min_secs"));
+            return Err(bad(
+                "nostr.retry_max_secs",
+                "must be at least nostr.retry_min_secs",
+            ));
         }
         if !(1..=10_000_000).contains(&n.max_outbox) {
             return Err(bad("nostr.max_outbox", "must be from 1 to 10000000"));
@@ -639,7 +648,10 @@ impl Config {
         self.blossom.addr.parse().map_err(|_| {
             bad(
                 "blossom.addr",
-                format!("{:?} is not an address like 0.0.0.0:8082", self.blossom.addr),
+                format!(
+                    "{:?} is not an address like 0.0.0.0:8082",
+                    self.blossom.addr
+                ),
             )
         })
     }

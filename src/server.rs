@@ -206,7 +206,10 @@ pub fn run_server(config: Config) -> Result<Running, String> {
         None
     };
     let blossom_addr = match &blossom_listener {
-        Some(l) => Some(l.local_addr().map_err(|e| format!("Blossom listener: {e}"))?),
+        Some(l) => Some(
+            l.local_addr()
+                .map_err(|e| format!("Blossom listener: {e}"))?,
+        ),
         None => None,
     };
     let (catalog, sweep) = Catalog::open(&config, &public_url)?;

@@ -3,7 +3,8 @@
 
 use super::router::{Reply, Req};
 use crate::catalog::UploadError;
-use crate::proto::{escape, metainfo};
+use crate::http::router::Method;
+use crate::proto::{escape, metainfo, nostr, nostr_auth};
 use crate::server::Gateway;
 use serde_json::json;
 
@@ -18,26 +19,89 @@ pub fn valid_sha256(s: &str) -> bool {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
-/// Write access: loopback always; elsewhere a configured bearer token.
-pub fn authorize_write(gw: &Gateway, req: &Req<'_>) -> Result<(), Reply> {
-    check_write(&gw.config.api.write_tokens, req)
+/// Write access: loopback (unless `api.loopback_writes` is off), a configured bearer token,
+/// or a NIP-98 event signed by a configured pubkey. Returns the NIP-98 `payload` hash, if
+/// any, which the body must match.
+pub fn authorize_write(gw: &Gateway, req: &Req<'_>) -> Result<Option<String>, Reply> {
+    let api = &gw.config.api;
+    if let Some(auth) = req
+        .header("Authorization")
+        .filter(|a| a.starts_with("Nostr "))
+    {
+        if api.loopback_writes && req.is_loopback() {
+            return Ok(None);
+        }
+        let query = if req.query.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", req.query)
+        };
+        let url = format!("{}{}{query}", gw.public_url, req.path);
+        let method = match req.method {
+            Method::Put => "PUT",
+            Method::Post => "POST",
+            Method::Delete => "DELETE",
+            _ => "GET",
+        };
+        return check_nip98(
+            &api.nostr_pubkeys,
+            auth,
+            &url,
+            method,
+            api.nostr_auth_window_secs,
+        );
+    }
+    check_write(&api.write_tokens, api.loopback_writes, req).map(|()| None)
 }
 
-fn check_write(tokens: &[String], req: &Req<'_>) -> Result<(), Reply> {
-    if req.is_loopback() {
+fn check_nip98(
+    allowed: &[String],
+    header: &str,
+    url: &str,
+    method: &str,
+    window: i64,
+) -> Result<Option<String>, Reply> {
+    let refuse = |e: nostr_auth::AuthError| {
+        Reply::error(e.status, e.reason).header("WWW-Authenticate", "Nostr")
+    };
+    let ev = nostr_auth::parse_header(header).map_err(refuse)?;
+    let need = nostr_auth::HttpNeed {
+        url,
+        method,
+        now: crate::catalog::now_secs(),
+        window,
+    };
+    let payload = nostr_auth::check_http(&ev, &need).map_err(refuse)?;
+    let known = allowed
+        .iter()
+        .any(|k| nostr::parse_pubkey(k).as_deref() == Some(ev.pubkey.as_str()));
+    if known {
+        Ok(payload)
+    } else {
+        Err(Reply::error(
+            403,
+            format!("pubkey {} is not allowed to write", ev.pubkey),
+        ))
+    }
+}
+
+fn check_write(tokens: &[String], loopback_ok: bool, req: &Req<'_>) -> Result<(), Reply> {
+    if loopback_ok && req.is_loopback() {
         return Ok(());
     }
     let Some(auth) = req.header("Authorization") else {
-        return Err(
-            Reply::error(401, "write access needs Authorization: Bearer <token>")
-                .header("WWW-Authenticate", "Bearer"),
-        );
+        return Err(Reply::error(
+            401,
+            "write access needs Authorization: Bearer <token> or Nostr <NIP-98 event>",
+        )
+        .header("WWW-Authenticate", "Bearer, Nostr"));
     };
     let Some(token) = auth.strip_prefix("Bearer ") else {
-        return Err(
-            Reply::error(401, "unsupported Authorization scheme (use Bearer)")
-                .header("WWW-Authenticate", "Bearer"),
-        );
+        return Err(Reply::error(
+            401,
+            "unsupported Authorization scheme (use Bearer or Nostr)",
+        )
+        .header("WWW-Authenticate", "Bearer, Nostr"));
     };
     let known = tokens
         .iter()
@@ -67,9 +131,10 @@ fn file_name(segment: &str) -> Result<String, Reply> {
 }
 
 pub fn upload(gw: &Gateway, req: &mut Req<'_>, segment: &str) -> Reply {
-    if let Err(reply) = authorize_write(gw, req) {
-        return reply;
-    }
+    let payload = match authorize_write(gw, req) {
+        Ok(p) => p,
+        Err(reply) => return reply,
+    };
     let name = match file_name(segment) {
         Ok(n) => n,
         Err(reply) => return reply,
@@ -83,6 +148,12 @@ pub fn upload(gw: &Gateway, req: &mut Req<'_>, segment: &str) -> Reply {
             }
             Some(h)
         }
+    };
+    let expected = match (expected, payload) {
+        (Some(h), Some(p)) if h != p => {
+            return Reply::error(409, "X-SHA-256 and the NIP-98 payload tag disagree")
+        }
+        (h, p) => h.or(p),
     };
     if req.body_len.is_none() && !req.chunked {
         return Reply::error(411, "a Content-Length or chunked body is required");
@@ -223,7 +294,6 @@ pub fn delete(gw: &Gateway, req: &Req<'_>, sha: &str) -> Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::router::Method;
 
     fn status_for(remote: &str, auth: Option<&str>) -> Option<u16> {
         let mut body = std::io::empty();
@@ -242,7 +312,7 @@ mod tests {
             peer_closed: &|| false,
         };
         let tokens = vec!["0123456789abcdef-secret".to_string()];
-        check_write(&tokens, &req).err().map(|r| r.status)
+        check_write(&tokens, true, &req).err().map(|r| r.status)
     }
 
     #[test]
@@ -257,6 +327,38 @@ mod tests {
         );
         let ok = status_for("203.0.113.9:5000", Some("Bearer 0123456789abcdef-secret"));
         assert_eq!(ok, None);
+    }
+
+    #[test]
+    fn nip98_needs_a_configured_pubkey() {
+        let keys = nostr::Keys::from_secret(&[5u8; 32]).unwrap();
+        let url = "http://gw.example/api/files/a.txt";
+        let tags = vec![
+            vec!["u".to_string(), url.to_string()],
+            vec!["method".to_string(), "PUT".to_string()],
+        ];
+        let ev = keys.sign(
+            crate::catalog::now_secs(),
+            27235,
+            tags,
+            String::new(),
+            &[0; 32],
+        );
+        let header = format!(
+            "Nostr {}",
+            crate::proto::base64::encode(ev.to_json().as_bytes())
+        );
+        let allowed = vec![keys.npub()];
+        assert!(matches!(
+            check_nip98(&allowed, &header, url, "PUT", 60),
+            Ok(None)
+        ));
+        let other = vec!["ab".repeat(32)];
+        let e = check_nip98(&other, &header, url, "PUT", 60).unwrap_err();
+        assert_eq!(e.status, 403);
+        let e = check_nip98(&allowed, &header, url, "DELETE", 60).unwrap_err();
+        assert_eq!(e.status, 401);
+        assert!(e.headers.iter().any(|(k, _)| *k == "X-Reason"));
     }
 
     #[test]

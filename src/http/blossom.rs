@@ -56,9 +56,10 @@ pub fn route(gw: &Gateway, req: &mut Req<'_>) -> Reply {
             .header("Allow", "GET, HEAD, DELETE, OPTIONS"),
         _ => Reply::error(404, "no such endpoint"),
     };
-    reply
-        .header("Access-Control-Allow-Origin", "*")
-        .header("Access-Control-Expose-Headers", "*, X-Reason, Content-Range")
+    reply.header("Access-Control-Allow-Origin", "*").header(
+        "Access-Control-Expose-Headers",
+        "*, X-Reason, Content-Range",
+    )
 }
 
 /// The lowercase hostname `server` tags must name.
@@ -136,7 +137,7 @@ fn blob_segment(segment: &str) -> Option<&str> {
     let rest = &segment[64..];
     let ok_rest = rest.is_empty()
         || (rest.starts_with('.')
-            && rest.len() <= 17
+            && (2..=17).contains(&rest.len())
             && rest[1..].bytes().all(|b| b.is_ascii_alphanumeric()));
     (super::api::valid_sha256(sha) && ok_rest).then_some(sha)
 }
@@ -159,7 +160,8 @@ fn x_sha256_header(req: &Req<'_>) -> Result<Option<String>, Reply> {
 fn content_type(value: Option<&str>) -> Option<String> {
     let v = value?.split(';').next()?.trim().to_ascii_lowercase();
     let plausible = v.len() <= 127
-        && v.split_once('/').is_some_and(|(a, b)| !a.is_empty() && !b.is_empty())
+        && v.split_once('/')
+            .is_some_and(|(a, b)| !a.is_empty() && !b.is_empty())
         && v.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"/.+-_".contains(&b));
     plausible.then_some(v)
@@ -188,8 +190,13 @@ fn upload(gw: &Gateway, req: &mut Req<'_>) -> Reply {
         Ok(x) => x,
         Err(r) => return r,
     };
-    let ev = match authorize(gw, req, "upload", expected.as_deref(), gw.config.blossom.auth_upload)
-    {
+    let ev = match authorize(
+        gw,
+        req,
+        "upload",
+        expected.as_deref(),
+        gw.config.blossom.auth_upload,
+    ) {
         Ok(ev) => ev,
         Err(r) => return r,
     };
@@ -198,7 +205,8 @@ fn upload(gw: &Gateway, req: &mut Req<'_>) -> Reply {
     }
     let xs = ev.as_ref().map(x_tags);
     if xs.as_ref().is_some_and(Vec::is_empty) {
-        return Reply::error(401, "upload auth event has no x tag").header("WWW-Authenticate", "Nostr");
+        return Reply::error(401, "upload auth event has no x tag")
+            .header("WWW-Authenticate", "Nostr");
     }
     if req.body_len.is_none() && !req.chunked {
         return Reply::error(411, "a Content-Length or chunked body is required");
@@ -238,8 +246,13 @@ fn upload_check(gw: &Gateway, req: &Req<'_>) -> Reply {
         Ok(x) => x,
         Err(r) => return r,
     };
-    let ev = match authorize(gw, req, "upload", expected.as_deref(), gw.config.blossom.auth_upload)
-    {
+    let ev = match authorize(
+        gw,
+        req,
+        "upload",
+        expected.as_deref(),
+        gw.config.blossom.auth_upload,
+    ) {
         Ok(ev) => ev,
         Err(r) => return r,
     };
@@ -259,7 +272,8 @@ fn upload_check(gw: &Gateway, req: &Req<'_>) -> Reply {
     if len > max {
         return Reply::error(413, format!("blob exceeds the limit of {max} bytes"));
     }
-    if req.header("X-Content-Type").is_some() && content_type(req.header("X-Content-Type")).is_none()
+    if req.header("X-Content-Type").is_some()
+        && content_type(req.header("X-Content-Type")).is_none()
     {
         return Reply::error(415, "X-Content-Type is not a media type");
     }
@@ -363,7 +377,9 @@ fn list(gw: &Gateway, req: &Req<'_>, pubkey: &str) -> Reply {
 /// Reads a small JSON body, refusing big ones before reading.
 fn small_body(req: &mut Req<'_>, max: u64) -> Result<Vec<u8>, Reply> {
     if req.body_len.is_some_and(|n| n > max) {
-        return Err(Reply::error(413, format!("body exceeds {max} bytes")).header("Connection", "close"));
+        return Err(
+            Reply::error(413, format!("body exceeds {max} bytes")).header("Connection", "close")
+        );
     }
     let mut body = Vec::new();
     req.body
@@ -371,7 +387,9 @@ fn small_body(req: &mut Req<'_>, max: u64) -> Result<Vec<u8>, Reply> {
         .read_to_end(&mut body)
         .map_err(|e| Reply::error(400, format!("reading the body: {e}")))?;
     if body.len() as u64 > max {
-        return Err(Reply::error(413, format!("body exceeds {max} bytes")).header("Connection", "close"));
+        return Err(
+            Reply::error(413, format!("body exceeds {max} bytes")).header("Connection", "close")
+        );
     }
     Ok(body)
 }
@@ -386,7 +404,8 @@ fn mirror(gw: &Gateway, req: &mut Req<'_>) -> Reply {
     }
     let xs = ev.as_ref().map(x_tags);
     if xs.as_ref().is_some_and(Vec::is_empty) {
-        return Reply::error(401, "mirror auth event has no x tag").header("WWW-Authenticate", "Nostr");
+        return Reply::error(401, "mirror auth event has no x tag")
+            .header("WWW-Authenticate", "Nostr");
     }
     let body = match small_body(req, MAX_MIRROR_BODY) {
         Ok(b) => b,
@@ -406,7 +425,9 @@ fn mirror(gw: &Gateway, req: &mut Req<'_>) -> Reply {
         Duration::from_secs(cfg.mirror_timeout_secs),
     ) {
         Ok(f) => f,
-        Err(FetchError::Refused(why)) => return Reply::error(403, format!("mirror refused: {why}")),
+        Err(FetchError::Refused(why)) => {
+            return Reply::error(403, format!("mirror refused: {why}"))
+        }
         Err(FetchError::Origin(why)) => return Reply::error(502, format!("mirror failed: {why}")),
     };
     let max = gw.catalog.max_upload();
@@ -454,7 +475,10 @@ fn report(gw: &Gateway, req: &mut Req<'_>) -> Reply {
         return Reply::error(400, e.to_string());
     }
     if ev.kind != 1984 {
-        return Reply::error(400, format!("a report is a kind 1984 event, not {}", ev.kind));
+        return Reply::error(
+            400,
+            format!("a report is a kind 1984 event, not {}", ev.kind),
+        );
     }
     let blobs: Vec<&Vec<String>> = ev
         .tags
@@ -504,10 +528,19 @@ mod tests {
         let sha = "a".repeat(64);
         assert_eq!(blob_segment(&sha), Some(sha.as_str()));
         assert_eq!(blob_segment(&format!("{sha}.png")), Some(sha.as_str()));
-        for bad in [format!("{sha}png"), format!("{sha}."), format!("{sha}.a/b"), "ab".into(), "A".repeat(64)] {
+        for bad in [
+            format!("{sha}png"),
+            format!("{sha}."),
+            format!("{sha}.a/b"),
+            "ab".into(),
+            "A".repeat(64),
+        ] {
             assert_eq!(blob_segment(&bad), None, "{bad}");
         }
-        assert_eq!(content_type(Some("Image/PNG; charset=x")).as_deref(), Some("image/png"));
+        assert_eq!(
+            content_type(Some("Image/PNG; charset=x")).as_deref(),
+            Some("image/png")
+        );
         assert_eq!(content_type(Some("nonsense")), None);
         assert_eq!(content_type(Some("a/b\r\nX: y")), None);
     }

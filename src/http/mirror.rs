@@ -130,7 +130,13 @@ pub fn fetch(url: &str, allow_private: bool, timeout: Duration) -> Result<Fetche
         .and_then(|v| v.trim().parse().ok());
     let content_type = response
         .header("Content-Type")
-        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
         .filter(|v| !v.is_empty());
     Ok(Fetched {
         body: Box::new(response.into_reader()),
@@ -168,7 +174,10 @@ mod tests {
 
     #[test]
     fn urls_and_refusals() {
-        assert_eq!(netloc("http://a.example/x").as_deref(), Some("a.example:80"));
+        assert_eq!(
+            netloc("http://a.example/x").as_deref(),
+            Some("a.example:80")
+        );
         assert_eq!(netloc("https://a:8443").as_deref(), Some("a:8443"));
         assert_eq!(netloc("http://[::1]/").as_deref(), Some("[::1]:80"));
         assert_eq!(netloc("http://[::1]:81/").as_deref(), Some("[::1]:81"));

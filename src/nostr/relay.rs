@@ -158,14 +158,18 @@ impl Relay {
         let config = WebSocketConfig::default()
             .max_message_size(Some(MAX_MESSAGE))
             .max_frame_size(Some(MAX_MESSAGE));
-        let (ws, _) = tungstenite::client::client_with_config(url.url.as_str(), transport, Some(config))
-            .map_err(|e| format!("websocket handshake: {e}"))?;
+        let (ws, _) =
+            tungstenite::client::client_with_config(url.url.as_str(), transport, Some(config))
+                .map_err(|e| format!("websocket handshake: {e}"))?;
         Ok(Relay { ws, timeout })
     }
 
     /// Sends events (id, JSON) and waits for each one's `OK` (or the timeout). Returns the
     /// outcomes in order; events with no answer are missing from the list.
-    pub fn publish(&mut self, events: &[(String, String)]) -> Result<Vec<(String, Outcome)>, String> {
+    pub fn publish(
+        &mut self,
+        events: &[(String, String)],
+    ) -> Result<Vec<(String, Outcome)>, String> {
         for (_, json) in events {
             self.ws
                 .write(Message::text(event_message(json)))
@@ -230,12 +234,22 @@ mod tests {
     #[test]
     fn relay_urls() {
         let r = RelayUrl::parse("wss://relay.example.com/path").unwrap();
-        assert_eq!((r.tls, r.host.as_str(), r.port), (true, "relay.example.com", 443));
+        assert_eq!(
+            (r.tls, r.host.as_str(), r.port),
+            (true, "relay.example.com", 443)
+        );
         let r = RelayUrl::parse("ws://127.0.0.1:7447").unwrap();
         assert_eq!((r.tls, r.host.as_str(), r.port), (false, "127.0.0.1", 7447));
         let r = RelayUrl::parse("ws://[::1]:80/").unwrap();
         assert_eq!(r.host, "::1");
-        for bad in ["http://x", "ws://", "ws://a:b", "ws://u@h", "ws://h h", "wss://[::1"] {
+        for bad in [
+            "http://x",
+            "ws://",
+            "ws://a:b",
+            "ws://u@h",
+            "ws://h h",
+            "wss://[::1",
+        ] {
             assert!(RelayUrl::parse(bad).is_err(), "{bad}");
         }
     }

@@ -62,7 +62,9 @@ mod tests {
             name: "a.txt",
         };
         let t = tags(&meta);
-        for name in ["url", "m", "x", "size", "magnet", "i", "webseed", "fallback"] {
+        for name in [
+            "url", "m", "x", "size", "magnet", "i", "webseed", "fallback",
+        ] {
             assert!(t.iter().any(|v| v[0] == name && v.len() == 2), "{name}");
         }
         assert!(t.contains(&tag("size", "12")));

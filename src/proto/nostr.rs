@@ -348,7 +348,10 @@ mod tests {
             parse_relay_message(r#"["NOTICE","slow down"]"#).unwrap(),
             RelayMessage::Notice("slow down".into())
         );
-        assert_eq!(parse_relay_message(r#"["EOSE","s"]"#).unwrap(), RelayMessage::Other);
+        assert_eq!(
+            parse_relay_message(r#"["EOSE","s"]"#).unwrap(),
+            RelayMessage::Other
+        );
         for bad in ["", "{}", "[1]", r#"["OK","ab"]"#, r#"["OK","ab","yes"]"#] {
             assert!(parse_relay_message(bad).is_err(), "{bad}");
         }

@@ -260,9 +260,7 @@ impl Db {
     pub fn forget_relays_except(&self, relays: &[String]) -> Result<usize> {
         let conn = self.conn.lock();
         let mut stmt = conn.prepare("SELECT DISTINCT relay FROM nostr_outbox")?;
-        let known: Vec<String> = stmt
-            .query_map([], |r| r.get(0))?
-            .collect::<Result<_>>()?;
+        let known: Vec<String> = stmt.query_map([], |r| r.get(0))?.collect::<Result<_>>()?;
         let mut dropped = 0;
         for relay in known.iter().filter(|r| !relays.contains(r)) {
             dropped += conn.execute("DELETE FROM nostr_outbox WHERE relay = ?1", [relay])?;
@@ -338,8 +336,10 @@ mod tests {
     fn owners_hold_and_release() {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(&dir.path().join("g.db")).unwrap();
-        db.insert_held(&record("a", 1), b"de", Some("alice")).unwrap();
-        db.insert_held(&record("b", 2), b"de", Some("alice")).unwrap();
+        db.insert_held(&record("a", 1), b"de", Some("alice"))
+            .unwrap();
+        db.insert_held(&record("b", 2), b"de", Some("alice"))
+            .unwrap();
         db.insert(&record("c", 3), b"de").unwrap();
         db.hold("c", Some("alice"), 4).unwrap();
         db.hold("a", Some("bob"), 5).unwrap();
@@ -353,7 +353,11 @@ mod tests {
         assert_eq!(db.release("a", "carol").unwrap(), Released::NotOwner);
         assert_eq!(db.release("a", "alice").unwrap(), Released::StillHeld);
         assert_eq!(db.release("a", "bob").unwrap(), Released::Orphaned);
-        assert_eq!(db.release("c", "alice").unwrap(), Released::StillHeld, "API holds c");
+        assert_eq!(
+            db.release("c", "alice").unwrap(),
+            Released::StillHeld,
+            "API holds c"
+        );
         db.delete("b").unwrap();
         assert!(db.owned("alice", 10, None, 0, i64::MAX).unwrap().is_empty());
     }
