@@ -27,15 +27,30 @@ fn bip340_vectors() {
         let expected = result == "TRUE";
         if !secret.is_empty() {
             let keys = Keys::from_secret(&hex::decode::<32>(secret).unwrap()).unwrap();
-            assert_eq!(keys.pubkey, pubkey.to_ascii_lowercase(), "vector {index} pubkey");
+            assert_eq!(
+                keys.pubkey,
+                pubkey.to_ascii_lowercase(),
+                "vector {index} pubkey"
+            );
             let aux: [u8; 32] = unhex(aux).try_into().unwrap();
             let ours = keys.sign_raw(&msg, &aux).unwrap();
-            assert_eq!(hex::encode(&ours), sig.to_ascii_lowercase(), "vector {index} sig");
+            assert_eq!(
+                hex::encode(&ours),
+                sig.to_ascii_lowercase(),
+                "vector {index} sig"
+            );
             signed += 1;
         }
-        let verdict = verify_raw(&pubkey.to_ascii_lowercase(), &msg, &sig.to_ascii_lowercase());
+        let verdict = verify_raw(
+            &pubkey.to_ascii_lowercase(),
+            &msg,
+            &sig.to_ascii_lowercase(),
+        );
         assert_eq!(verdict.is_ok(), expected, "vector {index} verification");
         checked += 1;
     }
-    assert!(checked >= 15 && signed >= 4, "{checked} checked, {signed} signed");
+    assert!(
+        checked >= 15 && signed >= 4,
+        "{checked} checked, {signed} signed"
+    );
 }

@@ -519,6 +519,40 @@ fn report(gw: &Gateway, req: &mut Req<'_>) -> Reply {
     }
 }
 
+/// `GET /api/blossom/reports?limit=` on the API, for operators (write access).
+pub fn reports(gw: &Gateway, req: &Req<'_>) -> Reply {
+    if let Err(r) = super::api::authorize_write(gw, req) {
+        return r;
+    }
+    let limit = match req.query_param("limit") {
+        None => DEFAULT_LIST,
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if (1..=MAX_LIST).contains(&n) => n,
+            _ => return Reply::error(400, format!("limit must be from 1 to {MAX_LIST}")),
+        },
+    };
+    match gw.catalog.db().reports(limit) {
+        Ok(list) => Reply::json(
+            200,
+            &Value::Array(
+                list.into_iter()
+                    .map(|r| {
+                        json!({
+                            "event_id": r.event_id,
+                            "reporter": r.reporter,
+                            "blobs": r.blobs,
+                            "type": r.report_type,
+                            "content": r.content,
+                            "received_at": r.received_at,
+                        })
+                    })
+                    .collect(),
+            ),
+        ),
+        Err(e) => Reply::error(500, format!("database error: {e}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

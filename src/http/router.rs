@@ -4,7 +4,7 @@
 //! and return a [`Reply`], so they can be tested without a socket. Every error reply carries
 //! its reason both as a JSON body `{"error": ...}` and as an `X-Reason` header.
 
-use super::{api, download, status, tracker};
+use super::{api, blossom, download, status, tracker};
 use crate::server::Gateway;
 use crate::store::content::Body;
 use serde_json::{json, Value};
@@ -181,6 +181,7 @@ pub fn route(gw: &Gateway, req: &mut Req<'_>) -> Reply {
         (Get | Head, ["api", "diagnostics"]) => status::diagnostics(gw),
         (Get | Head, ["metrics"]) => status::metrics(gw),
         (Get | Head, ["api", "p2p", "stats"]) => status::p2p_stats(gw),
+        (Get | Head, ["api", "blossom", "reports"]) => blossom::reports(gw, req),
         (Get, ["announce"]) => tracker::announce(gw, req),
         (Get, ["scrape"]) => tracker::scrape(gw, req),
         (Get | Head, ["api", "tracker", "allowlist"]) => tracker::allowlist(gw),

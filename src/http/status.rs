@@ -15,8 +15,8 @@ const COMPONENTS: &[(&str, u32)] = &[
     ("tracker", 10),
     ("peer_wire", 10),
     ("dht", 0),
-    ("blossom", 0),
-    ("nostr", 0),
+    ("blossom", 10),
+    ("nostr", 5),
 ];
 
 pub fn health(gw: &Gateway) -> Reply {
@@ -58,6 +58,14 @@ pub fn health(gw: &Gateway) -> Reply {
                     }
                 }
             },
+            "blossom" => match gw.blossom_addr {
+                None => ("disabled", String::new()),
+                Some(addr) => (
+                    "ok",
+                    format!("{} connections on {addr}", gw.blossom_connections()),
+                ),
+            },
+            "nostr" => nostr_health(gw),
             _ => ("disabled", String::new()),
         };
         if status != "disabled" {
@@ -81,6 +89,37 @@ pub fn health(gw: &Gateway) -> Reply {
         code,
         &json!({ "status": overall, "score": score, "components": components }),
     )
+}
+
+/// The publisher: degraded while a relay keeps failing (events wait in the outbox).
+fn nostr_health(gw: &Gateway) -> (&'static str, String) {
+    let n = &gw.nostr;
+    if !n.healthy() {
+        return ("error", "the nostr thread stopped".into());
+    }
+    if n.relays().is_empty() {
+        return ("disabled", "no relays configured".into());
+    }
+    let st = n.status();
+    let waiting: Vec<String> = st["outbox"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["last_error"].is_string())
+        .map(|r| {
+            format!(
+                "{} ({} queued): {}",
+                r["relay"].as_str().unwrap_or(""),
+                r["queued"],
+                r["last_error"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    if waiting.is_empty() {
+        ("ok", format!("{} relays", n.relays().len()))
+    } else {
+        ("degraded", waiting.join("; "))
+    }
 }
 
 fn storage_writable(gw: &Gateway) -> Result<(), String> {
@@ -227,6 +266,13 @@ pub fn diagnostics(gw: &Gateway) -> Reply {
                 "removed": gw.sweep.removed,
                 "missing_data": gw.sweep.missing,
             },
+            "blossom": {
+                "addr": gw.blossom_addr.map(|a| a.to_string()),
+                "url": gw.catalog.blossom_base(),
+                "connections": gw.blossom_connections(),
+                "reports": gw.catalog.db().report_count().ok(),
+            },
+            "nostr": gw.nostr.status(),
         }),
     )
 }

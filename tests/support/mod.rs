@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod nostr;
 pub mod peer;
 pub mod server;
 pub mod tracker;
