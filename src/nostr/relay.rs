@@ -202,15 +202,25 @@ impl Relay {
                     accepted,
                     message,
                 }) => {
-                    if events.iter().any(|(id, _)| *id == event_id)
-                        && !outcomes.iter().any(|(id, _)| *id == event_id)
-                    {
+                    let answered = |id: &str| outcomes.iter().any(|(a, _)| a == id);
+                    // Some relays (nostr-relay 1.14) name no id when refusing an event:
+                    // relays answer in order, so it is the oldest unanswered one.
+                    let id = if events.iter().any(|(id, _)| *id == event_id) {
+                        Some(event_id)
+                    } else {
+                        events
+                            .iter()
+                            .map(|(id, _)| id)
+                            .find(|id| !answered(id))
+                            .cloned()
+                    };
+                    if let Some(id) = id.filter(|id| !answered(id)) {
                         let outcome = if accepted || message.starts_with("duplicate:") {
                             Outcome::Accepted
                         } else {
                             Outcome::Rejected(message)
                         };
-                        outcomes.push((event_id, outcome));
+                        outcomes.push((id, outcome));
                     }
                 }
                 Ok(RelayMessage::Notice(n)) => log::info!("relay notice: {n}"),

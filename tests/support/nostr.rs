@@ -110,15 +110,23 @@ pub struct Relay {
     child: Option<Child>,
     pub port: u16,
     dir: PathBuf,
+    /// Only these kinds are accepted (others get `OK false`), when set.
+    only_kinds: Option<Vec<u32>>,
 }
 
 impl Relay {
     pub fn start(dir: &Path) -> Relay {
+        Self::start_with(dir, None)
+    }
+
+    /// A relay that refuses every kind but `only_kinds`.
+    pub fn start_with(dir: &Path, only_kinds: Option<Vec<u32>>) -> Relay {
         let port = super::tracker::free_port();
         let mut relay = Relay {
             child: None,
             port,
             dir: dir.to_path_buf(),
+            only_kinds,
         };
         relay.launch();
         relay
@@ -138,13 +146,20 @@ impl Relay {
         std::fs::create_dir_all(&self.dir).unwrap();
         let config = self.dir.join("relay.yaml");
         let db = self.dir.join("nostr.sqlite3");
+        let (kind_check, kinds) = match &self.only_kinds {
+            None => (String::new(), String::new()),
+            Some(k) => (
+                "    - nostr_relay.validators.is_certain_kind\n".to_string(),
+                format!("valid_kinds: {k:?}\n"),
+            ),
+        };
         std::fs::write(
             &config,
             format!(
                 "storage:\n  sqlalchemy.url: sqlite+aiosqlite:///{}\n  validators:\n    - \
                  nostr_relay.validators.is_signed\n    - nostr_relay.validators.is_recent\n\
-                 gunicorn:\n  bind: 127.0.0.1:{}\n  workers: 1\n\
-                 authentication:\n  enabled: false\n",
+                 {kind_check}gunicorn:\n  bind: 127.0.0.1:{}\n  workers: 1\n\
+                 authentication:\n  enabled: false\n{kinds}",
                 db.display(),
                 self.port
             ),
