@@ -310,3 +310,37 @@ fn every_truncation_is_refused() {
     }
     assert!(torrent_gateway::proto::metainfo::parse(&bytes).is_ok());
 }
+
+#[test]
+fn nostr_verify_checks_events_signed_elsewhere() {
+    let dir = tempdir();
+    let secret = "5e".repeat(32);
+    let good = support::nostr::sign(
+        &secret,
+        1,
+        1_700_000_000,
+        &serde_json::json!([["t", "x"]]),
+        "hi",
+    );
+    let mut bad = good.clone();
+    bad["content"] = serde_json::json!("changed");
+    let ok_file = dir.path().join("ok.jsonl");
+    std::fs::write(&ok_file, format!("{good}\n{good}\n")).unwrap();
+    let out = run(dir.path(), &["nostr-verify", ok_file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with("2 events, 2 valid, 0 invalid"),
+        "{}",
+        stdout(&out)
+    );
+    let bad_file = dir.path().join("bad.jsonl");
+    std::fs::write(&bad_file, format!("{good}\n{bad}\n")).unwrap();
+    let out = run(dir.path(), &["nostr-verify", bad_file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("line 2"), "{}", stderr(&out));
+    let junk = dir.path().join("junk.jsonl");
+    std::fs::write(&junk, "{not json\n").unwrap();
+    let out = run(dir.path(), &["nostr-verify", junk.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+}

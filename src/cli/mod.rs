@@ -6,6 +6,7 @@
 
 mod create;
 mod info;
+mod nostr_verify;
 mod progress;
 mod serve;
 mod verify;
@@ -28,6 +29,7 @@ struct Cli {
 enum Command {
     Create(create::Args),
     Info(info::Args),
+    NostrVerify(nostr_verify::Args),
     Serve(serve::Args),
     Verify(verify::Args),
 }
@@ -85,6 +87,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Create(a) => create::run(a),
         Command::Info(a) => info::run(a),
+        Command::NostrVerify(a) => nostr_verify::run(a),
         Command::Serve(a) => serve::run(a),
         Command::Verify(a) => verify::run(a),
     };

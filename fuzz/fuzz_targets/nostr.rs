@@ -1,0 +1,25 @@
+//! Fuzz target: Nostr event parsing, auth headers (base64 + event + BUD-11/NIP-98 rules) and
+//! relay messages never panic; accepted events survive a JSON round trip.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use torrent_gateway::proto::nostr::{parse_relay_message, Event};
+use torrent_gateway::proto::nostr_auth::{self, BlossomNeed, HttpNeed};
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(ev) = Event::parse(data) {
+        let _ = ev.verify();
+        let again = Event::parse(ev.to_json().as_bytes()).expect("own JSON parses");
+        assert_eq!(again, ev);
+        let need = BlossomNeed { verb: "upload", x: Some("ab"), server: "h", now: 1, skew: 60 };
+        let _ = nostr_auth::check_blossom(&ev, &need);
+        let need = HttpNeed { url: "http://h/a", method: "PUT", now: 1, window: 60 };
+        let _ = nostr_auth::check_http(&ev, &need);
+    }
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = nostr_auth::parse_header(text);
+        let _ = parse_relay_message(text);
+        let _ = torrent_gateway::proto::base64::decode(text);
+        let _ = torrent_gateway::proto::bech32::decode(text);
+    }
+});
