@@ -2,8 +2,9 @@
 //!
 //! In scope so far: the pure formats (`proto`), parallel piece hashing (`hash`), storage
 //! (`store`: mmap, content store, SQLite), the catalog of stored files (`catalog`), the HTTP
-//! services (`http`, started by `server::run_server`), torrent creation and recheck
-//! (`create`, `verify`) and the command line (`cli`). ARCHITECTURE.md has the map.
+//! services (`http`, started by `server::run_server`: API, tracker, Blossom), the peer wire
+//! (`net`), the tracker (`tracker`), Nostr keys and relay publishing (`nostr`), torrent
+//! creation and recheck (`create`, `verify`) and the command line (`cli`). ARCHITECTURE.md has the map.
 
 #![cfg_attr(test, deny(warnings))]
 

@@ -156,7 +156,10 @@ fn relay_rejections_are_kept_for_operators() {
         "{rejection}"
     );
     assert_eq!(diag["nostr"]["rejected"], 1);
-    assert!(server.log().contains("rejected event"), "logged");
+    assert!(
+        eventually(10, || server.log().contains("rejected event")),
+        "logged"
+    );
     assert!(events_for(&relay, d["sha256"].as_str().unwrap()).is_empty());
     assert!(
         diag["nostr"]["outbox"].as_array().unwrap().is_empty(),
