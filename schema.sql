@@ -71,7 +71,8 @@ CREATE TABLE nostr_outbox (
     created_at   INTEGER NOT NULL,
     PRIMARY KEY (relay, event_id)
 );
-CREATE INDEX nostr_outbox_due ON nostr_outbox(next_at);
+CREATE INDEX nostr_outbox_due ON nostr_outbox(relay, next_at);
+CREATE INDEX nostr_outbox_age ON nostr_outbox(created_at);
 
 -- Relay answers `OK false`, newest kept (capped), for /api/diagnostics.
 CREATE TABLE nostr_rejections (

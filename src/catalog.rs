@@ -67,6 +67,19 @@ pub struct UploadSpec<'a> {
     pub owner: Option<&'a str>,
 }
 
+impl UploadError {
+    /// The HTTP status for this refusal (5xx for our own failures).
+    pub fn status(&self) -> u16 {
+        match self {
+            UploadError::TooLarge => 413,
+            UploadError::Truncated(_) | UploadError::Empty => 400,
+            UploadError::HashMismatch { .. } => 409,
+            UploadError::NotAuthorized(_) => 401,
+            UploadError::Io(_) | UploadError::Db(_) => 500,
+        }
+    }
+}
+
 /// What the start-up sweep found.
 #[derive(Debug, Clone, Default)]
 pub struct SweepReport {
@@ -329,7 +342,17 @@ impl Catalog {
         self.db.list(limit, after)
     }
 
-    /// Deletes a file: the record first (so it vanishes at once), then its data.
+    /// The API's delete: drops the API's hold; the file goes unless Blossom owners still
+    /// hold it. None if there is no such file, else whether the data was removed.
+    pub fn release_api(&self, sha256: &str) -> Result<Option<bool>, UploadError> {
+        let _guard = self.commit.lock();
+        match self.db.release_api(sha256).map_err(UploadError::Db)? {
+            Some(true) => self.delete_locked(sha256).map(|_| Some(true)),
+            other => Ok(other),
+        }
+    }
+
+    /// Deletes a file for everyone: the record first (so it vanishes at once), then its data.
     pub fn delete(&self, sha256: &str) -> Result<bool, UploadError> {
         let _guard = self.commit.lock();
         self.delete_locked(sha256)

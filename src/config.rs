@@ -599,6 +599,12 @@ impl Config {
                 return Err(bad(key, format!("{k:?} is not a hex or npub public key")));
             }
         }
+        if !b.auth_upload && !b.upload_pubkeys.is_empty() {
+            return Err(bad(
+                "blossom.upload_pubkeys",
+                "needs blossom.auth_upload = true (without auth nobody can be told apart)",
+            ));
+        }
         if !(0..=3600).contains(&b.clock_skew_secs) {
             return Err(bad("blossom.clock_skew_secs", "must be from 0 to 3600"));
         }

@@ -450,6 +450,20 @@ fn blossom_flows_with_an_independent_signer() {
     );
     assert_refused(&r, 403, "not http");
 
+    // The API's delete drops only the API's hold: Alice still owns the mirrored blob.
+    let r = request(
+        server.addr,
+        "DELETE",
+        &format!("/api/files/{mirrored_sha}"),
+        &[],
+        b"",
+    );
+    assert_eq!(r.json()["data_removed"], false, "{}", r.text());
+    assert_eq!(
+        request(b, "GET", &format!("/{mirrored_sha}"), &[], b"").status,
+        200
+    );
+
     // Reports (BUD-09): stored and visible to operators.
     let report = sign(
         MALLORY,
@@ -472,6 +486,18 @@ fn blossom_flows_with_an_independent_signer() {
         &request(b, "PUT", "/report", &[], not_report.to_string().as_bytes()),
         400,
         "kind 1",
+    );
+    let elsewhere = sign(
+        MALLORY,
+        1984,
+        now(),
+        &json!([["x", "e".repeat(64), "spam"]]),
+        "",
+    );
+    assert_refused(
+        &request(b, "PUT", "/report", &[], elsewhere.to_string().as_bytes()),
+        404,
+        "report about a blob not stored here",
     );
     let reports = server.get("/api/blossom/reports").json();
     assert_eq!(reports[0]["reporter"], mallory.as_str());

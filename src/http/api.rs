@@ -2,7 +2,6 @@
 //! `GET /api/files/<sha256>/torrent`, `DELETE /api/files/<sha256>`, and write authorization.
 
 use super::router::{Reply, Req};
-use crate::catalog::UploadError;
 use crate::http::router::Method;
 use crate::proto::{escape, metainfo, nostr, nostr_auth};
 use crate::server::Gateway;
@@ -184,17 +183,10 @@ pub fn upload(gw: &Gateway, req: &mut Req<'_>, segment: &str) -> Reply {
             )
         }
         Err(e) => {
-            let status = match e {
-                UploadError::TooLarge => 413,
-                UploadError::Truncated(_) | UploadError::Empty => 400,
-                UploadError::HashMismatch { .. } => 409,
-                UploadError::NotAuthorized(_) => 401,
-                UploadError::Io(_) | UploadError::Db(_) => {
-                    log::error!("upload of {name:?} failed: {e}");
-                    500
-                }
-            };
-            Reply::error(status, e.to_string()).header("Connection", "close")
+            if e.status() >= 500 {
+                log::error!("upload of {name:?} failed: {e}");
+            }
+            Reply::error(e.status(), e.to_string()).header("Connection", "close")
         }
     }
 }
@@ -284,9 +276,17 @@ pub fn delete(gw: &Gateway, req: &Req<'_>, sha: &str) -> Reply {
     if !valid_sha256(sha) {
         return Reply::error(400, "not a sha256 (64 lowercase hex characters)");
     }
-    match gw.catalog.delete(sha) {
-        Ok(true) => Reply::json(200, &json!({ "deleted": sha })),
-        Ok(false) => Reply::error(404, "no such file"),
+    // `?purge=true`: the operator removes the file for every owner (moderation).
+    if req.query_param("purge") == Some("true") {
+        return match gw.catalog.delete(sha) {
+            Ok(true) => Reply::json(200, &json!({ "deleted": sha, "data_removed": true })),
+            Ok(false) => Reply::error(404, "no such file"),
+            Err(e) => Reply::error(500, e.to_string()),
+        };
+    }
+    match gw.catalog.release_api(sha) {
+        Ok(Some(removed)) => Reply::json(200, &json!({ "deleted": sha, "data_removed": removed })),
+        Ok(None) => Reply::error(404, "no such file"),
         Err(e) => Reply::error(500, e.to_string()),
     }
 }

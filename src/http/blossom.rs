@@ -19,6 +19,8 @@ use std::time::Duration;
 /// Most descriptors in one `GET /list` page, and the default.
 pub const MAX_LIST: usize = 1000;
 pub const DEFAULT_LIST: usize = 100;
+/// Largest `PUT /report` body (a report is a short note).
+const MAX_REPORT_BODY: u64 = 16 << 10;
 /// Largest `PUT /mirror` request body.
 const MAX_MIRROR_BODY: u64 = 8 << 10;
 
@@ -137,8 +139,10 @@ fn blob_segment(segment: &str) -> Option<&str> {
     let rest = &segment[64..];
     let ok_rest = rest.is_empty()
         || (rest.starts_with('.')
-            && (2..=17).contains(&rest.len())
-            && rest[1..].bytes().all(|b| b.is_ascii_alphanumeric()));
+            && (2..=33).contains(&rest.len())
+            && rest[1..]
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_'));
     (super::api::valid_sha256(sha) && ok_rest).then_some(sha)
 }
 
@@ -168,46 +172,61 @@ fn content_type(value: Option<&str>) -> Option<String> {
 }
 
 fn reply_for(e: &UploadError, what: &str) -> Reply {
-    let status = match e {
-        UploadError::TooLarge => 413,
-        UploadError::Truncated(_) | UploadError::Empty => 400,
-        UploadError::HashMismatch { .. } => 409,
-        UploadError::NotAuthorized(_) => 401,
-        UploadError::Io(_) | UploadError::Db(_) => {
-            log::error!("{what} failed: {e}");
-            500
-        }
-    };
-    Reply::error(status, e.to_string()).header("Connection", "close")
+    if e.status() >= 500 {
+        log::error!("{what} failed: {e}");
+    }
+    Reply::error(e.status(), e.to_string()).header("Connection", "close")
 }
 
 fn x_tags(ev: &Event) -> Vec<String> {
     ev.tag_values("x").map(str::to_ascii_lowercase).collect()
 }
 
-fn upload(gw: &Gateway, req: &mut Req<'_>) -> Reply {
-    let expected = match x_sha256_header(req) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    let ev = match authorize(
+/// What an upload (or mirror, or preflight) is allowed to store.
+struct UploadAuth {
+    /// `X-SHA-256`, when sent.
+    expected: Option<String>,
+    /// The auth event, when one was sent (or required).
+    event: Option<Event>,
+    /// Its `x` tags: the blobs it may store.
+    xs: Option<Vec<String>>,
+}
+
+/// The common checks of `PUT /upload`, `HEAD /upload` and `PUT /mirror`: `X-SHA-256`, the
+/// auth event (`t` = upload, `x` naming the announced blob), the uploader allowlist, and at
+/// least one `x` tag.
+fn upload_auth(gw: &Gateway, req: &Req<'_>) -> Result<UploadAuth, Reply> {
+    let expected = x_sha256_header(req)?;
+    let event = authorize(
         gw,
         req,
         "upload",
         expected.as_deref(),
         gw.config.blossom.auth_upload,
-    ) {
-        Ok(ev) => ev,
+    )?;
+    may_upload(gw, event.as_ref())?;
+    let xs = event.as_ref().map(x_tags);
+    if xs.as_ref().is_some_and(Vec::is_empty) {
+        return Err(
+            Reply::error(401, "upload auth event has no x tag").header("WWW-Authenticate", "Nostr")
+        );
+    }
+    Ok(UploadAuth {
+        expected,
+        event,
+        xs,
+    })
+}
+
+fn upload(gw: &Gateway, req: &mut Req<'_>) -> Reply {
+    let UploadAuth {
+        expected,
+        event: ev,
+        xs,
+    } = match upload_auth(gw, req) {
+        Ok(a) => a,
         Err(r) => return r,
     };
-    if let Err(r) = may_upload(gw, ev.as_ref()) {
-        return r;
-    }
-    let xs = ev.as_ref().map(x_tags);
-    if xs.as_ref().is_some_and(Vec::is_empty) {
-        return Reply::error(401, "upload auth event has no x tag")
-            .header("WWW-Authenticate", "Nostr");
-    }
     if req.body_len.is_none() && !req.chunked {
         return Reply::error(411, "a Content-Length or chunked body is required");
     }
@@ -242,21 +261,7 @@ fn upload(gw: &Gateway, req: &mut Req<'_>) -> Reply {
 
 /// BUD-06: would this upload be accepted?
 fn upload_check(gw: &Gateway, req: &Req<'_>) -> Reply {
-    let expected = match x_sha256_header(req) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    let ev = match authorize(
-        gw,
-        req,
-        "upload",
-        expected.as_deref(),
-        gw.config.blossom.auth_upload,
-    ) {
-        Ok(ev) => ev,
-        Err(r) => return r,
-    };
-    if let Err(r) = may_upload(gw, ev.as_ref()) {
+    if let Err(r) = upload_auth(gw, req) {
         return r;
     }
     let Some(len) = req.header("X-Content-Length") else {
@@ -395,18 +400,10 @@ fn small_body(req: &mut Req<'_>, max: u64) -> Result<Vec<u8>, Reply> {
 }
 
 fn mirror(gw: &Gateway, req: &mut Req<'_>) -> Reply {
-    let ev = match authorize(gw, req, "upload", None, gw.config.blossom.auth_upload) {
-        Ok(ev) => ev,
+    let UploadAuth { event: ev, xs, .. } = match upload_auth(gw, req) {
+        Ok(a) => a,
         Err(r) => return r,
     };
-    if let Err(r) = may_upload(gw, ev.as_ref()) {
-        return r;
-    }
-    let xs = ev.as_ref().map(x_tags);
-    if xs.as_ref().is_some_and(Vec::is_empty) {
-        return Reply::error(401, "mirror auth event has no x tag")
-            .header("WWW-Authenticate", "Nostr");
-    }
     let body = match small_body(req, MAX_MIRROR_BODY) {
         Ok(b) => b,
         Err(r) => return r,
@@ -434,9 +431,10 @@ fn mirror(gw: &Gateway, req: &mut Req<'_>) -> Reply {
     if fetched.length.is_some_and(|n| n > max) {
         return Reply::error(413, format!("origin blob exceeds the limit of {max} bytes"));
     }
+    let ct = content_type(fetched.content_type.as_deref());
     let spec = UploadSpec {
         name: None,
-        content_type: fetched.content_type.as_deref(),
+        content_type: ct.as_deref(),
         expected_sha256: None,
         auth_x: xs.as_deref(),
         owner: ev.as_ref().map(|e| e.pubkey.as_str()),
@@ -463,7 +461,7 @@ fn mirror(gw: &Gateway, req: &mut Req<'_>) -> Reply {
 }
 
 fn report(gw: &Gateway, req: &mut Req<'_>) -> Reply {
-    let body = match small_body(req, nostr::MAX_EVENT_BYTES as u64) {
+    let body = match small_body(req, MAX_REPORT_BODY) {
         Ok(b) => b,
         Err(r) => return r,
     };
@@ -487,6 +485,18 @@ fn report(gw: &Gateway, req: &mut Req<'_>) -> Reply {
         .collect();
     if blobs.is_empty() {
         return Reply::error(400, "a report names blobs in x tags (sha256)");
+    }
+    // Only reports about blobs stored here are kept (nobody fills the table with noise).
+    let mut stored = false;
+    for t in &blobs {
+        match gw.catalog.get(&t[1]) {
+            Ok(Some(_)) => stored = true,
+            Ok(None) => {}
+            Err(e) => return Reply::error(500, format!("database error: {e}")),
+        }
+    }
+    if !stored {
+        return Reply::error(404, "none of the reported blobs is stored here");
     }
     let report = Report {
         event_id: ev.id.clone(),

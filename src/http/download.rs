@@ -54,6 +54,7 @@ pub fn serve(gw: &Gateway, req: &Req<'_>, rec: &FileRecord, kind: Kind) -> Reply
             .header("ETag", etag.clone())
             .header("Accept-Ranges", "bytes")
             .header("Cache-Control", "public, max-age=31536000, immutable")
+            .header("X-Content-Type-Options", "nosniff")
     };
     if let Some(inm) = req.header("If-None-Match") {
         if inm.split(',').any(|t| t.trim() == etag || t.trim() == "*") {

@@ -30,11 +30,20 @@ pub fn is_public(ip: IpAddr) -> bool {
                 return is_public(IpAddr::V4(v4));
             }
             let seg = v6.segments();
+            // IPv4-compatible ::a.b.c.d (deprecated, but some stacks still route it).
+            if seg[..6].iter().all(|&s| s == 0) && !v6.is_loopback() && !v6.is_unspecified() {
+                let o = v6.octets();
+                return is_public(IpAddr::V4(std::net::Ipv4Addr::new(
+                    o[12], o[13], o[14], o[15],
+                )));
+            }
             !(v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
                 || (seg[0] & 0xfe00) == 0xfc00
                 || (seg[0] & 0xffc0) == 0xfe80
+                || (seg[0] & 0xffc0) == 0xfec0
+                || seg[0] == 0x2002
                 || (seg[0] == 0x2001 && seg[1] == 0x0db8)
                 || (seg[0] == 0x64 && seg[1] == 0xff9b))
         }
@@ -117,6 +126,8 @@ pub fn fetch(url: &str, allow_private: bool, timeout: Duration) -> Result<Fetche
         .timeout_connect(timeout)
         .timeout_read(timeout)
         .timeout_write(timeout)
+        // A whole fetch may take ten read timeouts: a trickling origin cannot hold a worker.
+        .timeout(timeout.saturating_mul(10))
         .redirects(5)
         .user_agent(concat!("torrent-gateway/", env!("CARGO_PKG_VERSION")))
         .resolver(move |n: &str| resolve(n, allow_private))
@@ -167,6 +178,10 @@ mod tests {
             "fe80::1",
             "::ffff:127.0.0.1",
             "::",
+            "::10.0.0.1",
+            "fec0::1",
+            "2002:a00:1::",
+            "64:ff9b:1::1",
         ] {
             assert!(!is_public(ip.parse().unwrap()), "{ip}");
         }

@@ -19,6 +19,9 @@ use std::time::Duration;
 
 /// Events sent to one relay per connection.
 const BATCH: usize = 50;
+/// Attempts at an event that a reachable relay never accepts before it is dropped (a relay
+/// that cannot be reached does not count against its events: they wait).
+const MAX_ATTEMPTS: u32 = 30;
 /// Rejections kept for diagnostics.
 pub const MAX_REJECTIONS: usize = 100;
 
@@ -236,11 +239,12 @@ impl Worker {
                 let outcomes = match result {
                     Ok(o) => o,
                     Err(e) => {
-                        self.failed(i, now, &e);
+                        self.failed(i, now, &e, false);
                         continue;
                     }
                 };
                 let (url, state) = &mut self.relays[i];
+                let mut deferred = 0;
                 for (id, outcome) in &outcomes {
                     match outcome {
                         Outcome::Accepted => {
@@ -260,27 +264,61 @@ impl Worker {
                                 log::error!("recording a relay rejection: {e}");
                             }
                         }
+                        Outcome::Deferred(msg) => {
+                            deferred += 1;
+                            log::info!("relay {} deferred event {id}: {msg}", url.url);
+                            continue;
+                        }
                     }
                     if let Err(e) = self.db.sent(&url.url, id) {
                         log::error!("updating the Nostr outbox: {e}");
                     }
                 }
-                if outcomes.len() < batch.len() {
-                    self.failed(i, now, "no OK for some events before the timeout");
+                if outcomes.len() < batch.len() || deferred > 0 {
+                    // Unanswered or refused for now: the whole relay waits (a relay that
+                    // rate-limits or drops events is not to be hammered), and an event that
+                    // keeps failing gives up after MAX_ATTEMPTS.
+                    self.failed(i, now, "some events were not accepted yet", true);
+                    self.give_up(i, now);
                 } else {
                     if state.failures > 0 {
                         log::info!("relay {} reachable again", url.url);
                     }
                     state.failures = 0;
                     state.last_error = None;
-                    busy = batch.len() == BATCH;
+                    busy |= batch.len() == BATCH;
                 }
             }
         }
     }
 
+    /// Drops a relay's events that failed MAX_ATTEMPTS times, recording each as rejected.
+    fn give_up(&mut self, i: usize, now: i64) {
+        let url = &self.relays[i].0.url;
+        match self.db.drop_exhausted(url, MAX_ATTEMPTS) {
+            Ok(ids) => {
+                for id in ids {
+                    self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+                    log::warn!(
+                        "relay {url}: giving up on event {id} after {MAX_ATTEMPTS} attempts"
+                    );
+                    let rejection = Rejection {
+                        relay: url.clone(),
+                        event_id: id,
+                        message: format!("gave up after {MAX_ATTEMPTS} attempts"),
+                        at: now,
+                    };
+                    if let Err(e) = self.db.add_rejection(&rejection, MAX_REJECTIONS) {
+                        log::error!("recording a relay rejection: {e}");
+                    }
+                }
+            }
+            Err(e) => log::error!("updating the Nostr outbox: {e}"),
+        }
+    }
+
     /// Puts a relay's queue off with the back-off and remembers the error.
-    fn failed(&mut self, i: usize, now: i64, error: &str) {
+    fn failed(&mut self, i: usize, now: i64, error: &str, attempt: bool) {
         let (url, state) = &mut self.relays[i];
         self.counters.failures.fetch_add(1, Ordering::Relaxed);
         state.failures = state.failures.saturating_add(1);
@@ -294,7 +332,7 @@ impl Worker {
             log::warn!("relay {}: {error}; retrying in {delay} s", url.url);
         }
         state.last_error = Some(error.to_string());
-        if let Err(e) = self.db.defer(&url.url, now + delay, error) {
+        if let Err(e) = self.db.defer(&url.url, now + delay, error, attempt) {
             log::error!("updating the Nostr outbox: {e}");
         }
     }

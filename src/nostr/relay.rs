@@ -114,7 +114,10 @@ fn tls_config() -> Arc<rustls::ClientConfig> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Accepted,
+    /// Refused for good (`invalid:`, `blocked:`, ...).
     Rejected(String),
+    /// Refused for now (`rate-limited:`, `error:`, `auth-required:`): try again later.
+    Deferred(String),
 }
 
 /// An open connection to a relay.
@@ -217,6 +220,11 @@ impl Relay {
                     if let Some(id) = id.filter(|id| !answered(id)) {
                         let outcome = if accepted || message.starts_with("duplicate:") {
                             Outcome::Accepted
+                        } else if ["rate-limited:", "error:", "auth-required:"]
+                            .iter()
+                            .any(|p| message.starts_with(p))
+                        {
+                            Outcome::Deferred(message)
                         } else {
                             Outcome::Rejected(message)
                         };

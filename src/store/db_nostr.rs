@@ -84,6 +84,21 @@ impl Db {
         })
     }
 
+    /// Clears the API's hold on a file. None if there is no such file, else whether nothing
+    /// holds it any more (the caller deletes it then).
+    pub fn release_api(&self, sha256: &str) -> Result<Option<bool>> {
+        let conn = self.conn.lock();
+        if conn.execute("UPDATE files SET api_held = 0 WHERE sha256 = ?1", [sha256])? == 0 {
+            return Ok(None);
+        }
+        let owned: bool = conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM blob_owners WHERE sha256 = ?1)",
+            [sha256],
+            |r| r.get(0),
+        )?;
+        Ok(Some(!owned))
+    }
+
     /// When the pubkey took ownership of the file, if it did.
     pub fn owned_since(&self, owner: &str, sha256: &str) -> Result<Option<i64>> {
         let conn = self.conn.lock();
@@ -198,11 +213,17 @@ impl Db {
                 params![relay, event_id, event_json, now],
             )?;
         }
-        let dropped = tx.execute(
-            "DELETE FROM nostr_outbox WHERE rowid NOT IN
-             (SELECT rowid FROM nostr_outbox ORDER BY created_at DESC, rowid DESC LIMIT ?1)",
-            [max as i64],
-        )?;
+        let count: i64 = tx.query_row("SELECT COUNT(*) FROM nostr_outbox", [], |r| r.get(0))?;
+        let excess = count - max as i64;
+        let dropped = if excess > 0 {
+            tx.execute(
+                "DELETE FROM nostr_outbox WHERE rowid IN
+                 (SELECT rowid FROM nostr_outbox ORDER BY created_at, rowid LIMIT ?1)",
+                [excess],
+            )?
+        } else {
+            0
+        };
         tx.commit()?;
         Ok(dropped)
     }
@@ -245,15 +266,35 @@ impl Db {
         Ok(())
     }
 
-    /// Puts every queued event of `relay` off until `next_at`, noting the error.
-    pub fn defer(&self, relay: &str, next_at: i64, error: &str) -> Result<()> {
+    /// Puts every queued event of `relay` off until `next_at`, noting the error; `attempt`
+    /// counts it against the events (the relay answered, but not with an acceptance).
+    pub fn defer(&self, relay: &str, next_at: i64, error: &str, attempt: bool) -> Result<()> {
         let conn = self.conn.lock();
         conn.execute(
-            "UPDATE nostr_outbox SET attempts = attempts + 1, next_at = ?2, last_error = ?3
+            "UPDATE nostr_outbox SET attempts = attempts + ?4, next_at = ?2, last_error = ?3
              WHERE relay = ?1 AND next_at < ?2",
-            params![relay, next_at, error],
+            params![relay, next_at, error, i64::from(attempt)],
         )?;
         Ok(())
+    }
+
+    /// Removes `relay`'s events tried `max_attempts` times; returns their ids.
+    pub fn drop_exhausted(&self, relay: &str, max_attempts: u32) -> Result<Vec<String>> {
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction()?;
+        let ids: Vec<String> = {
+            let mut stmt = tx.prepare_cached(
+                "SELECT event_id FROM nostr_outbox WHERE relay = ?1 AND attempts >= ?2",
+            )?;
+            let rows = stmt.query_map(params![relay, max_attempts], |r| r.get(0))?;
+            rows.collect::<Result<_>>()?
+        };
+        tx.execute(
+            "DELETE FROM nostr_outbox WHERE relay = ?1 AND attempts >= ?2",
+            params![relay, max_attempts],
+        )?;
+        tx.commit()?;
+        Ok(ids)
     }
 
     /// Drops queued events for relays no longer configured; returns how many.
@@ -370,12 +411,16 @@ mod tests {
         assert_eq!(db.enqueue(&relays, "e1", "{}", 10, 3).unwrap(), 0);
         assert_eq!(db.enqueue(&relays, "e2", "{}", 11, 3).unwrap(), 1);
         assert_eq!(db.due("ws://a", 11, 10).unwrap().len(), 1, "oldest dropped");
-        db.defer("ws://b", 100, "refused").unwrap();
+        db.defer("ws://b", 100, "refused", true).unwrap();
         assert!(db.due("ws://b", 50, 10).unwrap().is_empty());
         assert_eq!(db.next_due("ws://b").unwrap(), Some(100));
         let due = db.due("ws://b", 100, 10).unwrap();
         assert_eq!(due[0].attempts, 1);
-        db.sent("ws://b", &due[0].event_id).unwrap();
+        assert_eq!(db.drop_exhausted("ws://b", 2).unwrap().len(), 0);
+        assert_eq!(db.drop_exhausted("ws://b", 1).unwrap(), ["e1", "e2"]);
+        db.enqueue(&relays, "e3", "{}", 12, 10).unwrap();
+        db.defer("ws://b", 200, "down", false).unwrap();
+        assert_eq!(db.due("ws://b", 200, 10).unwrap()[0].attempts, 0);
         assert_eq!(db.forget_relays_except(&relays[..1]).unwrap(), 1);
         assert_eq!(db.outbox_summary().unwrap().len(), 1);
         for i in 0..5 {
