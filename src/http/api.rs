@@ -192,12 +192,9 @@ pub fn upload(gw: &Gateway, req: &mut Req<'_>, segment: &str) -> Reply {
 }
 
 pub fn list(gw: &Gateway, req: &Req<'_>) -> Reply {
-    let limit = match req.query_param("limit") {
-        None => DEFAULT_PAGE,
-        Some(v) => match v.parse::<usize>() {
-            Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
-            _ => return Reply::error(400, format!("limit must be from 1 to {MAX_PAGE}")),
-        },
+    let limit = match req.limit(DEFAULT_PAGE, MAX_PAGE) {
+        Ok(n) => n,
+        Err(r) => return r,
     };
     let cursor = match req.query_param("cursor").filter(|c| !c.is_empty()) {
         None => None,

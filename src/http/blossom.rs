@@ -336,12 +336,9 @@ fn list(gw: &Gateway, req: &Req<'_>, pubkey: &str) -> Reply {
     if let Err(r) = authorize(gw, req, "list", None, gw.config.blossom.auth_list) {
         return r;
     }
-    let limit = match req.query_param("limit") {
-        None => DEFAULT_LIST,
-        Some(v) => match v.parse::<usize>() {
-            Ok(n) if (1..=MAX_LIST).contains(&n) => n,
-            _ => return Reply::error(400, format!("limit must be from 1 to {MAX_LIST}")),
-        },
+    let limit = match req.limit(DEFAULT_LIST, MAX_LIST) {
+        Ok(n) => n,
+        Err(r) => return r,
     };
     let number = |name: &str, default: i64| match req.query_param(name) {
         None | Some("") => Ok(default),
@@ -534,12 +531,9 @@ pub fn reports(gw: &Gateway, req: &Req<'_>) -> Reply {
     if let Err(r) = super::api::authorize_write(gw, req) {
         return r;
     }
-    let limit = match req.query_param("limit") {
-        None => DEFAULT_LIST,
-        Some(v) => match v.parse::<usize>() {
-            Ok(n) if (1..=MAX_LIST).contains(&n) => n,
-            _ => return Reply::error(400, format!("limit must be from 1 to {MAX_LIST}")),
-        },
+    let limit = match req.limit(DEFAULT_LIST, MAX_LIST) {
+        Ok(n) => n,
+        Err(r) => return r,
     };
     match gw.catalog.db().reports(limit) {
         Ok(list) => Reply::json(

@@ -70,6 +70,17 @@ impl Req<'_> {
             .map(|(_, v)| v)
     }
 
+    /// The `limit` query parameter: `default` when absent, 400 outside 1..=max.
+    pub fn limit(&self, default: usize, max: usize) -> Result<usize, Reply> {
+        match self.query_param("limit") {
+            None => Ok(default),
+            Some(v) => match v.parse::<usize>() {
+                Ok(n) if (1..=max).contains(&n) => Ok(n),
+                _ => Err(Reply::error(400, format!("limit must be from 1 to {max}"))),
+            },
+        }
+    }
+
     pub fn is_loopback(&self) -> bool {
         self.remote.is_some_and(|a| a.ip().is_loopback())
     }
