@@ -257,33 +257,25 @@ pub fn run_server(config: Config) -> Result<Running, String> {
         blossom: OnceLock::new(),
     });
     announce_stored_files(&gateway);
-    let limits = PoolLimits {
-        workers: gateway.config.api.workers,
-        max_connections: gateway.config.api.max_connections,
-        io_timeout: Duration::from_secs(gateway.config.api.io_timeout_secs),
-    };
-    let gw = Arc::clone(&gateway);
-    let api = HttpPool::start(
+    let api = start_pool(
+        &gateway,
         "http-api",
         listener,
-        limits,
-        Arc::new(move |rq, pool| gw.handle(rq, pool, router::route)),
+        gateway.config.api.workers,
+        gateway.config.api.max_connections,
+        router::route,
     )
     .map_err(|e| format!("starting the API: {e}"))?;
     let _ = gateway.api.set(Arc::clone(api.state()));
     let blossom = match blossom_listener {
         Some(listener) => {
-            let limits = PoolLimits {
-                workers: gateway.config.blossom.workers,
-                max_connections: gateway.config.blossom.max_connections,
-                io_timeout: Duration::from_secs(gateway.config.api.io_timeout_secs),
-            };
-            let gw = Arc::clone(&gateway);
-            let pool = HttpPool::start(
+            let pool = start_pool(
+                &gateway,
                 "http-blossom",
                 listener,
-                limits,
-                Arc::new(move |rq, pool| gw.handle(rq, pool, crate::http::blossom::route)),
+                gateway.config.blossom.workers,
+                gateway.config.blossom.max_connections,
+                crate::http::blossom::route,
             )
             .map_err(|e| format!("starting Blossom: {e}"))?;
             let _ = gateway.blossom.set(Arc::clone(pool.state()));
@@ -304,6 +296,29 @@ pub fn run_server(config: Config) -> Result<Running, String> {
         net,
         maintenance,
     })
+}
+
+/// Starts a tiny_http pool whose requests go through `Gateway::handle` with `route`.
+fn start_pool(
+    gateway: &Arc<Gateway>,
+    name: &'static str,
+    listener: std::net::TcpListener,
+    workers: usize,
+    max_connections: usize,
+    route: Route,
+) -> std::io::Result<HttpPool> {
+    let limits = PoolLimits {
+        workers,
+        max_connections,
+        io_timeout: Duration::from_secs(gateway.config.api.io_timeout_secs),
+    };
+    let gw = Arc::clone(gateway);
+    HttpPool::start(
+        name,
+        listener,
+        limits,
+        Arc::new(move |rq, pool| gw.handle(rq, pool, route)),
+    )
 }
 
 /// Announces every newly stored file to the relays as a signed NIP-94 event.

@@ -6,11 +6,9 @@ mod support;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use std::process::Command;
 use support::nostr::blossom_auth;
 use support::server::{request, Server};
-use support::tracker::free_port;
-use support::{bytes, require_tool, tempdir};
+use support::{bytes, tempdir};
 
 const ALICE: &str = "a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1";
 const STORAGE: &str = "[storage]\npiece_length_bytes = 262144\nblob_threshold_bytes = 1000000\n";
@@ -68,7 +66,6 @@ fn libtorrent_downloads_a_blossom_blob_from_its_magnet() {
 
 #[test]
 fn aria2c_downloads_a_blossom_blob_through_its_webseed() {
-    let aria2c = require_tool("aria2c");
     let dir = tempdir();
     let config = format!("{STORAGE}[peer]\nenabled = false\n");
     let server = Server::start(&dir.path().join("gw"), &config);
@@ -85,23 +82,7 @@ fn aria2c_downloads_a_blossom_blob_through_its_webseed() {
         let torrent = dir.path().join(format!("{seed}.torrent"));
         std::fs::write(&torrent, &t.body).unwrap();
         let out = dir.path().join(format!("aria-{seed}"));
-        let o = Command::new(&aria2c)
-            .args([
-                "-q",
-                "--seed-time=0",
-                "--enable-dht=false",
-                "--enable-dht6=false",
-                "--bt-enable-lpd=false",
-                "--enable-peer-exchange=false",
-                "--bt-stop-timeout=60",
-                "--listen-port",
-            ])
-            .arg(free_port().to_string())
-            .arg("-d")
-            .arg(&out)
-            .arg(&torrent)
-            .output()
-            .unwrap();
+        let o = support::aria2c(&torrent, &out);
         assert!(o.status.success(), "aria2c: {o:?}");
         let name = format!("{}.bin", d["sha256"].as_str().unwrap());
         let got = std::fs::read(out.join(&name)).unwrap();

@@ -8,10 +8,9 @@ mod support;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use support::server::{upload, Server};
-use support::tracker::{eventually, free_port};
-use support::{bytes, require_tool, tempdir};
+use support::tracker::eventually;
+use support::{bytes, tempdir};
 use torrent_gateway::proto::bencode;
 use torrent_gateway::proto::metainfo::{self, TorrentExtras};
 
@@ -114,29 +113,12 @@ fn libtorrent_downloads_from_our_peer_port() {
 
 #[test]
 fn aria2c_finds_us_through_our_tracker_and_downloads() {
-    let aria2c = require_tool("aria2c");
     let dir = tempdir();
     let server = Server::start(&dir.path().join("gw"), CONFIG);
     let files = store_files(&server, dir.path());
     for f in &files {
         let out = dir.path().join("aria");
-        let o = Command::new(&aria2c)
-            .args([
-                "-q",
-                "--seed-time=0",
-                "--enable-dht=false",
-                "--enable-dht6=false",
-                "--bt-enable-lpd=false",
-                "--enable-peer-exchange=false",
-                "--bt-stop-timeout=60",
-                "--listen-port",
-            ])
-            .arg(free_port().to_string())
-            .arg("-d")
-            .arg(&out)
-            .arg(&f.torrent)
-            .output()
-            .unwrap();
+        let o = support::aria2c(&f.torrent, &out);
         assert!(o.status.success(), "{}: {o:?}", f.name);
         assert!(same_bytes(&out.join(f.name), &f.data), "{}", f.name);
     }

@@ -3,7 +3,6 @@
 
 mod support;
 
-use std::process::Command;
 use support::server::{upload, Server};
 use support::*;
 
@@ -35,27 +34,13 @@ fn fetch_torrent(server: &Server, sha: &str, path: &std::path::Path) {
 
 #[test]
 fn aria2c_downloads_through_the_webseed() {
-    let aria2c = require_tool("aria2c");
     let tmp = tempdir();
     let server = Server::start(&tmp.path().join("data"), CONFIG);
     for (name, data, sha) in stored(&server) {
         let torrent = tmp.path().join(format!("{name}.torrent"));
         fetch_torrent(&server, &sha, &torrent);
         let out = tmp.path().join("aria2").join(&name);
-        let o = Command::new(&aria2c)
-            .args([
-                "-q",
-                "--seed-time=0",
-                "--enable-dht=false",
-                "--bt-enable-lpd=false",
-                "--enable-peer-exchange=false",
-                "--bt-stop-timeout=60",
-                "-d",
-            ])
-            .arg(&out)
-            .arg(&torrent)
-            .output()
-            .unwrap();
+        let o = support::aria2c(&torrent, &out);
         assert!(o.status.success(), "aria2c: {} {}", stdout(&o), stderr(&o));
         let got = std::fs::read(out.join(&name)).unwrap();
         assert!(got == data, "{name}: aria2c's copy differs");

@@ -100,20 +100,13 @@ fn nostr_health(gw: &Gateway) -> (&'static str, String) {
     if n.relays().is_empty() {
         return ("disabled", "no relays configured".into());
     }
-    let st = n.status();
-    let waiting: Vec<String> = st["outbox"]
-        .as_array()
+    let waiting: Vec<String> = gw
+        .catalog
+        .db()
+        .outbox_summary()
+        .unwrap_or_default()
         .into_iter()
-        .flatten()
-        .filter(|r| r["last_error"].is_string())
-        .map(|r| {
-            format!(
-                "{} ({} queued): {}",
-                r["relay"].as_str().unwrap_or(""),
-                r["queued"],
-                r["last_error"].as_str().unwrap_or("")
-            )
-        })
+        .filter_map(|(relay, queued, err)| err.map(|e| format!("{relay} ({queued} queued): {e}")))
         .collect();
     if waiting.is_empty() {
         ("ok", format!("{} relays", n.relays().len()))

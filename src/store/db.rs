@@ -329,10 +329,11 @@ impl Db {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn record(sha: &str, at: i64) -> FileRecord {
+    /// A small blob record for query tests.
+    pub(crate) fn record(sha: &str, at: i64) -> FileRecord {
         FileRecord {
             sha256: sha.into(),
             name: format!("{sha}.bin"),

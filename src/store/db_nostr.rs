@@ -358,20 +358,7 @@ impl Db {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::db::Storage;
-
-    fn record(sha: &str, at: i64) -> FileRecord {
-        FileRecord {
-            sha256: sha.into(),
-            name: format!("{sha}.bin"),
-            size: 10,
-            content_type: "application/octet-stream".into(),
-            storage: Storage::Blob,
-            created_at: at,
-            info_hash: format!("ih{sha}"),
-            piece_length: 16384,
-        }
-    }
+    use crate::store::db::tests::record;
 
     #[test]
     fn owners_hold_and_release() {
@@ -433,7 +420,10 @@ mod tests {
                 received_at: i,
             };
             assert!(db.add_report(&r, "{}", 3).unwrap());
-            assert!(!db.add_report(&r, "{}", 3).unwrap() || i > 2);
+            assert!(
+                !db.add_report(&r, "{}", 3).unwrap(),
+                "the same report twice"
+            );
             db.add_rejection(
                 &Rejection {
                     relay: "ws://a".into(),

@@ -142,3 +142,25 @@ pub fn transmission_cli(torrent: &Path, dir: &Path, home: &Path) -> Reaped {
         .expect("start transmission-cli");
     Reaped(child)
 }
+
+/// Runs aria2c on a torrent into `out` (no DHT, LPD or PEX; its own free listen port; gives
+/// up after 60 s without progress) and returns its output.
+pub fn aria2c(torrent: &Path, out: &Path) -> Output {
+    Command::new(require_tool("aria2c"))
+        .args([
+            "-q",
+            "--seed-time=0",
+            "--enable-dht=false",
+            "--enable-dht6=false",
+            "--bt-enable-lpd=false",
+            "--enable-peer-exchange=false",
+            "--bt-stop-timeout=60",
+            "--listen-port",
+        ])
+        .arg(tracker::free_port().to_string())
+        .arg("-d")
+        .arg(out)
+        .arg(torrent)
+        .output()
+        .unwrap()
+}
