@@ -349,6 +349,9 @@ fn check_len(actual: u64, expected: u64) -> io::Result<()> {
     }
 }
 
+/// Bounds one write so a slow client cannot pin a huge range in one call.
+const MAX_WRITE: usize = 4 << 20;
+
 /// The bytes of a response, read straight from mappings.
 pub struct Body {
     parts: Vec<(Arc<MappedFile>, Range<usize>)>,
@@ -359,8 +362,6 @@ impl Body {
     /// Writes the remaining bytes straight from the mappings, one large write per part:
     /// no intermediate buffer, so the kernel copies from the mapped pages.
     pub fn write_to(&mut self, out: &mut dyn Write) -> io::Result<()> {
-        /// Bounds one write so a slow client cannot pin a huge range in one call.
-        const MAX_WRITE: usize = 4 << 20;
         for (map, range) in &mut self.parts[self.at..] {
             while range.start < range.end {
                 let end = range.end.min(range.start + MAX_WRITE);
@@ -372,6 +373,27 @@ impl Body {
         Ok(())
     }
 
+    /// One `write` call from the current part (at most [`MAX_WRITE`] bytes): the bytes it
+    /// took, 0 once everything is sent. A `WouldBlock` from a non-blocking socket comes back
+    /// as the error, with nothing consumed, so the caller can wait and call again.
+    pub fn write_some(&mut self, out: &mut dyn Write) -> io::Result<usize> {
+        while let Some((map, range)) = self.parts.get_mut(self.at) {
+            if range.start >= range.end {
+                self.at += 1;
+                continue;
+            }
+            let end = range.end.min(range.start + MAX_WRITE);
+            let n = out.write(&map.bytes()[range.start..end])?;
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            range.start += n;
+            return Ok(n);
+        }
+        Ok(0)
+    }
+
+    /// Bytes not yet written or read.
     pub fn len(&self) -> u64 {
         self.parts.iter().map(|(_, r)| r.len() as u64).sum()
     }
