@@ -7,7 +7,7 @@
 use crate::config::Config;
 use crate::proto::magnet::Magnet;
 use crate::proto::metainfo::{self, NewInfo, TorrentExtras};
-use crate::proto::{escape, hex, mime, nip94};
+use crate::proto::{http::escape, hex, http::mime, nip94};
 use crate::store::content::{Body, ContentStore, IngestError};
 use crate::store::db::{Db, FileRecord};
 use crate::store::db_nostr::Released;
@@ -208,22 +208,20 @@ impl Catalog {
     }
 
     /// Stores a body under `name` for the API. Returns the record and whether it is new.
-    /// `complete` is asked once the body has ended whether it really ended (not cut off by
-    /// a hang-up).
+    /// The body reader reports a cut or malformed body as an error, never as its end.
     pub fn upload(
         &self,
         name: &str,
         body: &mut dyn Read,
         declared: Option<u64>,
         expected_sha256: Option<&str>,
-        complete: &dyn Fn() -> bool,
     ) -> Result<(FileRecord, bool), UploadError> {
         let spec = UploadSpec {
             name: Some(name),
             expected_sha256,
             ..UploadSpec::default()
         };
-        self.store_body(&spec, body, declared, complete)
+        self.store_body(&spec, body, declared)
     }
 
     /// Stores a body as `spec` says (Blossom and the API both end here).
@@ -232,7 +230,6 @@ impl Catalog {
         spec: &UploadSpec<'_>,
         body: &mut dyn Read,
         declared: Option<u64>,
-        complete: &dyn Fn() -> bool,
     ) -> Result<(FileRecord, bool), UploadError> {
         let up = self
             .store
@@ -242,11 +239,6 @@ impl Catalog {
                 e @ IngestError::Truncated { .. } => UploadError::Truncated(e.to_string()),
                 IngestError::Io(e) => classify_body_error(e),
             })?;
-        if !complete() {
-            return Err(UploadError::Truncated(
-                "the connection closed before the final chunk".into(),
-            ));
-        }
         if up.size == 0 {
             return Err(UploadError::Empty);
         }

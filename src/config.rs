@@ -8,6 +8,7 @@
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// The annotated default configuration.
 pub const DEFAULT_TOML: &str = r#"# torrent-gateway configuration. Every key is optional; shown with its default.
@@ -24,11 +25,19 @@ addr = "0.0.0.0:9877"
 public_url = ""
 # Worker threads that handle requests.
 workers = 4
-# Most open client connections; past it requests get 503 + Retry-After and the
-# idlest connections are closed.
-max_connections = 128
-# A connection that neither sends nor receives for this long is closed.
+# Most open client connections. At the cap a new connection closes the one that has
+# waited longest without a request in progress; when none is idle it gets 503.
+max_connections = 512
+# Most open connections from one client address (IPv4-mapped IPv6 counts as IPv4).
+max_connections_per_ip = 32
+# New connections accepted per second (and burst); past it a 503 + Retry-After.
+accept_rate = 2000
+# A request head (and a body of up to 16 KiB) must arrive within this (slowloris).
+header_timeout_secs = 10
+# Inactivity limit: idle keep-alive connections, body reads, slow readers.
 io_timeout_secs = 20
+# Long responses (bodies produced over time, such as streams) at once; past it 503.
+max_streams = 64
 # Largest upload accepted; bigger ones get 413 before the body is read.
 max_upload_bytes = 17179869184
 # Bearer tokens that may upload and delete from non-loopback addresses.
@@ -360,7 +369,11 @@ pub struct ApiConfig {
     pub public_url: String,
     pub workers: usize,
     pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    pub accept_rate: u32,
+    pub header_timeout_secs: u64,
     pub io_timeout_secs: u64,
+    pub max_streams: usize,
     pub max_upload_bytes: u64,
     pub write_tokens: Vec<String>,
     pub nostr_pubkeys: Vec<String>,
@@ -409,8 +422,12 @@ impl Default for ApiConfig {
             addr: "0.0.0.0:9877".into(),
             public_url: String::new(),
             workers: 4,
-            max_connections: 128,
+            max_connections: 512,
+            max_connections_per_ip: 32,
+            accept_rate: 2000,
+            header_timeout_secs: 10,
             io_timeout_secs: 20,
+            max_streams: 64,
             max_upload_bytes: 16 << 30,
             write_tokens: Vec::new(),
             nostr_pubkeys: Vec::new(),
@@ -490,6 +507,21 @@ impl Config {
         }
         if api.io_timeout_secs == 0 || api.io_timeout_secs > 3600 {
             return Err(bad("api.io_timeout_secs", "must be from 1 to 3600"));
+        }
+        if api.header_timeout_secs == 0 || api.header_timeout_secs > 600 {
+            return Err(bad("api.header_timeout_secs", "must be from 1 to 600"));
+        }
+        if api.max_connections_per_ip == 0 || api.max_connections_per_ip > api.max_connections {
+            return Err(bad(
+                "api.max_connections_per_ip",
+                "must be from 1 to api.max_connections",
+            ));
+        }
+        if api.accept_rate == 0 {
+            return Err(bad("api.accept_rate", "must be at least 1"));
+        }
+        if !(1..=65_536).contains(&api.max_streams) {
+            return Err(bad("api.max_streams", "must be from 1 to 65536"));
         }
         let url = &api.public_url;
         if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
@@ -721,6 +753,41 @@ impl Config {
         ip.parse()
             .map(Some)
             .map_err(|_| bad("peer.advertise_ip", format!("{ip:?} is not an IP address")))
+    }
+
+    /// The connection layer's limits for the API listener.
+    pub fn api_pool_limits(&self) -> crate::http::pool::PoolLimits {
+        self.pool_limits(self.api.workers, self.api.max_connections, "")
+    }
+
+    /// The Blossom listener's: its own workers and connection cap, the API's timeouts and
+    /// per-client caps, CORS on the layer's own refusals.
+    pub fn blossom_pool_limits(&self) -> crate::http::pool::PoolLimits {
+        self.pool_limits(
+            self.blossom.workers,
+            self.blossom.max_connections,
+            "Access-Control-Allow-Origin: *\r\n",
+        )
+    }
+
+    fn pool_limits(
+        &self,
+        workers: usize,
+        max_connections: usize,
+        refusal_headers: &'static str,
+    ) -> crate::http::pool::PoolLimits {
+        let api = &self.api;
+        crate::http::pool::PoolLimits {
+            workers,
+            max_connections,
+            max_connections_per_ip: api.max_connections_per_ip.min(max_connections),
+            accept_rate: api.accept_rate,
+            header_timeout: Duration::from_secs(api.header_timeout_secs),
+            io_timeout: Duration::from_secs(api.io_timeout_secs),
+            max_streams: api.max_streams,
+            head: crate::proto::http::head::HeadLimits::default(),
+            refusal_headers,
+        }
     }
 
     pub fn api_addr(&self) -> Result<SocketAddr, ConfigError> {

@@ -14,7 +14,6 @@ pub mod config;
 pub mod create;
 pub mod hash;
 pub mod http;
-pub mod hugealloc;
 pub mod net;
 pub mod nostr;
 pub mod proto;

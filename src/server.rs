@@ -10,8 +10,7 @@ use crate::catalog::{Catalog, Change, SweepReport};
 use crate::config::Config;
 use crate::http::pool::{self, HttpPool, PoolLimits, PoolState};
 use crate::http::ratelimit::RateLimiter;
-use crate::http::reaper;
-use crate::http::router::{self, Method, Reply, Req};
+use crate::http::router::{self, Reply, Req};
 use crate::http::stats::Stats;
 use crate::net::stats::NetStats;
 use crate::net::{Command, Deps, Net};
@@ -19,7 +18,6 @@ use crate::nostr::publisher::Publisher;
 use crate::tracker::maintenance::Maintenance;
 use crate::tracker::udp::UdpTracker;
 use crate::tracker::Tracker;
-use std::io::Read;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -43,13 +41,18 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    pub fn api_connections(&self) -> usize {
-        self.api.get().map_or(0, |p| p.connections())
+    /// The API listener's connection layer, once started.
+    pub fn api_layer(&self) -> Option<&Arc<PoolState>> {
+        self.api.get()
     }
 
-    /// Connections the reaper has closed (idle, or over the cap).
-    pub fn api_reaped(&self) -> u64 {
-        self.api.get().map_or(0, |p| p.reaped())
+    /// The Blossom listener's connection layer, once started.
+    pub fn blossom_layer(&self) -> Option<&Arc<PoolState>> {
+        self.blossom.get()
+    }
+
+    pub fn api_connections(&self) -> usize {
+        self.api.get().map_or(0, |p| p.connections())
     }
 
     pub fn api_overloaded(&self) -> bool {
@@ -60,81 +63,24 @@ impl Gateway {
         self.blossom.get().map_or(0, |p| p.connections())
     }
 
-    /// Handles one request from a pool (the API's or Blossom's) with that pool's router.
-    fn handle(&self, mut request: tiny_http::Request, pool: &PoolState, route: Route) {
-        let method = Method::parse(request.method().as_str());
-        let url = request.url().to_string();
-        let (path, query) = url.split_once('?').unwrap_or((&url, ""));
-        let remote = request.remote_addr().copied();
-        if pool.overloaded() {
-            self.stats.overloaded.add(1);
-            let reply = Reply::error(503, "too many connections, try again shortly")
-                .header("Retry-After", "2")
-                .header("Connection", "close");
-            return self.finish(request, reply);
-        }
-        if let Err(wait) = self
-            .limiter
-            .check(remote.map(|a| a.ip()), router::class_of(method))
-        {
-            self.stats.rate_limited.add(1);
-            let reply =
-                Reply::error(429, "rate limit exceeded").header("Retry-After", wait.to_string());
-            return self.finish(request, reply);
-        }
-        let headers: Vec<(String, String)> = request
-            .headers()
-            .iter()
-            .map(|h| {
-                (
-                    h.field.as_str().as_str().to_string(),
-                    h.value.as_str().to_string(),
-                )
-            })
-            .collect();
-        let chunked = headers.iter().any(|(k, v)| {
-            k.eq_ignore_ascii_case("Transfer-Encoding")
-                && v.to_ascii_lowercase().contains("chunked")
-        });
-        let body_len = request.body_length().map(|n| n as u64);
-        let port = pool.port;
-        let peer_closed = move || remote.is_some_and(|p| reaper::peer_gone(port, p));
-        let reply = {
-            let mut body = LazyBody(&mut request);
-            let mut req = Req {
-                method,
-                path,
-                query,
-                headers,
-                remote,
-                body: &mut body,
-                body_len,
-                chunked,
-                peer_closed: &peer_closed,
-            };
-            route(self, &mut req)
+    /// Handles one request from a pool (the API's or Blossom's) with that pool's router:
+    /// the per-IP rate limit first, then the route.
+    fn handle(&self, req: &mut Req<'_>, route: Route) -> Reply {
+        let ip = req.remote.map(|a| crate::http::conn::canonical(a.ip()));
+        let reply = match self.limiter.check(ip, router::class_of(req.method)) {
+            Err(wait) => {
+                self.stats.rate_limited.add(1);
+                Reply::error(429, "rate limit exceeded").header("Retry-After", wait.to_string())
+            }
+            Ok(()) => route(self, req),
         };
-        self.finish(request, reply);
-    }
-
-    fn finish(&self, request: tiny_http::Request, reply: Reply) {
         self.stats.request(reply.status);
-        router::respond(request, reply);
+        reply
     }
 }
 
 /// A pool's router.
 type Route = fn(&Gateway, &mut Req<'_>) -> Reply;
-
-/// Reads a request body only when a handler asks, so `100 Continue` is sent only for bodies
-/// that will be read (a refused upload gets its 4xx before the client sends the data).
-struct LazyBody<'a>(&'a mut tiny_http::Request);
-
-impl Read for LazyBody<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.0.as_reader().read(buf)
-    }
-}
 
 /// What the HTTP side knows of the peer wire service.
 pub struct P2pInfo {
@@ -191,7 +137,7 @@ impl Running {
 /// Starts the gateway with a validated configuration.
 pub fn run_server(config: Config) -> Result<Running, String> {
     config.validate().map_err(|e| format!("config: {e}"))?;
-    let fd_limit = crate::http::reaper::raise_fd_limit();
+    let fd_limit = pool::raise_fd_limit();
     log::debug!("open-files limit {fd_limit}");
     let addr = config.api_addr().map_err(|e| format!("config: {e}"))?;
     let (listener, udp_socket) = bind_api_and_udp(addr, config.tracker.udp)?;
@@ -261,8 +207,7 @@ pub fn run_server(config: Config) -> Result<Running, String> {
         &gateway,
         "http-api",
         listener,
-        gateway.config.api.workers,
-        gateway.config.api.max_connections,
+        gateway.config.api_pool_limits(),
         router::route,
     )
     .map_err(|e| format!("starting the API: {e}"))?;
@@ -273,8 +218,7 @@ pub fn run_server(config: Config) -> Result<Running, String> {
                 &gateway,
                 "http-blossom",
                 listener,
-                gateway.config.blossom.workers,
-                gateway.config.blossom.max_connections,
+                gateway.config.blossom_pool_limits(),
                 crate::http::blossom::route,
             )
             .map_err(|e| format!("starting Blossom: {e}"))?;
@@ -298,26 +242,20 @@ pub fn run_server(config: Config) -> Result<Running, String> {
     })
 }
 
-/// Starts a tiny_http pool whose requests go through `Gateway::handle` with `route`.
+/// Starts a listener whose requests go through `Gateway::handle` with `route`.
 fn start_pool(
     gateway: &Arc<Gateway>,
     name: &'static str,
     listener: std::net::TcpListener,
-    workers: usize,
-    max_connections: usize,
+    limits: PoolLimits,
     route: Route,
 ) -> std::io::Result<HttpPool> {
-    let limits = PoolLimits {
-        workers,
-        max_connections,
-        io_timeout: Duration::from_secs(gateway.config.api.io_timeout_secs),
-    };
     let gw = Arc::clone(gateway);
     HttpPool::start(
         name,
         listener,
         limits,
-        Arc::new(move |rq, pool| gw.handle(rq, pool, route)),
+        Arc::new(move |req| gw.handle(req, route)),
     )
 }
 

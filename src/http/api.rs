@@ -3,7 +3,7 @@
 
 use super::router::{Reply, Req};
 use crate::http::router::Method;
-use crate::proto::{escape, metainfo, nostr, nostr_auth};
+use crate::proto::{http::escape, metainfo, nostr, nostr_auth};
 use crate::server::Gateway;
 use serde_json::json;
 
@@ -168,12 +168,9 @@ pub fn upload(gw: &Gateway, req: &mut Req<'_>, segment: &str) -> Reply {
         .header("Connection", "close");
     }
     let declared = req.body_len;
-    let chunked = req.chunked;
-    let peer_closed = req.peer_closed;
-    let complete = move || !(chunked && peer_closed());
     match gw
         .catalog
-        .upload(&name, req.body, declared, expected.as_deref(), &complete)
+        .upload(&name, req.body, declared, expected.as_deref())
     {
         Ok((rec, created)) => {
             gw.stats.uploaded(rec.size, created);
@@ -306,7 +303,6 @@ mod tests {
             body: &mut body,
             body_len: Some(1),
             chunked: false,
-            peer_closed: &|| false,
         };
         let tokens = vec!["0123456789abcdef-secret".to_string()];
         check_write(&tokens, true, &req).err().map(|r| r.status)

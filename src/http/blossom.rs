@@ -244,10 +244,7 @@ fn upload(gw: &Gateway, req: &mut Req<'_>) -> Reply {
         owner: ev.as_ref().map(|e| e.pubkey.as_str()),
     };
     let declared = req.body_len;
-    let chunked = req.chunked;
-    let peer_closed = req.peer_closed;
-    let complete = move || !(chunked && peer_closed());
-    match gw.catalog.store_body(&spec, req.body, declared, &complete) {
+    match gw.catalog.store_body(&spec, req.body, declared) {
         Ok((rec, created)) => {
             gw.stats.uploaded(rec.size, created);
             Reply::json(
@@ -439,7 +436,7 @@ fn mirror(gw: &Gateway, req: &mut Req<'_>) -> Reply {
     let mut body = fetched.body;
     match gw
         .catalog
-        .store_body(&spec, &mut body, fetched.length, &|| true)
+        .store_body(&spec, &mut body, fetched.length)
     {
         Ok((rec, created)) => {
             gw.stats.uploaded(rec.size, created);

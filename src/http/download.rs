@@ -3,8 +3,8 @@
 //! memory-mapped blob or the chunk files the range touches.
 
 use super::router::{Method, Reply, ReplyBody, Req};
-use crate::proto::escape;
-use crate::proto::range::{self, Ranged};
+use crate::proto::http::escape;
+use crate::proto::http::range::{self, Ranged};
 use crate::server::Gateway;
 use crate::store::db::FileRecord;
 

@@ -1,14 +1,17 @@
-//! The HTTP services: a bounded tiny_http pool (`pool`, `reaper`), one router, and the
-//! handlers for the files API, downloads and webseed, the HTTP tracker, and operator status
+//! The HTTP services: our own connection layer (`pool` with its `poller` and workers,
+//! `conn`, `body` framing, `respond`), one router, and the handlers for the files API, downloads and webseed, the HTTP tracker, and operator status
 //! endpoints.
 
 pub mod api;
 pub mod blossom;
+pub mod body;
+pub mod conn;
 pub mod download;
 pub mod mirror;
+pub mod poller;
 pub mod pool;
 pub mod ratelimit;
-pub mod reaper;
+pub mod respond;
 pub mod router;
 pub mod stats;
 pub mod status;

@@ -1,17 +1,16 @@
-//! A tiny_http server with a fixed pool of named worker threads, a bounded connection count
-//! and idle/slow-client timeouts, and a graceful stop.
-//!
-//! tiny_http 0.12 spawns a thread per connection with no cap and has no timeouts, and its
-//! accept loop stops for good on any accept error, including the EAGAIN that `SO_RCVTIMEO` on
-//! a listening socket makes `accept` return on Linux. So the timeouts are not set on the
-//! listener: a reaper thread looks at the process's own sockets on the listening port every
-//! [`REAP_INTERVAL`] and shuts down those that are idle, too slow, or (idlest first) over the
-//! connection cap. A shut-down socket wakes its tiny_http thread, which then exits; so the
-//! thread count follows the cap within one interval. Workers also answer 503 with
-//! `Retry-After` while the reaper counts more connections than the cap (tiny_http 0.12's own
-//! `num_connections` is unimplemented and panics).
+//! One HTTP listener: its poller thread (`http-accept-<name>`, see `poller`) and a fixed pool
+//! of named workers (`http-<name>-N`) that run the handler, write replies and hand
+//! connections back. Threads are a fixed set: connections never get threads of their own,
+//! and a connection reaches a worker only with a complete request head (and, for small
+//! bodies, the body) already read.
 
-use super::reaper::{self, Reaper};
+use super::body::{self, BodyReader, Left};
+use super::conn::{Census, Conn};
+use super::poller::{self, Back};
+use super::respond::{Drive, Outgoing, Wake};
+use super::router::{Method, Reply, Req};
+use crate::proto::http::head::{Framing, Head, HeadLimits};
+use crossbeam_channel::{Receiver, Sender};
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -19,60 +18,131 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// How often the reaper looks at connections.
-pub const REAP_INTERVAL: Duration = Duration::from_millis(100);
-
 /// Limits of one HTTP listener.
 #[derive(Debug, Clone)]
 pub struct PoolLimits {
     pub workers: usize,
+    /// Open connections at most; past it the longest-waiting idle one is closed for a new
+    /// one, or the new one gets a 503 when none is idle.
     pub max_connections: usize,
-    /// A connection with no traffic for this long is closed.
+    pub max_connections_per_ip: usize,
+    /// New connections per second (burst of the same size); past it a 503.
+    pub accept_rate: u32,
+    /// A request head (and a small body) must arrive within this.
+    pub header_timeout: Duration,
+    /// Inactivity limit: idle keep-alive, body reads, slow readers.
     pub io_timeout: Duration,
+    /// Long responses (bodies produced over time) at once.
+    pub max_streams: usize,
+    pub head: HeadLimits,
+    /// Extra header lines (each ending in CRLF) on the layer's own refusals, e.g. CORS.
+    pub refusal_headers: &'static str,
 }
 
 /// What a worker does with each request.
-pub type Handler = Arc<dyn Fn(tiny_http::Request, &PoolState) + Send + Sync>;
+pub type Handler = Arc<dyn Fn(&mut Req<'_>) -> Reply + Send + Sync>;
 
-/// What handlers may ask of the pool.
+/// Counters and gauges of one listener, for `/metrics` and `/api/diagnostics`.
+#[derive(Default)]
+pub struct LayerStats {
+    pub accepted: AtomicU64,
+    /// Refused: the client address is at its connection cap.
+    pub refused_per_ip: AtomicU64,
+    pub refused_rate: AtomicU64,
+    pub refused_busy: AtomicU64,
+    pub evicted: AtomicU64,
+    pub bad_heads: AtomicU64,
+    pub header_timeouts: AtomicU64,
+    pub io_timeouts: AtomicU64,
+    pub requests: AtomicU64,
+    pub parked: AtomicUsize,
+    pub waiting_write: AtomicUsize,
+    pub busy_workers: AtomicUsize,
+    pub streams: Arc<AtomicUsize>,
+}
+
+impl LayerStats {
+    /// The counters and gauges as JSON, for `/api/diagnostics`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let n = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let g = |a: &AtomicUsize| a.load(Ordering::Relaxed);
+        serde_json::json!({
+            "accepted": n(&self.accepted),
+            "requests": n(&self.requests),
+            "refused": {
+                "per_ip": n(&self.refused_per_ip),
+                "busy": n(&self.refused_busy),
+                "accept_rate": n(&self.refused_rate),
+                "evicted": n(&self.evicted),
+                "bad_head": n(&self.bad_heads),
+                "header_timeout": n(&self.header_timeouts),
+                "io_timeout": n(&self.io_timeouts),
+            },
+            "parked": g(&self.parked),
+            "waiting_write": g(&self.waiting_write),
+            "streams": g(&self.streams),
+            "busy_workers": g(&self.busy_workers),
+        })
+    }
+}
+
+/// What handlers and status pages may ask of a listener.
 pub struct PoolState {
-    pub server: Arc<tiny_http::Server>,
     /// The listening port.
     pub port: u16,
     pub limits: PoolLimits,
-    stopping: AtomicBool,
-    /// Open client connections, as the reaper last counted them.
-    live: Arc<AtomicUsize>,
-    reaped: Arc<AtomicU64>,
+    pub stats: LayerStats,
+    pub(super) census: Arc<Census>,
+    pub(super) stopping: AtomicBool,
+    /// Set once the workers are gone: the poller ends.
+    pub(super) stopped: AtomicBool,
 }
 
 impl PoolState {
-    /// True while more clients are connected than the cap allows.
-    pub fn overloaded(&self) -> bool {
-        self.connections() > self.limits.max_connections
-    }
-
     pub fn connections(&self) -> usize {
-        self.live.load(Ordering::Relaxed)
+        self.census.total()
     }
 
-    /// Connections the reaper has closed for idleness or over the cap.
-    pub fn reaped(&self) -> u64 {
-        self.reaped.load(Ordering::Relaxed)
+    /// True while the connection cap is reached.
+    pub fn overloaded(&self) -> bool {
+        self.connections() >= self.limits.max_connections
     }
 }
 
-/// A running pool.
+/// What the workers share with the poller.
+pub(super) struct Shared {
+    pub state: Arc<PoolState>,
+    pub back: Sender<Back>,
+    pub waker: Arc<mio::Waker>,
+    pub notify: Arc<dyn Fn(u64) + Send + Sync>,
+}
+
+impl Shared {
+    pub fn send_back(&self, b: Back) {
+        if self.back.send(b).is_ok() {
+            let _ = self.waker.wake();
+        }
+    }
+}
+
+/// Work for a worker.
+pub(super) enum Job {
+    Request(Conn, Head),
+    /// Write more of a reply whose socket (or source) is ready again.
+    Resume(Conn, Outgoing),
+}
+
+/// A running listener.
 pub struct HttpPool {
     pub addr: SocketAddr,
     state: Arc<PoolState>,
     workers: Vec<JoinHandle<()>>,
-    reaper: Option<Reaper>,
+    poller: Option<JoinHandle<()>>,
+    waker: Arc<mio::Waker>,
 }
 
-/// Binds `addr` with a deep backlog, SO_REUSEADDR and TCP_NODELAY (Linux copies it to the
-/// accepted sockets, which tiny_http gives us no other way to configure; without it the tail
-/// of each response can wait for a delayed ACK, which costs milliseconds per webseed range).
+/// Binds `addr` with a deep backlog, SO_REUSEADDR, TCP_NODELAY (inherited by accepted
+/// sockets) and TCP_DEFER_ACCEPT (connections that send nothing never reach accept).
 pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     let socket = socket2::Socket::new(
         socket2::Domain::for_address(addr),
@@ -86,11 +156,26 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     }
     socket.bind(&addr.into())?;
     socket.listen(1024)?;
+    set_defer_accept(&socket, 5);
     Ok(socket.into())
 }
 
+fn set_defer_accept(socket: &socket2::Socket, secs: i32) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: setsockopt with a valid descriptor and an int option value.
+    unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            (&secs as *const i32).cast(),
+            std::mem::size_of::<i32>() as libc::socklen_t,
+        );
+    }
+}
+
 impl HttpPool {
-    /// Starts `limits.workers` threads named `<name>-N` serving `listener` with `handler`.
+    /// Starts the poller `http-accept-<name>` and `limits.workers` workers `<name>-N`.
     pub fn start(
         name: &str,
         listener: TcpListener,
@@ -98,57 +183,77 @@ impl HttpPool {
         handler: Handler,
     ) -> io::Result<HttpPool> {
         let addr = listener.local_addr()?;
-        let server = tiny_http::Server::from_listener(listener, None)
-            .map_err(|e| io::Error::other(format!("{name}: {e}")))?;
-        let reaper = reaper::start(
-            &format!("{name}-reaper"),
-            addr.port(),
-            reaper::Policy {
-                max_connections: limits.max_connections,
-                idle: limits.io_timeout,
-                interval: REAP_INTERVAL,
-            },
-        )?;
+        listener.set_nonblocking(true)?;
         let state = Arc::new(PoolState {
-            server: Arc::new(server),
             port: addr.port(),
             limits: limits.clone(),
+            stats: LayerStats::default(),
+            census: Arc::new(Census::default()),
             stopping: AtomicBool::new(false),
-            live: Arc::clone(&reaper.live),
-            reaped: Arc::clone(&reaper.reaped),
+            stopped: AtomicBool::new(false),
         });
+        let (jobs_tx, jobs_rx) = crossbeam_channel::bounded::<Job>(limits.max_connections + 16);
+        let (back_tx, back_rx) = crossbeam_channel::unbounded::<Back>();
+        let poll = mio::Poll::new()?;
+        let waker = Arc::new(mio::Waker::new(poll.registry(), poller::WAKER)?);
+        let notify: Arc<dyn Fn(u64) + Send + Sync> = {
+            let back = back_tx.clone();
+            let waker = Arc::clone(&waker);
+            Arc::new(move |id| {
+                if back.send(Back::Wake(id)).is_ok() {
+                    let _ = waker.wake();
+                }
+            })
+        };
+        let shared = Arc::new(Shared {
+            state: Arc::clone(&state),
+            back: back_tx,
+            waker: Arc::clone(&waker),
+            notify,
+        });
+        let short = name.strip_prefix("http-").unwrap_or(name);
+        let poller = {
+            let state = Arc::clone(&state);
+            let listener = mio::net::TcpListener::from_std(listener);
+            std::thread::Builder::new()
+                .name(format!("http-accept-{short}"))
+                .spawn(move || poller::run(poll, listener, state, jobs_tx, back_rx))?
+        };
         let mut workers = Vec::with_capacity(limits.workers);
         for i in 0..limits.workers {
-            let state = Arc::clone(&state);
+            let shared = Arc::clone(&shared);
             let handler = Arc::clone(&handler);
+            let jobs = jobs_rx.clone();
             workers.push(
                 std::thread::Builder::new()
                     .name(format!("{name}-{i}"))
-                    .spawn(move || work(&state, &handler))?,
+                    .spawn(move || work(&shared, &handler, &jobs))?,
             );
         }
         Ok(HttpPool {
             addr,
             state,
             workers,
-            reaper: Some(reaper),
+            poller: Some(poller),
+            waker,
         })
     }
 
-    /// True if every worker is still running.
+    /// True if every thread is still running.
     pub fn healthy(&self) -> bool {
         self.workers.iter().all(|w| !w.is_finished())
+            && self.poller.as_ref().is_some_and(|p| !p.is_finished())
     }
 
     pub fn state(&self) -> &Arc<PoolState> {
         &self.state
     }
 
-    /// Stops taking requests, lets in-flight ones finish for up to `grace`, then closes the
-    /// listener. Returns false if some worker was still busy when the grace ran out.
+    /// Stops accepting, lets in-flight requests finish for up to `grace`, then stops.
+    /// Returns false if some worker was still busy when the grace ran out.
     pub fn stop(mut self, grace: Duration) -> bool {
         self.state.stopping.store(true, Ordering::SeqCst);
-        self.state.server.unblock();
+        let _ = self.waker.wake();
         let deadline = Instant::now() + grace;
         let mut clean = true;
         for w in self.workers.drain(..) {
@@ -161,32 +266,152 @@ impl HttpPool {
                 clean = false;
             }
         }
-        if let Some(r) = self.reaper.take() {
-            r.stop();
+        self.state.stopped.store(true, Ordering::SeqCst);
+        if let Some(p) = self.poller.take() {
+            let _ = self.waker.wake();
+            let _ = p.join();
         }
         clean
     }
 }
 
-fn work(state: &PoolState, handler: &Handler) {
-    while !state.stopping.load(Ordering::SeqCst) {
-        match state.server.recv_timeout(Duration::from_millis(250)) {
-            Ok(Some(request)) => {
-                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    handler(request, state)
-                }));
-                if result.is_err() {
-                    log::error!(
-                        "a request handler panicked (the client got a 500 unless a reply was sent)"
-                    );
+fn work(shared: &Shared, handler: &Handler, jobs: &Receiver<Job>) {
+    let stats = &shared.state.stats;
+    loop {
+        let job = match jobs.recv_timeout(Duration::from_millis(250)) {
+            Ok(job) => job,
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                if shared.state.stopping.load(Ordering::SeqCst) {
+                    return;
+                }
+                continue;
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+        };
+        stats.busy_workers.fetch_add(1, Ordering::Relaxed);
+        match job {
+            Job::Request(conn, head) => serve(shared, handler, conn, head),
+            Job::Resume(conn, out) => push(shared, conn, out),
+        }
+        stats.busy_workers.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The most of an unread body drained to keep a connection alive.
+const DRAIN_MAX: u64 = 256 * 1024;
+/// How long a worker waits for a slow socket before the poller takes the connection over.
+const LINGER: Duration = Duration::from_millis(25);
+
+/// Runs one request and starts its reply.
+fn serve(shared: &Shared, handler: &Handler, mut conn: Conn, head: Head) {
+    let state = &shared.state;
+    state.stats.requests.fetch_add(1, Ordering::Relaxed);
+    conn.served += 1;
+    let method = Method::parse(&head.method);
+    let (path, query) = head.target.split_once('?').unwrap_or((&head.target, ""));
+    let remote = Some(conn.peer);
+    let framing = head.framing;
+    let body_len = match framing {
+        Framing::Length(n) => Some(n),
+        Framing::None | Framing::Chunked => None,
+    };
+    let chunked = framing == Framing::Chunked;
+    let timeout = state.limits.io_timeout;
+    let mut reader = BodyReader::new(&mut conn, framing, head.expect_continue, timeout);
+    let reply = {
+        let mut req = Req {
+            method,
+            path,
+            query,
+            headers: head.headers.clone(),
+            remote,
+            body: &mut reader,
+            body_len,
+            chunked,
+        };
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(&mut req))) {
+            Ok(r) => r,
+            Err(_) => {
+                log::error!("a request handler panicked");
+                Reply::error(500, "internal error")
+            }
+        }
+    };
+    let wants_close = reply
+        .headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("Connection") && v.eq_ignore_ascii_case("close"));
+    let mut close = !head.keep_alive || wants_close || state.stopping.load(Ordering::SeqCst);
+    if !close && reader.continue_unsent() && framing != Framing::None {
+        // The client waits for 100 Continue that will not come; it may still send the
+        // body, so this connection cannot carry another request reliably.
+        close = true;
+    }
+    if !close && !body::drain(&mut reader, DRAIN_MAX) {
+        close = true;
+    }
+    let left = reader.finish();
+    if left != Left::Nothing {
+        close = true;
+    }
+    let mut out = Outgoing::new(reply, method == Method::Head, close, head.minor);
+    if out.is_source() {
+        if state.stats.streams.load(Ordering::Relaxed) >= state.limits.max_streams {
+            let refusal = Reply::error(503, "too many long responses, try again shortly")
+                .header("Retry-After", "2");
+            out = Outgoing::new(refusal, method == Method::Head, close, head.minor);
+        } else {
+            out.hold_stream(&state.stats.streams);
+        }
+    }
+    push(shared, conn, out);
+}
+
+/// Writes a reply until it is done or the socket (or source) makes it wait.
+fn push(shared: &Shared, mut conn: Conn, mut out: Outgoing) {
+    let wake = Wake::new(conn.id, &out, &shared.notify);
+    loop {
+        match out.drive(&mut conn, &wake) {
+            Ok(Drive::Done) => {
+                if out.close {
+                    shared.send_back(Back::Linger(conn));
+                } else {
+                    shared.send_back(Back::Park(conn));
+                }
+                return;
+            }
+            Ok(Drive::Blocked) => {
+                if conn.wait(libc::POLLOUT, Instant::now() + LINGER).is_err() {
+                    shared.send_back(Back::Write(conn, out));
+                    return;
                 }
             }
-            Ok(None) => {}
+            Ok(Drive::SourcePending) => {
+                shared.send_back(Back::WaitSource(conn, out));
+                return;
+            }
             Err(e) => {
-                // tiny_http's accept loop has ended: nothing more will arrive.
-                log::error!("http listener failed: {e}");
+                log::debug!("writing a reply to {} failed: {e}", conn.peer);
                 return;
             }
         }
+    }
+}
+
+/// Raises the soft open-files limit to the hard one (at most 65,536), so the connection caps
+/// and not EMFILE decide who is refused. Returns the limit now in force.
+pub fn raise_fd_limit() -> u64 {
+    // SAFETY: getrlimit/setrlimit with a valid rlimit struct.
+    unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 0;
+        }
+        let want = lim.rlim_max.min(1 << 16);
+        if lim.rlim_cur < want {
+            lim.rlim_cur = want;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+        lim.rlim_cur
     }
 }

@@ -1,4 +1,4 @@
-//! Request and reply values, the one routing `match`, and the bridge to tiny_http.
+//! Request and reply values and the one routing `match`.
 //!
 //! Handlers take a [`Req`] (method, path, query, headers, client address and body reader)
 //! and return a [`Reply`], so they can be tested without a socket. Every error reply carries
@@ -8,7 +8,8 @@ use super::{api, blossom, download, status, tracker};
 use crate::server::Gateway;
 use crate::store::content::Body;
 use serde_json::{json, Value};
-use std::io::{Read, Write};
+use super::respond::Source;
+use std::io::Read;
 use std::net::SocketAddr;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,8 +49,6 @@ pub struct Req<'a> {
     /// Content-Length, if the client sent one (None for chunked bodies).
     pub body_len: Option<u64>,
     pub chunked: bool,
-    /// Tells whether the client has already closed its side (see `reaper::peer_gone`).
-    pub peer_closed: &'a dyn Fn() -> bool,
 }
 
 impl Req<'_> {
@@ -94,6 +93,9 @@ pub enum ReplyBody {
     Stream(Box<dyn Read + Send>, u64),
     /// Stored bytes, written straight from their memory maps.
     Mapped(Body),
+    /// Bytes produced over time, of unknown length (sent chunked); the connection layer
+    /// writes them as they become ready without holding a worker.
+    Source(Box<dyn Source>),
 }
 
 /// A reply as handlers build it.
@@ -152,6 +154,7 @@ impl Reply {
             ReplyBody::Bytes(b) => b.len() as u64,
             ReplyBody::Stream(_, n) => *n,
             ReplyBody::Mapped(b) => b.len(),
+            ReplyBody::Source(_) => 0,
         }
     }
 }
@@ -208,85 +211,5 @@ pub fn route(gw: &Gateway, req: &mut Req<'_>) -> Reply {
             Reply::error(405, "method not allowed here").header("Allow", "GET, HEAD")
         }
         _ => Reply::error(404, "no such endpoint"),
-    }
-}
-
-/// Sends a reply through tiny_http, always with a Content-Length (never chunked).
-pub fn respond(request: tiny_http::Request, reply: Reply) {
-    let len = reply.body_len();
-    let reader: Box<dyn Read + Send> = match reply.body {
-        ReplyBody::Empty => Box::new(std::io::empty()),
-        ReplyBody::Bytes(b) => Box::new(std::io::Cursor::new(b)),
-        ReplyBody::Stream(r, _) => r,
-        ReplyBody::Mapped(body) => {
-            return respond_mapped(request, reply.status, &reply.headers, body);
-        }
-    };
-    let mut headers: Vec<tiny_http::Header> = reply
-        .headers
-        .iter()
-        .filter_map(|(k, v)| tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()).ok())
-        .collect();
-    if let Ok(h) = tiny_http::Header::from_bytes(&b"Server"[..], &b"torrent-gateway"[..]) {
-        headers.push(h);
-    }
-    let response = tiny_http::Response::new(
-        tiny_http::StatusCode(reply.status),
-        headers,
-        reader,
-        Some(len as usize),
-        None,
-    )
-    .with_chunked_threshold(usize::MAX);
-    if let Err(e) = request.respond(response) {
-        log::debug!("sending a reply failed: {e}");
-    }
-}
-
-/// Writes a response whose body is mapped stored data through the connection's raw writer.
-///
-/// tiny_http copies bodies through an 8 KiB buffer into 1 KiB-buffered writes, one syscall
-/// per 8 KiB; here the head is written by hand and the body goes out in large writes straight
-/// from the mappings. Keep-alive is left to tiny_http, which reads the next request once
-/// this writer is dropped (and closes after HTTP/1.0 or `Connection: close` requests).
-fn respond_mapped(
-    request: tiny_http::Request,
-    status: u16,
-    headers: &[(&'static str, String)],
-    mut body: Body,
-) {
-    let close = request.http_version() == &tiny_http::HTTPVersion(1, 0)
-        || request
-            .headers()
-            .iter()
-            .any(|h| h.field.equiv("Connection") && h.value.as_str().eq_ignore_ascii_case("close"));
-    let mut head = format!(
-        "HTTP/1.1 {status} {}\r\nServer: torrent-gateway\r\nDate: {}\r\n",
-        reason_phrase(status),
-        crate::proto::httpdate::format(std::time::SystemTime::now())
-    );
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str(&format!("Content-Length: {}\r\n", body.len()));
-    if close {
-        head.push_str("Connection: close\r\n");
-    }
-    head.push_str("\r\n");
-    let mut writer = request.into_writer();
-    let result = writer
-        .write_all(head.as_bytes())
-        .and_then(|()| body.write_to(&mut writer))
-        .and_then(|()| writer.flush());
-    if let Err(e) = result {
-        log::debug!("sending stored data failed: {e}");
-    }
-}
-
-fn reason_phrase(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        206 => "Partial Content",
-        _ => "",
     }
 }

@@ -249,7 +249,7 @@ pub fn diagnostics(gw: &Gateway) -> Reply {
             "process": { "rss_bytes": rss, "threads": threads },
             "api": {
                 "connections": gw.api_connections(),
-                "reaped_connections": gw.api_reaped(),
+                "layer": gw.api_layer().map(|l| l.stats.to_json()),
                 "max_connections": c.api.max_connections,
                 "workers": c.api.workers,
                 "io_timeout_secs": c.api.io_timeout_secs,
@@ -263,6 +263,7 @@ pub fn diagnostics(gw: &Gateway) -> Reply {
                 "addr": gw.blossom_addr.map(|a| a.to_string()),
                 "url": gw.catalog.blossom_base(),
                 "connections": gw.blossom_connections(),
+                "layer": gw.blossom_layer().map(|l| l.stats.to_json()),
                 "reports": gw.catalog.db().report_count().ok(),
             },
             "nostr": gw.nostr.status(),
@@ -464,12 +465,70 @@ pub fn metrics(gw: &Gateway) -> Reply {
         "Open API connections.",
         &[("", gw.api_connections() as f64)],
     );
-    metric(
-        "tg_http_reaped_total",
-        "counter",
-        "Connections closed as idle or over the cap.",
-        &[("", gw.api_reaped() as f64)],
-    );
+    let layers: Vec<(&str, &crate::http::pool::LayerStats)> = [
+        ("api", gw.api_layer()),
+        ("blossom", gw.blossom_layer()),
+    ]
+    .into_iter()
+    .filter_map(|(name, l)| l.map(|l| (name, &l.stats)))
+    .collect();
+    let per_layer = |f: &dyn Fn(&crate::http::pool::LayerStats) -> Vec<(&'static str, f64)>| {
+        let mut out = Vec::new();
+        for (name, l) in &layers {
+            for (label, v) in f(l) {
+                let sep = if label.is_empty() { "" } else { "," };
+                out.push((format!("{{listener=\"{name}\"{sep}{label}}}"), v));
+            }
+        }
+        out
+    };
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed) as f64;
+    let gauge = |a: &std::sync::atomic::AtomicUsize| a.load(std::sync::atomic::Ordering::Relaxed) as f64;
+    for (name, kind, help, samples) in [
+        (
+            "tg_http_accepted_total",
+            "counter",
+            "Connections accepted by the connection layer.",
+            per_layer(&|l| vec![("", load(&l.accepted))]),
+        ),
+        (
+            "tg_http_refused_per_ip",
+            "counter",
+            "Connections refused at accept or closed for a new one, by reason.",
+            per_layer(&|l| {
+                vec![
+                    ("reason=\"per_ip\"", load(&l.refused_per_ip)),
+                    ("reason=\"busy\"", load(&l.refused_busy)),
+                    ("reason=\"accept_rate\"", load(&l.refused_rate)),
+                    ("reason=\"evicted\"", load(&l.evicted)),
+                    ("reason=\"bad_head\"", load(&l.bad_heads)),
+                    ("reason=\"header_timeout\"", load(&l.header_timeouts)),
+                    ("reason=\"io_timeout\"", load(&l.io_timeouts)),
+                ]
+            }),
+        ),
+        (
+            "tg_http_layer_connections",
+            "gauge",
+            "Connections by where they are: parked in the poller, waiting to write, in a worker.",
+            per_layer(&|l| {
+                vec![
+                    ("state=\"parked\"", gauge(&l.parked)),
+                    ("state=\"waiting_write\"", gauge(&l.waiting_write)),
+                    ("state=\"streams\"", gauge(&l.streams)),
+                ]
+            }),
+        ),
+        (
+            "tg_http_busy_workers",
+            "gauge",
+            "Workers running a request or writing a reply.",
+            per_layer(&|l| vec![("", gauge(&l.busy_workers))]),
+        ),
+    ] {
+        let refs: Vec<(&str, f64)> = samples.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        metric(name, kind, help, &refs);
+    }
     metric(
         "tg_process_resident_memory_bytes",
         "gauge",

@@ -33,7 +33,7 @@ fn client_ip(gw: &Gateway, req: &Req<'_>, ip_param: Option<&str>) -> Option<IpAd
     }
     if config.trust_ip_param {
         if let Some(given) = ip_param
-            .and_then(|v| crate::proto::escape::decode(v).ok())
+            .and_then(|v| crate::proto::http::escape::decode(v).ok())
             .and_then(|b| String::from_utf8(b).ok())
             .and_then(|s| s.parse().ok())
         {

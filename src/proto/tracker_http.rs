@@ -265,7 +265,7 @@ pub fn failure(reason: &str) -> Vec<u8> {
 mod tests {
     use super::*;
     use crate::proto::bencode::{self, Value};
-    use crate::proto::escape;
+    use crate::proto::http::escape;
     use proptest::prelude::*;
 
     fn query(ih: &[u8], pid: &[u8], rest: &str) -> String {

@@ -4,7 +4,7 @@ use super::server::request;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use torrent_gateway::proto::bencode::{self, Value};
-use torrent_gateway::proto::escape;
+use torrent_gateway::proto::http::escape;
 
 /// One HTTP announce path; `peer` picks the last byte of the peer_id.
 pub fn announce_query(ih: &[u8; 20], peer: u8, port: u16, left: u64, event: &str) -> String {

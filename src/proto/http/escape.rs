@@ -53,7 +53,7 @@ pub fn decode(text: &str) -> Result<Vec<u8>, DecodeError> {
             let hex = bytes
                 .get(i + 1..i + 3)
                 .and_then(|h| std::str::from_utf8(h).ok());
-            match hex.and_then(super::hex::decode::<1>) {
+            match hex.and_then(crate::proto::hex::decode::<1>) {
                 Some([b]) => out.push(b),
                 None => return Err(DecodeError { offset: i }),
             }
