@@ -170,7 +170,7 @@ fn blob_and_chunked_round_trip_with_ranges() {
     );
     assert!(metrics
         .text()
-        .contains("# TYPE tg_http_reaped_total counter"));
+        .contains("# TYPE tg_http_accepted_total counter"));
     let health = server.get("/api/health").json();
     assert_eq!(health["score"], 100);
     assert_eq!(health["components"]["tracker"]["status"], "ok");

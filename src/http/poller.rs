@@ -341,32 +341,43 @@ impl Poller {
             }
             Phase::Idle | Phase::Head | Phase::Body(_) => {
                 let cap = self.state.limits.head.max_bytes + PREBUFFER;
+                let mut eof = false;
                 loop {
                     match slot.conn.fill(cap) {
                         Ok(0) if slot.conn.buf.len() >= cap => break,
-                        Ok(0) => return self.remove(i),
+                        Ok(0) => {
+                            eof = true;
+                            break;
+                        }
                         Ok(_) => {}
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                         Err(_) => return self.remove(i),
                     }
                 }
-                self.progress(i);
+                self.progress(i, eof);
             }
         }
     }
 
     /// Parses what a parked connection has buffered and hands it on when it is ready.
-    fn progress(&mut self, i: usize) {
+    /// After `eof` (the client closed its side) a complete head is handed on with what
+    /// body there is (the handler may refuse it unread; a read reports the cut), and
+    /// anything less is closed.
+    fn progress(&mut self, i: usize, eof: bool) {
         let limits = self.state.limits.clone();
         let Some(Some(slot)) = self.slots.get_mut(i) else {
             return;
         };
         if matches!(slot.phase, Phase::Idle | Phase::Head) {
             if slot.conn.buf.is_empty() {
+                if eof {
+                    self.remove(i);
+                }
                 return;
             }
             match head::parse(&slot.conn.buf, &limits.head) {
+                Ok(None) if eof => return self.remove(i),
                 Ok(None) => {
                     if matches!(slot.phase, Phase::Idle) {
                         slot.phase = Phase::Head;
@@ -390,7 +401,7 @@ impl Poller {
         let Phase::Body(head) = &slot.phase else {
             return;
         };
-        if !body_ready(head, &slot.conn.buf) {
+        if !eof && !body_ready(head, &slot.conn.buf) {
             return;
         }
         if let Some(slot) = self.take(i) {
@@ -429,7 +440,7 @@ impl Poller {
                 let slot = self.insert(conn, Phase::Idle, now + io_timeout, Interest::READABLE);
                 if let Some(i) = slot.filter(|_| has_bytes) {
                     // A pipelined request may already be complete.
-                    self.progress(i);
+                    self.progress(i, false);
                 }
             }
             Back::Write(conn, out) => {

@@ -160,6 +160,20 @@ impl Server {
             .unwrap()
     }
 
+    /// Resident memory of the server process in bytes: (all, anonymous).
+    pub fn rss(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let kb = |key: &str| -> u64 {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                .unwrap_or(0)
+                * 1024
+        };
+        (kb("VmRSS:"), kb("RssAnon:"))
+    }
+
     pub fn get(&self, path: &str) -> Resp {
         request(self.addr, "GET", path, &[], b"")
     }

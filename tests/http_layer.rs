@@ -1,0 +1,311 @@
+//! The connection layer on its own (`http::pool` with a test handler, real sockets on
+//! 127.0.0.1): long responses and slow readers never hold a worker, pipelined and HTTP/1.0
+//! requests, HEAD, `Expect: 100-continue`, and bodies cut anywhere are errors.
+
+use crossbeam_channel::{Receiver, Sender};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
+use torrent_gateway::http::pool::{self, HttpPool, PoolLimits};
+use torrent_gateway::http::respond::{Pull, Source, Wake};
+use torrent_gateway::http::router::{Reply, ReplyBody, Req};
+use torrent_gateway::proto::http::head::HeadLimits;
+
+fn limits(workers: usize) -> PoolLimits {
+    PoolLimits {
+        workers,
+        max_connections: 256,
+        max_connections_per_ip: 256,
+        accept_rate: 10_000,
+        header_timeout: Duration::from_secs(5),
+        io_timeout: Duration::from_secs(5),
+        max_streams: 8,
+        head: HeadLimits::default(),
+        refusal_headers: "",
+    }
+}
+
+/// A source fed by a channel: each message is a chunk, a closed channel ends the body.
+struct ChannelSource {
+    rx: Receiver<Vec<u8>>,
+    waker: Arc<parking_lot::Mutex<Option<Wake>>>,
+}
+
+impl Source for ChannelSource {
+    fn pull(&mut self, out: &mut Vec<u8>, _max: usize, wake: &Wake) -> Pull {
+        match self.rx.try_recv() {
+            Ok(chunk) => {
+                out.extend_from_slice(&chunk);
+                Pull::Data
+            }
+            Err(crossbeam_channel::TryRecvError::Empty) => {
+                *self.waker.lock() = Some(wake.clone());
+                // A message may have arrived between the check and storing the waker.
+                if !self.rx.is_empty() {
+                    wake.wake();
+                }
+                Pull::Pending
+            }
+            Err(crossbeam_channel::TryRecvError::Disconnected) => Pull::End,
+        }
+    }
+}
+
+/// The feeding end of a [`ChannelSource`].
+struct Feed {
+    tx: Option<Sender<Vec<u8>>>,
+    waker: Arc<parking_lot::Mutex<Option<Wake>>>,
+}
+
+impl Feed {
+    fn send(&self, chunk: &[u8]) {
+        self.tx.as_ref().unwrap().send(chunk.to_vec()).unwrap();
+        if let Some(w) = self.waker.lock().as_ref() {
+            w.wake();
+        }
+    }
+
+    fn end(&mut self) {
+        self.tx = None;
+        if let Some(w) = self.waker.lock().as_ref() {
+            w.wake();
+        }
+    }
+}
+
+/// Starts a pool whose `/stream` requests take a source from `sources`, `/big` answers
+/// 8 MiB, `/echo` echoes the body and everything else answers "ok".
+fn start(workers: usize, sources: Receiver<ChannelSource>) -> HttpPool {
+    let listener = pool::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let handler = Arc::new(move |req: &mut Req<'_>| match req.path {
+        "/stream" => match sources.recv_timeout(Duration::from_secs(5)) {
+            Ok(src) => Reply {
+                status: 200,
+                headers: vec![("Content-Type", "text/plain".into())],
+                body: ReplyBody::Source(Box::new(src)),
+            },
+            Err(_) => Reply::error(500, "no source"),
+        },
+        "/big" => Reply::bytes(200, "application/octet-stream", vec![7u8; 8 << 20]),
+        "/echo" => {
+            let mut body = Vec::new();
+            match req.body.read_to_end(&mut body) {
+                Ok(_) => Reply::bytes(200, "application/octet-stream", body),
+                Err(e) => Reply::error(400, format!("body: {e}")),
+            }
+        }
+        _ => Reply::bytes(200, "text/plain", b"ok".to_vec()),
+    });
+    HttpPool::start("http-test", listener, limits(workers), handler).unwrap()
+}
+
+fn source_pair() -> (ChannelSource, Feed) {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let waker = Arc::new(parking_lot::Mutex::new(None));
+    (
+        ChannelSource {
+            rx,
+            waker: Arc::clone(&waker),
+        },
+        Feed {
+            tx: Some(tx),
+            waker,
+        },
+    )
+}
+
+fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s
+}
+
+/// Reads until `needle` has arrived (or EOF); returns everything read.
+fn read_until(s: &mut TcpStream, needle: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 65536];
+    while !out.windows(needle.len()).any(|w| w == needle) {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    out
+}
+
+fn get_ok(addr: SocketAddr) -> bool {
+    let mut s = connect(addr);
+    s.write_all(b"GET /x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    out.starts_with(b"HTTP/1.1 200") && out.ends_with(b"\r\n\r\nok")
+}
+
+#[test]
+fn waiting_streams_hold_no_worker() {
+    let (src_tx, src_rx) = crossbeam_channel::unbounded();
+    let pool = start(2, src_rx);
+    // Six streams (three times the workers) wait for data at once.
+    let mut feeds = Vec::new();
+    let mut clients = Vec::new();
+    for _ in 0..6 {
+        let (src, feed) = source_pair();
+        src_tx.send(src).unwrap();
+        feeds.push(feed);
+        let mut c = connect(pool.addr);
+        c.write_all(b"GET /stream HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        let head = read_until(&mut c, b"\r\n\r\n");
+        assert!(
+            String::from_utf8_lossy(&head).contains("Transfer-Encoding: chunked"),
+            "{}",
+            String::from_utf8_lossy(&head)
+        );
+        clients.push(c);
+    }
+    // Every stream is waiting, and ordinary requests are still served.
+    for _ in 0..5 {
+        assert!(get_ok(pool.addr));
+    }
+    let state = pool.state();
+    assert_eq!(state.stats.streams.load(std::sync::atomic::Ordering::SeqCst), 6);
+    // Data flows to each as it is fed; the end is the last chunk.
+    for (i, feed) in feeds.iter_mut().enumerate() {
+        feed.send(format!("part-{i}-a;").as_bytes());
+        feed.send(format!("part-{i}-b;").as_bytes());
+        feed.end();
+    }
+    for (i, c) in clients.iter_mut().enumerate() {
+        let body = read_until(c, b"0\r\n\r\n");
+        let text = String::from_utf8_lossy(&body);
+        assert!(text.contains(&format!("part-{i}-a;")), "{text}");
+        assert!(text.contains(&format!("part-{i}-b;")), "{text}");
+        assert!(text.ends_with("0\r\n\r\n"), "{text}");
+    }
+    // Past max_streams, a stream is refused with 503 rather than queued.
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        let (src, feed) = source_pair();
+        src_tx.send(src).unwrap();
+        held.push(feed);
+        let mut c = connect(pool.addr);
+        c.write_all(b"GET /stream HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        read_until(&mut c, b"\r\n\r\n");
+        clients.push(c);
+    }
+    let (src, _feed) = source_pair();
+    src_tx.send(src).unwrap();
+    let mut c = connect(pool.addr);
+    c.write_all(b"GET /stream HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let head = read_until(&mut c, b"\r\n\r\n");
+    assert!(head.starts_with(b"HTTP/1.1 503"), "{}", String::from_utf8_lossy(&head));
+    assert!(pool.stop(Duration::from_secs(2)));
+}
+
+#[test]
+fn readers_that_never_read_hold_no_worker() {
+    let (_tx, rx) = crossbeam_channel::unbounded();
+    let pool = start(1, rx);
+    // Four clients ask for 8 MiB each and never read: the one worker must come free.
+    let stalled: Vec<TcpStream> = (0..4)
+        .map(|_| {
+            let mut c = connect(pool.addr);
+            c.write_all(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+            c
+        })
+        .collect();
+    for _ in 0..5 {
+        assert!(get_ok(pool.addr));
+    }
+    // A reader that reads gets every byte.
+    let mut c = connect(pool.addr);
+    c.write_all(b"GET /big HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut out = Vec::new();
+    c.read_to_end(&mut out).unwrap();
+    let at = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert_eq!(out.len() - at, 8 << 20);
+    drop(stalled);
+    assert!(pool.stop(Duration::from_secs(2)));
+}
+
+#[test]
+fn pipelining_http10_head_and_keep_alive() {
+    let (_tx, rx) = crossbeam_channel::unbounded();
+    let pool = start(2, rx);
+    let mut c = connect(pool.addr);
+    c.write_all(
+        b"GET /a HTTP/1.1\r\nHost: t\r\n\r\nHEAD /b HTTP/1.1\r\nHost: t\r\n\r\n\
+          PUT /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello\
+          GET /c HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    c.read_to_end(&mut out).unwrap();
+    let text = String::from_utf8_lossy(&out);
+    assert_eq!(text.matches("HTTP/1.1 200 OK").count(), 4, "{text}");
+    // HEAD announces the length but sends no body: the bodies are ok, hello, ok.
+    assert_eq!(text.matches("\r\n\r\nok").count(), 2, "{text}");
+    assert!(text.contains("\r\n\r\nhello"), "{text}");
+    assert!(text.ends_with("Connection: close\r\n\r\nok") || text.ends_with("ok"), "{text}");
+
+    // HTTP/1.0 closes after the reply unless asked to keep alive.
+    let mut c = connect(pool.addr);
+    c.write_all(b"GET /a HTTP/1.0\r\n\r\n").unwrap();
+    let mut out = Vec::new();
+    c.read_to_end(&mut out).unwrap();
+    assert!(out.starts_with(b"HTTP/1.1 200") && out.ends_with(b"ok"));
+    let mut c = connect(pool.addr);
+    c.write_all(b"GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        .unwrap();
+    let first = read_until(&mut c, b"ok");
+    assert!(String::from_utf8_lossy(&first).contains("Connection: keep-alive"));
+    c.write_all(b"GET /a HTTP/1.0\r\n\r\n").unwrap();
+    let mut out = Vec::new();
+    c.read_to_end(&mut out).unwrap();
+    assert!(out.starts_with(b"HTTP/1.1 200"), "a second request on the same connection");
+    assert!(pool.stop(Duration::from_secs(2)));
+}
+
+#[test]
+fn expect_continue_and_cut_bodies() {
+    let (_tx, rx) = crossbeam_channel::unbounded();
+    let pool = start(2, rx);
+    // 100 Continue comes before the body is sent, then the final reply.
+    let mut c = connect(pool.addr);
+    c.write_all(b"PUT /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")
+        .unwrap();
+    let interim = read_until(&mut c, b"\r\n\r\n");
+    assert_eq!(interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+    c.write_all(b"abcd").unwrap();
+    let reply = read_until(&mut c, b"abcd");
+    assert!(reply.starts_with(b"HTTP/1.1 200"));
+
+    // A chunked body cut anywhere, and a short Content-Length body, are errors.
+    let chunked = b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
+    for cut in [0, 1, 3, 5, 9, 10, 12, 20, chunked.len() - 2] {
+        let mut c = connect(pool.addr);
+        c.write_all(b"PUT /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .unwrap();
+        c.write_all(&chunked[..cut]).unwrap();
+        c.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut out = Vec::new();
+        let _ = c.read_to_end(&mut out);
+        assert!(out.starts_with(b"HTTP/1.1 400"), "cut at {cut}: {}", String::from_utf8_lossy(&out));
+    }
+    let mut c = connect(pool.addr);
+    c.write_all(b"PUT /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .unwrap();
+    c.write_all(chunked).unwrap();
+    let reply = read_until(&mut c, b"hello world");
+    assert!(reply.starts_with(b"HTTP/1.1 200"));
+    let mut c = connect(pool.addr);
+    c.write_all(b"PUT /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc")
+        .unwrap();
+    c.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut out = Vec::new();
+    let _ = c.read_to_end(&mut out);
+    assert!(out.starts_with(b"HTTP/1.1 400"), "{}", String::from_utf8_lossy(&out));
+    assert!(pool.stop(Duration::from_secs(2)));
+}
