@@ -7,7 +7,7 @@
 use crate::config::Config;
 use crate::proto::magnet::Magnet;
 use crate::proto::metainfo::{self, NewInfo, TorrentExtras};
-use crate::proto::{http::escape, hex, http::mime, nip94};
+use crate::proto::{hex, http::escape, http::mime, nip94};
 use crate::store::content::{Body, ContentStore, IngestError};
 use crate::store::db::{Db, FileRecord};
 use crate::store::db_nostr::Released;

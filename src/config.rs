@@ -30,8 +30,10 @@ workers = 4
 max_connections = 512
 # Most open connections from one client address (IPv4-mapped IPv6 counts as IPv4).
 max_connections_per_ip = 32
-# New connections accepted per second (and burst); past it a 503 + Retry-After.
-accept_rate = 2000
+# New connections accepted per second (and burst), for the listener and per client
+# address; past either a 503.
+accept_rate = 10000
+accept_rate_per_ip = 200
 # A request head (and a body of up to 16 KiB) must arrive within this (slowloris).
 header_timeout_secs = 10
 # Inactivity limit: idle keep-alive connections, body reads, slow readers.
@@ -371,6 +373,7 @@ pub struct ApiConfig {
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
     pub accept_rate: u32,
+    pub accept_rate_per_ip: u32,
     pub header_timeout_secs: u64,
     pub io_timeout_secs: u64,
     pub max_streams: usize,
@@ -424,7 +427,8 @@ impl Default for ApiConfig {
             workers: 4,
             max_connections: 512,
             max_connections_per_ip: 32,
-            accept_rate: 2000,
+            accept_rate: 10_000,
+            accept_rate_per_ip: 200,
             header_timeout_secs: 10,
             io_timeout_secs: 20,
             max_streams: 64,
@@ -519,6 +523,12 @@ impl Config {
         }
         if api.accept_rate == 0 {
             return Err(bad("api.accept_rate", "must be at least 1"));
+        }
+        if api.accept_rate_per_ip == 0 || api.accept_rate_per_ip > api.accept_rate {
+            return Err(bad(
+                "api.accept_rate_per_ip",
+                "must be from 1 to api.accept_rate",
+            ));
         }
         if !(1..=65_536).contains(&api.max_streams) {
             return Err(bad("api.max_streams", "must be from 1 to 65536"));
@@ -782,6 +792,7 @@ impl Config {
             max_connections,
             max_connections_per_ip: api.max_connections_per_ip.min(max_connections),
             accept_rate: api.accept_rate,
+            accept_rate_per_ip: api.accept_rate_per_ip,
             header_timeout: Duration::from_secs(api.header_timeout_secs),
             io_timeout: Duration::from_secs(api.io_timeout_secs),
             max_streams: api.max_streams,

@@ -18,6 +18,7 @@ fn limits(workers: usize) -> PoolLimits {
         max_connections: 256,
         max_connections_per_ip: 256,
         accept_rate: 10_000,
+        accept_rate_per_ip: 10_000,
         header_timeout: Duration::from_secs(5),
         io_timeout: Duration::from_secs(5),
         max_streams: 8,
@@ -155,7 +156,8 @@ fn waiting_streams_hold_no_worker() {
         src_tx.send(src).unwrap();
         feeds.push(feed);
         let mut c = connect(pool.addr);
-        c.write_all(b"GET /stream HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        c.write_all(b"GET /stream HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
         let head = read_until(&mut c, b"\r\n\r\n");
         assert!(
             String::from_utf8_lossy(&head).contains("Transfer-Encoding: chunked"),
@@ -169,7 +171,13 @@ fn waiting_streams_hold_no_worker() {
         assert!(get_ok(pool.addr));
     }
     let state = pool.state();
-    assert_eq!(state.stats.streams.load(std::sync::atomic::Ordering::SeqCst), 6);
+    assert_eq!(
+        state
+            .stats
+            .streams
+            .load(std::sync::atomic::Ordering::SeqCst),
+        6
+    );
     // Data flows to each as it is fed; the end is the last chunk.
     for (i, feed) in feeds.iter_mut().enumerate() {
         feed.send(format!("part-{i}-a;").as_bytes());
@@ -190,16 +198,22 @@ fn waiting_streams_hold_no_worker() {
         src_tx.send(src).unwrap();
         held.push(feed);
         let mut c = connect(pool.addr);
-        c.write_all(b"GET /stream HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        c.write_all(b"GET /stream HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
         read_until(&mut c, b"\r\n\r\n");
         clients.push(c);
     }
     let (src, _feed) = source_pair();
     src_tx.send(src).unwrap();
     let mut c = connect(pool.addr);
-    c.write_all(b"GET /stream HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    c.write_all(b"GET /stream HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
     let head = read_until(&mut c, b"\r\n\r\n");
-    assert!(head.starts_with(b"HTTP/1.1 503"), "{}", String::from_utf8_lossy(&head));
+    assert!(
+        head.starts_with(b"HTTP/1.1 503"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
     assert!(pool.stop(Duration::from_secs(2)));
 }
 
@@ -211,7 +225,8 @@ fn readers_that_never_read_hold_no_worker() {
     let stalled: Vec<TcpStream> = (0..4)
         .map(|_| {
             let mut c = connect(pool.addr);
-            c.write_all(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+            c.write_all(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n")
+                .unwrap();
             c
         })
         .collect();
@@ -248,7 +263,10 @@ fn pipelining_http10_head_and_keep_alive() {
     // HEAD announces the length but sends no body: the bodies are ok, hello, ok.
     assert_eq!(text.matches("\r\n\r\nok").count(), 2, "{text}");
     assert!(text.contains("\r\n\r\nhello"), "{text}");
-    assert!(text.ends_with("Connection: close\r\n\r\nok") || text.ends_with("ok"), "{text}");
+    assert!(
+        text.ends_with("Connection: close\r\n\r\nok") || text.ends_with("ok"),
+        "{text}"
+    );
 
     // HTTP/1.0 closes after the reply unless asked to keep alive.
     let mut c = connect(pool.addr);
@@ -264,7 +282,10 @@ fn pipelining_http10_head_and_keep_alive() {
     c.write_all(b"GET /a HTTP/1.0\r\n\r\n").unwrap();
     let mut out = Vec::new();
     c.read_to_end(&mut out).unwrap();
-    assert!(out.starts_with(b"HTTP/1.1 200"), "a second request on the same connection");
+    assert!(
+        out.starts_with(b"HTTP/1.1 200"),
+        "a second request on the same connection"
+    );
     assert!(pool.stop(Duration::from_secs(2)));
 }
 
@@ -274,8 +295,10 @@ fn expect_continue_and_cut_bodies() {
     let pool = start(2, rx);
     // 100 Continue comes before the body is sent, then the final reply.
     let mut c = connect(pool.addr);
-    c.write_all(b"PUT /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")
-        .unwrap();
+    c.write_all(
+        b"PUT /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n",
+    )
+    .unwrap();
     let interim = read_until(&mut c, b"\r\n\r\n");
     assert_eq!(interim, b"HTTP/1.1 100 Continue\r\n\r\n");
     c.write_all(b"abcd").unwrap();
@@ -292,7 +315,11 @@ fn expect_continue_and_cut_bodies() {
         c.shutdown(std::net::Shutdown::Write).unwrap();
         let mut out = Vec::new();
         let _ = c.read_to_end(&mut out);
-        assert!(out.starts_with(b"HTTP/1.1 400"), "cut at {cut}: {}", String::from_utf8_lossy(&out));
+        assert!(
+            out.starts_with(b"HTTP/1.1 400"),
+            "cut at {cut}: {}",
+            String::from_utf8_lossy(&out)
+        );
     }
     let mut c = connect(pool.addr);
     c.write_all(b"PUT /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
@@ -306,6 +333,10 @@ fn expect_continue_and_cut_bodies() {
     c.shutdown(std::net::Shutdown::Write).unwrap();
     let mut out = Vec::new();
     let _ = c.read_to_end(&mut out);
-    assert!(out.starts_with(b"HTTP/1.1 400"), "{}", String::from_utf8_lossy(&out));
+    assert!(
+        out.starts_with(b"HTTP/1.1 400"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
     assert!(pool.stop(Duration::from_secs(2)));
 }

@@ -11,7 +11,7 @@ use support::tempdir;
 use support::tracker::{announce_query, eventually, scrape};
 use torrent_gateway::proto::bencode::{self, Value};
 use torrent_gateway::proto::tracker_udp::{AnnounceRequest, Request, Response, UdpEvent};
-use torrent_gateway::proto::{http::escape, hex};
+use torrent_gateway::proto::{hex, http::escape};
 use torrent_gateway::store::db::Db;
 
 fn announce(server: &Server, q: &str, headers: &[(&str, &str)]) -> Vec<u8> {

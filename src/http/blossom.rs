@@ -434,10 +434,7 @@ fn mirror(gw: &Gateway, req: &mut Req<'_>) -> Reply {
         owner: ev.as_ref().map(|e| e.pubkey.as_str()),
     };
     let mut body = fetched.body;
-    match gw
-        .catalog
-        .store_body(&spec, &mut body, fetched.length)
-    {
+    match gw.catalog.store_body(&spec, &mut body, fetched.length) {
         Ok((rec, created)) => {
             gw.stats.uploaded(rec.size, created);
             Reply::json(

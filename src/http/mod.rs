@@ -2,6 +2,7 @@
 //! `conn`, `body` framing, `respond`), one router, and the handlers for the files API, downloads and webseed, the HTTP tracker, and operator status
 //! endpoints.
 
+pub mod admission;
 pub mod api;
 pub mod blossom;
 pub mod body;

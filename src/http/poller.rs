@@ -8,6 +8,7 @@
 //! At the connection cap a new connection closes the longest-waiting connection that has no
 //! request in progress, so a flood of idle sockets cannot lock out a real client.
 
+use super::admission::Admission;
 use super::conn::{canonical, Conn};
 use super::pool::{Job, PoolState};
 use super::respond::{self, Outgoing};
@@ -85,9 +86,7 @@ struct Poller {
     free: Vec<usize>,
     /// Connections waiting for their source, by connection id.
     sourced: HashMap<u64, usize>,
-    /// Accept-rate tokens.
-    tokens: f64,
-    refilled: Instant,
+    admission: Admission,
     retry_accept: bool,
 }
 
@@ -105,7 +104,12 @@ pub(super) fn run(
         log::error!("http listener: {e}");
         return;
     }
-    let rate = f64::from(state.limits.accept_rate.max(1));
+    let admission = Admission::new(
+        state.limits.accept_rate,
+        state.limits.accept_rate_per_ip,
+        state.limits.max_connections * 4,
+        Instant::now(),
+    );
     let mut p = Poller {
         poll,
         listener: Some(listener),
@@ -114,8 +118,7 @@ pub(super) fn run(
         slots: Vec::new(),
         free: Vec::new(),
         sourced: HashMap::new(),
-        tokens: rate,
-        refilled: Instant::now(),
+        admission,
         retry_accept: false,
     };
     let mut events = Events::with_capacity(256);
@@ -189,35 +192,50 @@ impl Poller {
         let stats = &state.stats;
         let limits = &state.limits;
         let now = Instant::now();
-        let rate = f64::from(limits.accept_rate.max(1));
-        self.tokens = (self.tokens + now.duration_since(self.refilled).as_secs_f64() * rate).min(rate);
-        self.refilled = now;
         if self.state.stopping.load(Ordering::SeqCst) {
             return;
         }
-        if self.tokens < 1.0 {
+        let ip = canonical(peer.ip());
+        if self.admission.admit(ip, now).is_err() {
             stats.refused_rate.fetch_add(1, Ordering::Relaxed);
-            refuse(&mut stream, 503, "too many new connections", limits.refusal_headers);
+            refuse(
+                &mut stream,
+                503,
+                "too many new connections",
+                limits.refusal_headers,
+            );
             return;
         }
-        self.tokens -= 1.0;
-        let ip = canonical(peer.ip());
         if self.state.census.of_ip(ip) as usize >= limits.max_connections_per_ip
             && !self.evict(|c| canonical(c.peer.ip()) == ip)
         {
             stats.refused_per_ip.fetch_add(1, Ordering::Relaxed);
-            refuse(&mut stream, 503, "too many connections from this address", limits.refusal_headers);
+            refuse(
+                &mut stream,
+                503,
+                "too many connections from this address",
+                limits.refusal_headers,
+            );
             return;
         }
         if self.state.census.total() >= limits.max_connections && !self.evict(|_| true) {
             stats.refused_busy.fetch_add(1, Ordering::Relaxed);
-            refuse(&mut stream, 503, "too many connections, try again shortly", limits.refusal_headers);
+            refuse(
+                &mut stream,
+                503,
+                "too many connections, try again shortly",
+                limits.refusal_headers,
+            );
             return;
         }
         stats.accepted.fetch_add(1, Ordering::Relaxed);
         let conn = Conn::new(stream, peer, &self.state.census);
         let deadline = now + limits.header_timeout;
-        self.insert(conn, Phase::Idle, deadline, Interest::READABLE);
+        // The request usually came with the connection (TCP_DEFER_ACCEPT): read it now, so
+        // it reaches a worker before later arrivals could evict it.
+        if let Some(i) = self.insert(conn, Phase::Idle, deadline, Interest::READABLE) {
+            self.ready(i);
+        }
     }
 
     /// Closes the longest-waiting evictable connection that `pick` selects.
@@ -251,10 +269,10 @@ impl Poller {
             self.slots.push(None);
             self.slots.len() - 1
         });
-        if let Err(e) = self
-            .poll
-            .registry()
-            .register(&mut conn.stream, Token(i + FIRST_SLOT), interest)
+        if let Err(e) =
+            self.poll
+                .registry()
+                .register(&mut conn.stream, Token(i + FIRST_SLOT), interest)
         {
             log::debug!("registering a connection: {e}");
             self.free.push(i);
@@ -444,7 +462,12 @@ impl Poller {
                 }
             }
             Back::Write(conn, out) => {
-                self.insert(conn, Phase::Writing(out), now + io_timeout, Interest::WRITABLE);
+                self.insert(
+                    conn,
+                    Phase::Writing(out),
+                    now + io_timeout,
+                    Interest::WRITABLE,
+                );
             }
             Back::WaitSource(conn, out) => {
                 if out.woken.load(Ordering::Acquire) {

@@ -26,8 +26,10 @@ pub struct PoolLimits {
     /// one, or the new one gets a 503 when none is idle.
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
-    /// New connections per second (burst of the same size); past it a 503.
+    /// New connections per second for the listener (burst of the same size); past it a 503.
     pub accept_rate: u32,
+    /// The same per client address.
+    pub accept_rate_per_ip: u32,
     /// A request head (and a small body) must arrive within this.
     pub header_timeout: Duration,
     /// Inactivity limit: idle keep-alive, body reads, slow readers.

@@ -273,9 +273,7 @@ impl Outgoing {
                                 }
                                 continue;
                             }
-                            Pull::Failed => {
-                                return Err(io::Error::other("the body source failed"))
-                            }
+                            Pull::Failed => return Err(io::Error::other("the body source failed")),
                         }
                     }
                     let w = write_once(conn, &pending[*at..])?;

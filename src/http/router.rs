@@ -4,11 +4,11 @@
 //! and return a [`Reply`], so they can be tested without a socket. Every error reply carries
 //! its reason both as a JSON body `{"error": ...}` and as an `X-Reason` header.
 
+use super::respond::Source;
 use super::{api, blossom, download, status, tracker};
 use crate::server::Gateway;
 use crate::store::content::Body;
 use serde_json::{json, Value};
-use super::respond::Source;
 use std::io::Read;
 use std::net::SocketAddr;
 

@@ -465,13 +465,11 @@ pub fn metrics(gw: &Gateway) -> Reply {
         "Open API connections.",
         &[("", gw.api_connections() as f64)],
     );
-    let layers: Vec<(&str, &crate::http::pool::LayerStats)> = [
-        ("api", gw.api_layer()),
-        ("blossom", gw.blossom_layer()),
-    ]
-    .into_iter()
-    .filter_map(|(name, l)| l.map(|l| (name, &l.stats)))
-    .collect();
+    let layers: Vec<(&str, &crate::http::pool::LayerStats)> =
+        [("api", gw.api_layer()), ("blossom", gw.blossom_layer())]
+            .into_iter()
+            .filter_map(|(name, l)| l.map(|l| (name, &l.stats)))
+            .collect();
     let per_layer = |f: &dyn Fn(&crate::http::pool::LayerStats) -> Vec<(&'static str, f64)>| {
         let mut out = Vec::new();
         for (name, l) in &layers {
@@ -482,8 +480,10 @@ pub fn metrics(gw: &Gateway) -> Reply {
         }
         out
     };
-    let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed) as f64;
-    let gauge = |a: &std::sync::atomic::AtomicUsize| a.load(std::sync::atomic::Ordering::Relaxed) as f64;
+    let load =
+        |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed) as f64;
+    let gauge =
+        |a: &std::sync::atomic::AtomicUsize| a.load(std::sync::atomic::Ordering::Relaxed) as f64;
     for (name, kind, help, samples) in [
         (
             "tg_http_accepted_total",

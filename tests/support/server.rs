@@ -223,6 +223,18 @@ pub fn request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Resp {
+    request_from(None, addr, method, path, headers, body)
+}
+
+/// Like `request`, from the local address `src` when given.
+pub fn request_from(
+    src: Option<std::net::IpAddr>,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Resp {
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));
@@ -236,7 +248,7 @@ pub fn request(
     head.push_str("\r\n");
     let mut raw = head.into_bytes();
     raw.extend_from_slice(body);
-    let resp = raw_exchange(addr, &raw, false);
+    let resp = raw_exchange_from(src, addr, &raw, false);
     if method != "HEAD" && resp.status != 304 {
         check_length(&resp);
     }
@@ -256,7 +268,30 @@ pub fn check_length(resp: &Resp) {
 
 /// Sends raw bytes (optionally closing our sending side after) and parses the response.
 pub fn raw_exchange(addr: SocketAddr, raw: &[u8], shutdown_write: bool) -> Resp {
-    let mut s = TcpStream::connect(addr).unwrap();
+    raw_exchange_from(None, addr, raw, shutdown_write)
+}
+
+/// Like `raw_exchange`, from the local address `src` (any 127.0.0.x) when given.
+pub fn raw_exchange_from(
+    src: Option<std::net::IpAddr>,
+    addr: SocketAddr,
+    raw: &[u8],
+    shutdown_write: bool,
+) -> Resp {
+    let mut s = match src {
+        None => TcpStream::connect(addr).unwrap(),
+        Some(ip) => {
+            let socket = socket2::Socket::new(
+                socket2::Domain::for_address(addr),
+                socket2::Type::STREAM,
+                None,
+            )
+            .unwrap();
+            socket.bind(&SocketAddr::new(ip, 0).into()).unwrap();
+            socket.connect(&addr.into()).unwrap();
+            socket.into()
+        }
+    };
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     // The server may answer and close before taking the whole body (413, 401): a failed
     // write then is expected, the response is what matters.

@@ -28,7 +28,9 @@ enum State {
     /// In a trailer field line.
     TrailerLine,
     /// Expecting LF after a CR in the trailer section (`end` tells whether it ends it).
-    TrailerLf { end: bool },
+    TrailerLf {
+        end: bool,
+    },
     Done,
 }
 

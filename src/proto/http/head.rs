@@ -68,16 +68,17 @@ fn refuse(status: u16, reason: &'static str) -> HeadError {
 /// `buf` is still under the cap); `Ok(Some((head, n)))` gives the head and its length.
 pub fn parse(buf: &[u8], limits: &HeadLimits) -> Result<Option<(Head, usize)>, HeadError> {
     // Empty lines before a request line are tolerated (RFC 9112 2.2).
-    let skip = buf.iter().take_while(|&&b| b == b'\r' || b == b'\n').count();
+    let skip = buf
+        .iter()
+        .take_while(|&&b| b == b'\r' || b == b'\n')
+        .count();
     let buf_all = buf;
     let buf = &buf[skip..];
     let mut storage = vec![httparse::EMPTY_HEADER; limits.max_headers];
     let mut req = httparse::Request::new(&mut storage);
     let status = match req.parse(buf) {
         Ok(s) => s,
-        Err(httparse::Error::TooManyHeaders) => {
-            return Err(refuse(431, "too many header fields"))
-        }
+        Err(httparse::Error::TooManyHeaders) => return Err(refuse(431, "too many header fields")),
         Err(httparse::Error::Version) => return Err(refuse(505, "HTTP version not supported")),
         Err(_) => return Err(refuse(400, "malformed request head")),
     };
@@ -188,7 +189,9 @@ mod tests {
 
     #[test]
     fn parses_a_get_with_keep_alive_defaults() {
-        let (h, n) = p("GET /a?b=1 HTTP/1.1\r\nHost: x\r\n\r\nrest").unwrap().unwrap();
+        let (h, n) = p("GET /a?b=1 HTTP/1.1\r\nHost: x\r\n\r\nrest")
+            .unwrap()
+            .unwrap();
         assert_eq!(n, 32);
         assert_eq!(h.method, "GET");
         assert_eq!(h.target, "/a?b=1");
@@ -219,7 +222,11 @@ mod tests {
 
     #[test]
     fn framing_follows_rfc_9112_strictly() {
-        let cl = |v: &str| status(&format!("PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: {v}\r\n\r\n"));
+        let cl = |v: &str| {
+            status(&format!(
+                "PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: {v}\r\n\r\n"
+            ))
+        };
         assert_eq!(cl("18446744073709551616"), 413);
         assert_eq!(cl("-1"), 400);
         assert_eq!(cl("+5"), 400);
@@ -250,7 +257,11 @@ mod tests {
 
     #[test]
     fn garbage_and_odd_versions_are_refused() {
-        assert!(parse(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", &HeadLimits::default()).is_err());
+        assert!(parse(
+            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+            &HeadLimits::default()
+        )
+        .is_err());
         assert_eq!(status("GET / HTTP/2.0\r\n\r\n"), 505);
         assert_eq!(status("GET http://x/ HTTP/1.1\r\nHost: x\r\n\r\n"), 400);
         assert_eq!(status("GET / HTTP/1.1\r\n\r\n"), 400);
