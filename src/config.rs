@@ -38,6 +38,9 @@ accept_rate_per_ip = 200
 header_timeout_secs = 10
 # Inactivity limit: idle keep-alive connections, body reads, slow readers.
 io_timeout_secs = 20
+# Request bodies that arrive slower than this on average, once header_timeout_secs has
+# passed, are cut (408-like close), so slow senders cannot hold workers.
+min_body_bytes_per_sec = 1024
 # Long responses (bodies produced over time, such as streams) at once; past it 503.
 max_streams = 64
 # Largest upload accepted; bigger ones get 413 before the body is read.
@@ -376,6 +379,7 @@ pub struct ApiConfig {
     pub accept_rate_per_ip: u32,
     pub header_timeout_secs: u64,
     pub io_timeout_secs: u64,
+    pub min_body_bytes_per_sec: u64,
     pub max_streams: usize,
     pub max_upload_bytes: u64,
     pub write_tokens: Vec<String>,
@@ -431,6 +435,7 @@ impl Default for ApiConfig {
             accept_rate_per_ip: 200,
             header_timeout_secs: 10,
             io_timeout_secs: 20,
+            min_body_bytes_per_sec: 1024,
             max_streams: 64,
             max_upload_bytes: 16 << 30,
             write_tokens: Vec::new(),
@@ -795,6 +800,7 @@ impl Config {
             accept_rate_per_ip: api.accept_rate_per_ip,
             header_timeout: Duration::from_secs(api.header_timeout_secs),
             io_timeout: Duration::from_secs(api.io_timeout_secs),
+            min_body_bytes_per_sec: api.min_body_bytes_per_sec,
             max_streams: api.max_streams,
             head: crate::proto::http::head::HeadLimits::default(),
             refusal_headers,

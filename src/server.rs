@@ -209,6 +209,7 @@ pub fn run_server(config: Config) -> Result<Running, String> {
         listener,
         gateway.config.api_pool_limits(),
         router::route,
+        |r| r,
     )
     .map_err(|e| format!("starting the API: {e}"))?;
     let _ = gateway.api.set(Arc::clone(api.state()));
@@ -220,6 +221,7 @@ pub fn run_server(config: Config) -> Result<Running, String> {
                 listener,
                 gateway.config.blossom_pool_limits(),
                 crate::http::blossom::route,
+                crate::http::blossom::cors,
             )
             .map_err(|e| format!("starting Blossom: {e}"))?;
             let _ = gateway.blossom.set(Arc::clone(pool.state()));
@@ -243,19 +245,21 @@ pub fn run_server(config: Config) -> Result<Running, String> {
 }
 
 /// Starts a listener whose requests go through `Gateway::handle` with `route`.
+/// `decorate` is applied to every reply (Blossom's CORS headers).
 fn start_pool(
     gateway: &Arc<Gateway>,
     name: &'static str,
     listener: std::net::TcpListener,
     limits: PoolLimits,
     route: Route,
+    decorate: fn(Reply) -> Reply,
 ) -> std::io::Result<HttpPool> {
     let gw = Arc::clone(gateway);
     HttpPool::start(
         name,
         listener,
         limits,
-        Arc::new(move |req| gw.handle(req, route)),
+        Arc::new(move |req| decorate(gw.handle(req, route))),
     )
 }
 

@@ -21,6 +21,7 @@ fn limits(workers: usize) -> PoolLimits {
         accept_rate_per_ip: 10_000,
         header_timeout: Duration::from_secs(5),
         io_timeout: Duration::from_secs(5),
+        min_body_bytes_per_sec: 1024,
         max_streams: 8,
         head: HeadLimits::default(),
         refusal_headers: "",
@@ -78,6 +79,10 @@ impl Feed {
 /// Starts a pool whose `/stream` requests take a source from `sources`, `/big` answers
 /// 8 MiB, `/echo` echoes the body and everything else answers "ok".
 fn start(workers: usize, sources: Receiver<ChannelSource>) -> HttpPool {
+    start_with(limits(workers), sources)
+}
+
+fn start_with(limits: PoolLimits, sources: Receiver<ChannelSource>) -> HttpPool {
     let listener = pool::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let handler = Arc::new(move |req: &mut Req<'_>| match req.path {
         "/stream" => match sources.recv_timeout(Duration::from_secs(5)) {
@@ -98,7 +103,7 @@ fn start(workers: usize, sources: Receiver<ChannelSource>) -> HttpPool {
         }
         _ => Reply::bytes(200, "text/plain", b"ok".to_vec()),
     });
-    HttpPool::start("http-test", listener, limits(workers), handler).unwrap()
+    HttpPool::start("http-test", listener, limits, handler).unwrap()
 }
 
 fn source_pair() -> (ChannelSource, Feed) {
@@ -338,5 +343,45 @@ fn expect_continue_and_cut_bodies() {
         "{}",
         String::from_utf8_lossy(&out)
     );
+    assert!(pool.stop(Duration::from_secs(2)));
+}
+
+#[test]
+fn large_bodies_sent_too_slowly_are_cut_and_free_the_worker() {
+    let (_tx, rx) = crossbeam_channel::unbounded();
+    let mut l = limits(1);
+    l.header_timeout = Duration::from_secs(1);
+    let pool = start_with(l, rx);
+    let mut c = connect(pool.addr);
+    c.write_all(b"PUT /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n")
+        .unwrap();
+    // One byte every 200 ms: far below 1 KiB/s.
+    let started = std::time::Instant::now();
+    let mut cut = false;
+    for _ in 0..50 {
+        if c.write_all(b"x").is_err() {
+            cut = true;
+            break;
+        }
+        c.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut b = [0u8; 256];
+        match c.read(&mut b) {
+            Ok(_) => {
+                cut = true;
+                break;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => {
+                cut = true;
+                break;
+            }
+        }
+    }
+    assert!(cut, "a body at 5 bytes/s was never cut");
+    assert!(started.elapsed() < Duration::from_secs(9));
+    // The single worker is free again.
+    assert!(get_ok(pool.addr));
     assert!(pool.stop(Duration::from_secs(2)));
 }

@@ -3,7 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use torrent_gateway::proto::{http::escape, tracker_http};
+use torrent_gateway::proto::http::escape;
+use torrent_gateway::proto::tracker_http;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(query) = std::str::from_utf8(data) else {

@@ -24,12 +24,12 @@ const MAX_REPORT_BODY: u64 = 16 << 10;
 /// Largest `PUT /mirror` request body.
 const MAX_MIRROR_BODY: u64 = 8 << 10;
 
-/// Routes one Blossom request and adds the CORS headers.
+/// Routes one Blossom request (the pool adds the CORS headers with [`cors`]).
 pub fn route(gw: &Gateway, req: &mut Req<'_>) -> Reply {
     let path = req.path.to_string();
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     use Method::*;
-    let reply = match (req.method, segments.as_slice()) {
+    match (req.method, segments.as_slice()) {
         (Options, _) => Reply::new(204)
             .header(
                 "Access-Control-Allow-Headers",
@@ -57,7 +57,11 @@ pub fn route(gw: &Gateway, req: &mut Req<'_>) -> Reply {
         (_, [blob]) if !blob.is_empty() => Reply::error(405, "method not allowed here")
             .header("Allow", "GET, HEAD, DELETE, OPTIONS"),
         _ => Reply::error(404, "no such endpoint"),
-    };
+    }
+}
+
+/// Adds the CORS headers every Blossom reply carries (the rate limiter's 429 included).
+pub fn cors(reply: Reply) -> Reply {
     reply.header("Access-Control-Allow-Origin", "*").header(
         "Access-Control-Expose-Headers",
         "*, X-Reason, Content-Range",

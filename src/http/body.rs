@@ -35,6 +35,20 @@ pub struct BodyReader<'c> {
     expect_continue: bool,
     timeout: Duration,
     broken: bool,
+    pace: Pace,
+    progress: Progress,
+}
+
+/// The minimum average rate a body must arrive at once its grace period is over.
+#[derive(Debug, Clone, Copy)]
+pub struct Pace {
+    pub grace: Duration,
+    pub min_bytes_per_sec: u64,
+}
+
+struct Progress {
+    started: Instant,
+    bytes: u64,
 }
 
 impl<'c> BodyReader<'c> {
@@ -43,6 +57,7 @@ impl<'c> BodyReader<'c> {
         framing: Framing,
         expect_continue: bool,
         timeout: Duration,
+        pace: Pace,
     ) -> BodyReader<'c> {
         let frame = match framing {
             Framing::None => Frame::Length(0),
@@ -58,6 +73,11 @@ impl<'c> BodyReader<'c> {
             expect_continue,
             timeout,
             broken: false,
+            pace,
+            progress: Progress {
+                started: Instant::now(),
+                bytes: 0,
+            },
         }
     }
 
@@ -103,12 +123,26 @@ impl<'c> BodyReader<'c> {
         r
     }
 
-    /// One read from the socket, waiting up to the inactivity timeout.
+    /// One read from the socket, waiting up to the inactivity timeout; past the grace
+    /// period a body slower than the minimum rate is cut.
     fn read_socket(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let elapsed = self.progress.started.elapsed();
+        if elapsed > self.pace.grace
+            && (self.progress.bytes as f64)
+                < elapsed.as_secs_f64() * self.pace.min_bytes_per_sec as f64
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the body arrives slower than the minimum rate",
+            ));
+        }
         let deadline = Instant::now() + self.timeout;
         loop {
             match self.conn.stream.read(out) {
-                Ok(n) => return Ok(n),
+                Ok(n) => {
+                    self.progress.bytes += n as u64;
+                    return Ok(n);
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.conn.wait(libc::POLLIN, deadline)?
                 }

@@ -542,15 +542,16 @@ impl Poller {
 }
 
 /// True when enough of the body is buffered for a worker to take the request: all of a
-/// small body, the first [`PREBUFFER`] bytes of a large one, or at once when the client waits
-/// for `100 Continue`.
+/// body of up to [`PREBUFFER`] bytes (so slow senders of small bodies hold no worker), and
+/// at once for larger declared bodies (the handler may refuse them unread; reading them is
+/// held to a minimum rate) or when the client waits for `100 Continue`.
 fn body_ready(head: &Head, buf: &[u8]) -> bool {
     if head.expect_continue || buf.len() >= PREBUFFER {
         return true;
     }
     match head.framing {
         Framing::None => true,
-        Framing::Length(n) => buf.len() as u64 >= n,
+        Framing::Length(n) => n > PREBUFFER as u64 || buf.len() as u64 >= n,
         Framing::Chunked => {
             let mut d = Decoder::new();
             let mut at = 0;

@@ -34,6 +34,8 @@ pub struct PoolLimits {
     pub header_timeout: Duration,
     /// Inactivity limit: idle keep-alive, body reads, slow readers.
     pub io_timeout: Duration,
+    /// Request bodies slower than this on average after `header_timeout` are cut.
+    pub min_body_bytes_per_sec: u64,
     /// Long responses (bodies produced over time) at once.
     pub max_streams: usize,
     pub head: HeadLimits,
@@ -319,7 +321,11 @@ fn serve(shared: &Shared, handler: &Handler, mut conn: Conn, head: Head) {
     };
     let chunked = framing == Framing::Chunked;
     let timeout = state.limits.io_timeout;
-    let mut reader = BodyReader::new(&mut conn, framing, head.expect_continue, timeout);
+    let pace = body::Pace {
+        grace: state.limits.header_timeout,
+        min_bytes_per_sec: state.limits.min_body_bytes_per_sec,
+    };
+    let mut reader = BodyReader::new(&mut conn, framing, head.expect_continue, timeout, pace);
     let reply = {
         let mut req = Req {
             method,
