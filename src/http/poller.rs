@@ -545,7 +545,7 @@ impl Poller {
 /// body of up to [`PREBUFFER`] bytes (so slow senders of small bodies hold no worker), and
 /// at once for larger declared bodies (the handler may refuse them unread; reading them is
 /// held to a minimum rate) or when the client waits for `100 Continue`.
-fn body_ready(head: &Head, buf: &[u8]) -> bool {
+pub(super) fn body_ready(head: &Head, buf: &[u8]) -> bool {
     if head.expect_continue || buf.len() >= PREBUFFER {
         return true;
     }

@@ -119,6 +119,8 @@ pub(super) struct Shared {
     pub back: Sender<Back>,
     pub waker: Arc<mio::Waker>,
     pub notify: Arc<dyn Fn(u64) + Send + Sync>,
+    /// The job queue, to see whether other work waits.
+    pub jobs: Receiver<Job>,
 }
 
 impl Shared {
@@ -214,6 +216,7 @@ impl HttpPool {
             back: back_tx,
             waker: Arc::clone(&waker),
             notify,
+            jobs: jobs_rx.clone(),
         });
         let short = name.strip_prefix("http-").unwrap_or(name);
         let poller = {
@@ -293,10 +296,7 @@ fn work(shared: &Shared, handler: &Handler, jobs: &Receiver<Job>) {
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
         };
         stats.busy_workers.fetch_add(1, Ordering::Relaxed);
-        match job {
-            Job::Request(conn, head) => serve(shared, handler, conn, head),
-            Job::Resume(conn, out) => push(shared, conn, out),
-        }
+        run(shared, handler, job);
         stats.busy_workers.fetch_sub(1, Ordering::Relaxed);
     }
 }
@@ -306,8 +306,71 @@ const DRAIN_MAX: u64 = 256 * 1024;
 /// How long a worker waits for a slow socket before the poller takes the connection over.
 const LINGER: Duration = Duration::from_millis(25);
 
-/// Runs one request and starts its reply.
-fn serve(shared: &Shared, handler: &Handler, mut conn: Conn, head: Head) {
+/// How long an idle worker waits for the next request on a keep-alive connection before
+/// handing it to the poller (only when no other job is waiting).
+const NEXT_REQUEST_WAIT: Duration = Duration::from_millis(2);
+
+/// Runs a job, and the connection's next requests while they come at once.
+fn run(shared: &Shared, handler: &Handler, job: Job) {
+    let mut next = Some(job);
+    while let Some(job) = next.take() {
+        let (conn, out) = match job {
+            Job::Request(conn, head) => serve(shared, handler, conn, head),
+            Job::Resume(conn, out) => (conn, out),
+        };
+        if let Some(conn) = push(shared, conn, out) {
+            match next_request(shared, conn) {
+                Next::Request(conn, head) => next = Some(Job::Request(conn, head)),
+                Next::Park(conn) => shared.send_back(Back::Park(conn)),
+                Next::Closed => {}
+            }
+        }
+    }
+}
+
+enum Next {
+    Request(Conn, Head),
+    Park(Conn),
+    Closed,
+}
+
+/// The next request of a keep-alive connection if it is (or within [`NEXT_REQUEST_WAIT`]
+/// becomes) complete while nothing else waits for a worker; else the poller takes over.
+fn next_request(shared: &Shared, mut conn: Conn) -> Next {
+    let state = &shared.state;
+    if !shared.jobs.is_empty() || state.stopping.load(Ordering::Relaxed) {
+        return Next::Park(conn);
+    }
+    if conn.buf.is_empty() {
+        if conn
+            .wait(libc::POLLIN, Instant::now() + NEXT_REQUEST_WAIT)
+            .is_err()
+        {
+            return Next::Park(conn);
+        }
+        let cap = state.limits.head.max_bytes + poller::PREBUFFER;
+        loop {
+            match conn.fill(cap) {
+                Ok(0) if conn.buf.is_empty() => return Next::Closed,
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+    }
+    match crate::proto::http::head::parse(&conn.buf, &state.limits.head) {
+        Ok(Some((head, n))) if poller::body_ready(&head, &conn.buf[n..]) => {
+            conn.buf.drain(..n);
+            Next::Request(conn, head)
+        }
+        // Incomplete, or refused: the poller waits for the rest or answers the refusal.
+        _ => Next::Park(conn),
+    }
+}
+
+/// Runs one request; returns the connection and its reply to write.
+fn serve(shared: &Shared, handler: &Handler, mut conn: Conn, head: Head) -> (Conn, Outgoing) {
     let state = &shared.state;
     state.stats.requests.fetch_add(1, Ordering::Relaxed);
     conn.served += 1;
@@ -372,35 +435,35 @@ fn serve(shared: &Shared, handler: &Handler, mut conn: Conn, head: Head) {
             out.hold_stream(&state.stats.streams);
         }
     }
-    push(shared, conn, out);
+    (conn, out)
 }
 
-/// Writes a reply until it is done or the socket (or source) makes it wait.
-fn push(shared: &Shared, mut conn: Conn, mut out: Outgoing) {
+/// Writes a reply until it is done or the socket (or source) makes it wait. Returns the
+/// connection when the reply is done and it stays open.
+fn push(shared: &Shared, mut conn: Conn, mut out: Outgoing) -> Option<Conn> {
     let wake = Wake::new(conn.id, &out, &shared.notify);
     loop {
         match out.drive(&mut conn, &wake) {
             Ok(Drive::Done) => {
                 if out.close {
                     shared.send_back(Back::Linger(conn));
-                } else {
-                    shared.send_back(Back::Park(conn));
+                    return None;
                 }
-                return;
+                return Some(conn);
             }
             Ok(Drive::Blocked) => {
                 if conn.wait(libc::POLLOUT, Instant::now() + LINGER).is_err() {
                     shared.send_back(Back::Write(conn, out));
-                    return;
+                    return None;
                 }
             }
             Ok(Drive::SourcePending) => {
                 shared.send_back(Back::WaitSource(conn, out));
-                return;
+                return None;
             }
             Err(e) => {
                 log::debug!("writing a reply to {} failed: {e}", conn.peer);
-                return;
+                return None;
             }
         }
     }
