@@ -60,6 +60,9 @@ write_per_sec = 5
 write_burst = 20
 # Most client IPs tracked at once (the least recently seen are forgotten).
 max_tracked_ips = 10000
+# IPv6 clients are limited per prefix of this many bits (one subscriber has a whole /64);
+# IPv4 clients per address. From 32 to 128.
+ipv6_prefix_bits = 64
 
 [tracker]
 # Which torrents the tracker serves (HTTP /announce and /scrape on the API port, and UDP on
@@ -386,6 +389,7 @@ pub struct RateLimitConfig {
     pub write_per_sec: u32,
     pub write_burst: u32,
     pub max_tracked_ips: usize,
+    pub ipv6_prefix_bits: u8,
 }
 
 impl Default for Config {
@@ -440,6 +444,7 @@ impl Default for RateLimitConfig {
             write_per_sec: 5,
             write_burst: 20,
             max_tracked_ips: 10_000,
+            ipv6_prefix_bits: 64,
         }
     }
 }
@@ -527,6 +532,9 @@ impl Config {
                 "rate_limit.max_tracked_ips",
                 "must be from 1 to 10000000",
             ));
+        }
+        if !(32..=128).contains(&rl.ipv6_prefix_bits) {
+            return Err(bad("rate_limit.ipv6_prefix_bits", "must be from 32 to 128"));
         }
         let t = &self.tracker;
         if t.interval_secs == 0 || t.min_interval_secs > t.interval_secs {
@@ -798,6 +806,13 @@ mod tests {
         let mut c = Config::default();
         c.peer.upload_slots = 0;
         assert!(c.validate().unwrap_err().0.contains("peer.upload_slots"));
+        let mut c = Config::default();
+        c.rate_limit.ipv6_prefix_bits = 16;
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .0
+            .contains("rate_limit.ipv6_prefix_bits"));
         let mut c = Config::default();
         c.peer.max_queued_bytes = 100;
         assert!(c

@@ -21,3 +21,4 @@ pub mod peer_wire;
 pub mod range;
 pub mod tracker_http;
 pub mod tracker_udp;
+pub mod url;
