@@ -146,6 +146,10 @@ auth_list = false
 upload_pubkeys = []
 # Seconds an auth event's created_at may lie in the future.
 clock_skew_secs = 60
+# Longest lifetime of an auth event: its expiration may be at most this far ahead and its
+# created_at at most this far back (a leaked token stops working). Delete events also
+# work only once.
+auth_max_lifetime_secs = 3600
 # Mirror (PUT /mirror) may fetch from loopback, private and link-local addresses.
 mirror_allow_private = false
 mirror_timeout_secs = 60
@@ -196,6 +200,7 @@ pub struct BlossomConfig {
     pub auth_list: bool,
     pub upload_pubkeys: Vec<String>,
     pub clock_skew_secs: i64,
+    pub auth_max_lifetime_secs: i64,
     pub mirror_allow_private: bool,
     pub mirror_timeout_secs: u64,
     pub max_reports: usize,
@@ -214,6 +219,7 @@ impl Default for BlossomConfig {
             auth_list: false,
             upload_pubkeys: Vec::new(),
             clock_skew_secs: 60,
+            auth_max_lifetime_secs: 3600,
             mirror_allow_private: false,
             mirror_timeout_secs: 60,
             max_reports: 10_000,
@@ -615,6 +621,12 @@ impl Config {
         }
         if !(0..=3600).contains(&b.clock_skew_secs) {
             return Err(bad("blossom.clock_skew_secs", "must be from 0 to 3600"));
+        }
+        if !(60..=604_800).contains(&b.auth_max_lifetime_secs) {
+            return Err(bad(
+                "blossom.auth_max_lifetime_secs",
+                "must be from 60 to 604800",
+            ));
         }
         if !(1..=1_000_000).contains(&b.max_reports) {
             return Err(bad("blossom.max_reports", "must be from 1 to 1000000"));

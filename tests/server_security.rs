@@ -212,3 +212,171 @@ fn raw_with_body(
     raw.extend_from_slice(body);
     support::server::raw_exchange(server.addr, &raw, false)
 }
+
+/// `Authorization: Nostr ...` for an event signed by the library's signer (nostr-tools
+/// agrees with it: tests/bip340.rs and tests/blossom.rs).
+fn nostr_header(secret: u8, created_at: i64, kind: u32, tags: &[&[&str]], content: &str) -> String {
+    let keys = torrent_gateway::proto::nostr::Keys::from_secret(&[secret; 32]).unwrap();
+    let tags = tags
+        .iter()
+        .map(|t| t.iter().map(|s| s.to_string()).collect())
+        .collect();
+    let ev = keys.sign(created_at, kind, tags, content.to_string(), &[9u8; 32]);
+    format!(
+        "Nostr {}",
+        torrent_gateway::proto::base64::encode(ev.to_json().as_bytes())
+    )
+}
+
+fn pubkey_of(secret: u8) -> String {
+    torrent_gateway::proto::nostr::Keys::from_secret(&[secret; 32])
+        .unwrap()
+        .pubkey
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[test]
+fn blossom_tokens_have_a_bounded_lifetime_and_a_delete_token_works_once() {
+    let tmp = tempdir();
+    let server = Server::start(&tmp.path().join("data"), "");
+    let b = server.blossom.expect("blossom address");
+    let now = torrent_gateway::catalog::now_secs();
+    let blob = b"a blob with a short-lived token";
+    let sha = sha256_hex(blob);
+    let upload_token = |created: i64, expires: i64, note: &str| {
+        nostr_header(
+            1,
+            created,
+            24242,
+            &[
+                &["t", "upload"],
+                &["x", &sha],
+                &["expiration", &expires.to_string()],
+            ],
+            note,
+        )
+    };
+    let put = |auth: &str| {
+        request(
+            b,
+            "PUT",
+            "/upload",
+            &[("Authorization", auth), ("Content-Type", "text/plain")],
+            blob,
+        )
+    };
+    for (auth, what) in [
+        (upload_token(now, now + 7200, "a"), "expires in two hours"),
+        (upload_token(now, i64::MAX / 2, "b"), "never expires"),
+        (
+            upload_token(now - 7200, now + 600, "c"),
+            "made two hours ago",
+        ),
+    ] {
+        let r = put(&auth);
+        assert_eq!(r.status, 401, "{what}: {}", r.text());
+        assert!(r.header("X-Reason").is_some(), "{what}");
+    }
+    let r = put(&upload_token(now - 5, now + 600, "d"));
+    assert_eq!(r.status, 201, "{}", r.text());
+
+    let delete_token = nostr_header(
+        1,
+        now,
+        24242,
+        &[
+            &["t", "delete"],
+            &["x", &sha],
+            &["expiration", &(now + 600).to_string()],
+        ],
+        "delete",
+    );
+    let del = || {
+        request(
+            b,
+            "DELETE",
+            &format!("/{sha}"),
+            &[("Authorization", &delete_token)],
+            b"",
+        )
+    };
+    let r = del();
+    assert_eq!(r.status, 200, "{}", r.text());
+    // Uploaded again by the same owner: the captured delete token must not work again.
+    let r = put(&upload_token(now - 4, now + 600, "e"));
+    assert_eq!(r.status, 201, "{}", r.text());
+    let r = del();
+    assert_eq!(r.status, 401, "a replayed delete token: {}", r.text());
+    assert!(r.header("X-Reason").unwrap().contains("already used"));
+    assert_eq!(request(b, "GET", &format!("/{sha}"), &[], b"").status, 200);
+    // ... not even after a restart.
+    let server = server.restart();
+    let b = server.blossom.unwrap();
+    let r = request(
+        b,
+        "DELETE",
+        &format!("/{sha}"),
+        &[("Authorization", &delete_token)],
+        b"",
+    );
+    assert_eq!(r.status, 401, "replay after a restart: {}", r.text());
+}
+
+#[test]
+fn nip98_with_a_body_needs_a_payload_tag() {
+    let tmp = tempdir();
+    let config = format!(
+        "[api]\nloopback_writes = false\nnostr_pubkeys = [\"{}\"]\n",
+        pubkey_of(2)
+    );
+    let server = Server::start(&tmp.path().join("data"), &config);
+    let path = "/api/files/n98.txt";
+    let url = format!("http://{}{path}", server.addr);
+    let body = b"signed upload";
+    let now = torrent_gateway::catalog::now_secs();
+    let bare = nostr_header(2, now, 27235, &[&["u", &url], &["method", "PUT"]], "");
+    let r = request(server.addr, "PUT", path, &[("Authorization", &bare)], body);
+    assert_eq!(r.status, 401, "no payload tag: {}", r.text());
+    assert!(r.header("X-Reason").unwrap().contains("payload"));
+    let sha = sha256_hex(body);
+    let tagged = nostr_header(
+        2,
+        now,
+        27235,
+        &[&["u", &url], &["method", "PUT"], &["payload", &sha]],
+        "",
+    );
+    let r = request(
+        server.addr,
+        "PUT",
+        path,
+        &[("Authorization", &tagged)],
+        body,
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    // A bodiless DELETE needs no payload.
+    let del_path = format!("/api/files/{sha}");
+    let del_url = format!("http://{}{del_path}", server.addr);
+    let del = nostr_header(
+        2,
+        now,
+        27235,
+        &[&["u", &del_url], &["method", "DELETE"]],
+        "",
+    );
+    let r = request(
+        server.addr,
+        "DELETE",
+        &del_path,
+        &[("Authorization", &del)],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+}

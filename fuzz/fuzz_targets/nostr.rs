@@ -11,9 +11,9 @@ fuzz_target!(|data: &[u8]| {
         let _ = ev.verify();
         let again = Event::parse(ev.to_json().as_bytes()).expect("own JSON parses");
         assert_eq!(again, ev);
-        let need = BlossomNeed { verb: "upload", x: Some("ab"), server: "h", now: 1, skew: 60 };
+        let need = BlossomNeed { verb: "upload", x: Some("ab"), server: "h", now: 1, skew: 60, max_lifetime: 3600 };
         let _ = nostr_auth::check_blossom(&ev, &need);
-        let need = HttpNeed { url: "http://h/a", method: "PUT", now: 1, window: 60 };
+        let need = HttpNeed { url: "http://h/a", method: "PUT", now: 1, window: 60, has_body: true };
         let _ = nostr_auth::check_http(&ev, &need);
     }
     if let Ok(text) = std::str::from_utf8(data) {

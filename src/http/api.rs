@@ -84,11 +84,12 @@ pub fn authorize_write(gw: &Gateway, req: &Req<'_>) -> Result<Option<String>, Re
             Method::Delete => "DELETE",
             _ => "GET",
         };
+        let has_body = req.chunked || req.body_len.is_some_and(|n| n > 0);
         return check_nip98(
             &api.nostr_pubkeys,
             auth,
             &url,
-            method,
+            (method, has_body),
             api.nostr_auth_window_secs,
         );
     }
@@ -99,7 +100,7 @@ fn check_nip98(
     allowed: &[String],
     header: &str,
     url: &str,
-    method: &str,
+    (method, has_body): (&str, bool),
     window: i64,
 ) -> Result<Option<String>, Reply> {
     let refuse = |e: nostr_auth::AuthError| {
@@ -111,6 +112,7 @@ fn check_nip98(
         method,
         now: crate::catalog::now_secs(),
         window,
+        has_body,
     };
     let payload = nostr_auth::check_http(&ev, &need).map_err(refuse)?;
     let known = allowed
@@ -471,13 +473,13 @@ mod tests {
         );
         let allowed = vec![keys.npub()];
         assert!(matches!(
-            check_nip98(&allowed, &header, url, "PUT", 60),
+            check_nip98(&allowed, &header, url, ("PUT", false), 60),
             Ok(None)
         ));
         let other = vec!["ab".repeat(32)];
-        let e = check_nip98(&other, &header, url, "PUT", 60).unwrap_err();
+        let e = check_nip98(&other, &header, url, ("PUT", false), 60).unwrap_err();
         assert_eq!(e.status, 403);
-        let e = check_nip98(&allowed, &header, url, "DELETE", 60).unwrap_err();
+        let e = check_nip98(&allowed, &header, url, ("DELETE", false), 60).unwrap_err();
         assert_eq!(e.status, 401);
         assert!(e.headers.iter().any(|(k, _)| *k == "X-Reason"));
     }
