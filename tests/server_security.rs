@@ -380,3 +380,52 @@ fn nip98_with_a_body_needs_a_payload_tag() {
     );
     assert_eq!(r.status, 200, "{}", r.text());
 }
+
+#[test]
+fn a_second_serve_on_the_same_data_dir_exits_with_one_line() {
+    let tmp = tempdir();
+    let data = tmp.path().join("data");
+    let first = Server::start(&data, "");
+    let upload = upload(&first, "kept.txt", b"the first process's file");
+    let mut second = std::process::Command::new(support::bin())
+        .args([
+            "serve",
+            "--api-addr",
+            "127.0.0.1:0",
+            "--peer-addr",
+            "127.0.0.1:0",
+            "--blossom-addr",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(&data)
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Its stderr ends when it exits; a second process that started anyway is killed.
+    let mut err = second.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut err, &mut text);
+        let _ = tx.send(text);
+    });
+    let stderr = match rx.recv_timeout(std::time::Duration::from_secs(60)) {
+        Ok(text) => text,
+        Err(_) => {
+            let _ = second.kill();
+            let _ = second.wait();
+            panic!("a second serve on the same data dir kept running");
+        }
+    };
+    let status = second.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    // The first one is untouched and still serves.
+    let sha = upload["sha256"].as_str().unwrap();
+    assert_eq!(first.get(&format!("/download/{sha}")).status, 200);
+    // Once it is gone, the dir is free again.
+    let again = first.restart();
+    assert_eq!(again.get(&format!("/download/{sha}")).status, 200);
+}

@@ -8,6 +8,7 @@
 //! complete file that no record names (removed by [`ContentStore::sweep`] at start-up), or a
 //! complete recorded file. Reads map one chunk at a time, as the writer reaches it.
 
+use super::dirs::{create_dir_all_synced, fsync_dir};
 use super::mmap::MappedFile;
 use crate::proto::hex;
 use sha1::{Digest, Sha1};
@@ -85,7 +86,7 @@ impl ContentStore {
     /// Creates the directory layout under `root`.
     pub fn open(root: &Path, piece_length: u64, blob_threshold: u64) -> io::Result<ContentStore> {
         for sub in ["blobs", "chunks", "tmp"] {
-            fs::create_dir_all(root.join(sub))?;
+            create_dir_all_synced(&root.join(sub))?;
         }
         Ok(ContentStore {
             root: root.to_path_buf(),
@@ -203,7 +204,9 @@ impl ContentStore {
     }
 
     /// Moves a finished upload into place (replacing leftovers of an earlier crash) and
-    /// fsyncs the directories. The caller holds the commit lock and records it next.
+    /// fsyncs the directories: every one created on the way (`blobs/ab/`, `blobs/ab/cd/`)
+    /// into its parent, then the one that received it. The caller holds the commit lock and
+    /// records it next.
     pub fn commit(&self, mut up: Ingested) -> io::Result<()> {
         let from = up.tmp.0.take().expect("not yet committed");
         let to = match up.storage {
@@ -211,14 +214,10 @@ impl ContentStore {
             Storage::Chunked => self.chunk_dir(&up.sha256),
         };
         let parent = to.parent().expect("has a parent");
-        fs::create_dir_all(parent)?;
+        create_dir_all_synced(parent)?;
         remove_any(&to)?;
         fs::rename(&from, &to)?;
-        fsync_dir(parent)?;
-        if let Some(grand) = parent.parent() {
-            fsync_dir(grand)?;
-        }
-        Ok(())
+        fsync_dir(parent)
     }
 
     /// Removes a stored file's data.
@@ -695,10 +694,6 @@ fn remove_any(path: &Path) -> io::Result<()> {
     }
 }
 
-fn fsync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -849,6 +844,35 @@ mod tests {
         // A missing chunk fails the read up front, not halfway through the response.
         fs::remove_file(chunks.join("7")).unwrap();
         assert!(store.read(&sha, Storage::Chunked, size, 0..size).is_err());
+    }
+
+    #[test]
+    fn every_directory_made_for_a_commit_is_synced() {
+        use crate::store::dirs::tests::take_synced;
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("data");
+        take_synced();
+        let store = ContentStore::open(&root, 16_384, 50_000).unwrap();
+        let synced = take_synced();
+        for d in [tmp.path().to_path_buf(), root.clone()] {
+            assert!(synced.contains(&d), "{}: {synced:?}", d.display());
+        }
+        let bytes = data(1000);
+        let up = store.ingest(&mut &bytes[..], Some(1000), 1 << 20).unwrap();
+        let path = store.blob_path(&up.sha256);
+        store.commit(up).unwrap();
+        let cd = path.parent().unwrap().to_path_buf();
+        let ab = cd.parent().unwrap().to_path_buf();
+        let synced = take_synced();
+        // blobs/ holds the new ab/, ab/ the new cd/, cd/ the blob.
+        for d in [root.join("blobs"), ab, cd] {
+            assert!(synced.contains(&d), "{}: {synced:?}", d.display());
+        }
+        let big = data(60_000);
+        let up = store.ingest(&mut &big[..], Some(60_000), 1 << 20).unwrap();
+        assert_eq!(up.storage, Storage::Chunked);
+        store.commit(up).unwrap();
+        assert!(take_synced().contains(&root.join("chunks")));
     }
 
     #[test]
