@@ -31,14 +31,16 @@ max_connections = 128
 io_timeout_secs = 20
 # Largest upload accepted; bigger ones get 413 before the body is read.
 max_upload_bytes = 17179869184
-# Bearer tokens that may upload and delete from non-loopback addresses.
+# Bearer tokens that may upload and delete (needed unless loopback is trusted).
 write_tokens = []
 # Nostr public keys (hex or npub) whose NIP-98 (kind 27235) signed requests may upload
-# and delete from non-loopback addresses.
+# and delete (a request with a body must name it in a payload tag).
 nostr_pubkeys = []
 # Seconds a NIP-98 event's created_at may differ from the clock.
 nostr_auth_window_secs = 60
-# Clients on loopback may write without credentials.
+# Clients on loopback may write without credentials, when Host names this gateway
+# (localhost, a loopback address or public_url's host), Origin is absent or ours and no
+# proxy is configured (tracker.trusted_proxies, tracker.proxy_header). See README, Security.
 loopback_writes = true
 # How long shutdown waits for in-flight requests.
 shutdown_grace_secs = 10
