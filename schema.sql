@@ -82,3 +82,12 @@ CREATE TABLE nostr_rejections (
     message      TEXT NOT NULL,
     at           INTEGER NOT NULL
 );
+
+-- version 4
+-- Ids of BUD-11 auth events already used for a delete, kept until they expire so a replayed
+-- token is refused; capped (the soonest to expire are forgotten first).
+CREATE TABLE used_auth_events (
+    event_id     TEXT PRIMARY KEY,
+    expires_at   INTEGER NOT NULL             -- unix seconds
+);
+CREATE INDEX used_auth_events_expiry ON used_auth_events(expires_at);

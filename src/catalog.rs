@@ -123,7 +123,8 @@ impl Catalog {
     /// Opens the database and content store under the data dir and sweeps leftovers.
     pub fn open(config: &Config, public_url: &str) -> Result<(Catalog, SweepReport), String> {
         let dir = &config.data_dir;
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        crate::store::dirs::create_dir_all_synced(dir)
+            .map_err(|e| format!("{}: {e}", dir.display()))?;
         let db_path = dir.join("gateway.db");
         let db = Db::open(&db_path).map_err(|e| format!("{}: {e}", db_path.display()))?;
         let store = ContentStore::open(

@@ -45,14 +45,16 @@ min_body_bytes_per_sec = 1024
 max_streams = 64
 # Largest upload accepted; bigger ones get 413 before the body is read.
 max_upload_bytes = 17179869184
-# Bearer tokens that may upload and delete from non-loopback addresses.
+# Bearer tokens that may upload and delete (needed unless loopback is trusted).
 write_tokens = []
 # Nostr public keys (hex or npub) whose NIP-98 (kind 27235) signed requests may upload
-# and delete from non-loopback addresses.
+# and delete (a request with a body must name it in a payload tag).
 nostr_pubkeys = []
 # Seconds a NIP-98 event's created_at may differ from the clock.
 nostr_auth_window_secs = 60
-# Clients on loopback may write without credentials.
+# Clients on loopback may write without credentials, when Host names this gateway
+# (localhost, a loopback address or public_url's host), Origin is absent or ours and no
+# proxy is configured (tracker.trusted_proxies, tracker.proxy_header). See README, Security.
 loopback_writes = true
 # How long shutdown waits for in-flight requests.
 shutdown_grace_secs = 10
@@ -74,6 +76,9 @@ write_per_sec = 5
 write_burst = 20
 # Most client IPs tracked at once (the least recently seen are forgotten).
 max_tracked_ips = 10000
+# IPv6 clients are limited per prefix of this many bits (one subscriber has a whole /64);
+# IPv4 clients per address. From 32 to 128.
+ipv6_prefix_bits = 64
 
 [tracker]
 # Which torrents the tracker serves (HTTP /announce and /scrape on the API port, and UDP on
@@ -157,6 +162,10 @@ auth_list = false
 upload_pubkeys = []
 # Seconds an auth event's created_at may lie in the future.
 clock_skew_secs = 60
+# Longest lifetime of an auth event: its expiration may be at most this far ahead and its
+# created_at at most this far back (a leaked token stops working). Delete events also
+# work only once.
+auth_max_lifetime_secs = 3600
 # Mirror (PUT /mirror) may fetch from loopback, private and link-local addresses.
 mirror_allow_private = false
 mirror_timeout_secs = 60
@@ -207,6 +216,7 @@ pub struct BlossomConfig {
     pub auth_list: bool,
     pub upload_pubkeys: Vec<String>,
     pub clock_skew_secs: i64,
+    pub auth_max_lifetime_secs: i64,
     pub mirror_allow_private: bool,
     pub mirror_timeout_secs: u64,
     pub max_reports: usize,
@@ -225,6 +235,7 @@ impl Default for BlossomConfig {
             auth_list: false,
             upload_pubkeys: Vec::new(),
             clock_skew_secs: 60,
+            auth_max_lifetime_secs: 3600,
             mirror_allow_private: false,
             mirror_timeout_secs: 60,
             max_reports: 10_000,
@@ -406,6 +417,7 @@ pub struct RateLimitConfig {
     pub write_per_sec: u32,
     pub write_burst: u32,
     pub max_tracked_ips: usize,
+    pub ipv6_prefix_bits: u8,
 }
 
 impl Default for Config {
@@ -466,6 +478,7 @@ impl Default for RateLimitConfig {
             write_per_sec: 5,
             write_burst: 20,
             max_tracked_ips: 10_000,
+            ipv6_prefix_bits: 64,
         }
     }
 }
@@ -575,6 +588,9 @@ impl Config {
                 "must be from 1 to 10000000",
             ));
         }
+        if !(32..=128).contains(&rl.ipv6_prefix_bits) {
+            return Err(bad("rate_limit.ipv6_prefix_bits", "must be from 32 to 128"));
+        }
         let t = &self.tracker;
         if t.interval_secs == 0 || t.min_interval_secs > t.interval_secs {
             return Err(bad(
@@ -654,6 +670,12 @@ impl Config {
         }
         if !(0..=3600).contains(&b.clock_skew_secs) {
             return Err(bad("blossom.clock_skew_secs", "must be from 0 to 3600"));
+        }
+        if !(60..=604_800).contains(&b.auth_max_lifetime_secs) {
+            return Err(bad(
+                "blossom.auth_max_lifetime_secs",
+                "must be from 60 to 604800",
+            ));
         }
         if !(1..=1_000_000).contains(&b.max_reports) {
             return Err(bad("blossom.max_reports", "must be from 1 to 1000000"));
@@ -882,6 +904,13 @@ mod tests {
         let mut c = Config::default();
         c.peer.upload_slots = 0;
         assert!(c.validate().unwrap_err().0.contains("peer.upload_slots"));
+        let mut c = Config::default();
+        c.rate_limit.ipv6_prefix_bits = 16;
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .0
+            .contains("rate_limit.ipv6_prefix_bits"));
         let mut c = Config::default();
         c.peer.max_queued_bytes = 100;
         assert!(c

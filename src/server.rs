@@ -105,6 +105,8 @@ pub struct Running {
     udp: Option<UdpTracker>,
     net: Option<Net>,
     maintenance: Maintenance,
+    /// Held until the gateway is dropped (after `shutdown`).
+    _lock: crate::store::dirs::DataDirLock,
 }
 
 impl Running {
@@ -137,6 +139,9 @@ impl Running {
 /// Starts the gateway with a validated configuration.
 pub fn run_server(config: Config) -> Result<Running, String> {
     config.validate().map_err(|e| format!("config: {e}"))?;
+    // First of all: one process owns a data dir (a second one's start-up sweep would delete
+    // the first one's uploads in progress).
+    let lock = crate::store::dirs::lock_data_dir(&config.data_dir)?;
     let fd_limit = pool::raise_fd_limit();
     log::debug!("open-files limit {fd_limit}");
     let addr = config.api_addr().map_err(|e| format!("config: {e}"))?;
@@ -241,6 +246,7 @@ pub fn run_server(config: Config) -> Result<Running, String> {
         udp,
         net,
         maintenance,
+        _lock: lock,
     })
 }
 

@@ -42,7 +42,7 @@ fn upload_killed_midway_leaves_nothing() {
     let total = 8_000_000usize;
     let mut s = TcpStream::connect(server.addr).unwrap();
     let head = format!(
-        "PUT /api/files/partial.bin HTTP/1.1\r\nHost: x\r\nContent-Length: {total}\r\n\r\n"
+        "PUT /api/files/partial.bin HTTP/1.1\r\nHost: localhost\r\nContent-Length: {total}\r\n\r\n"
     );
     s.write_all(head.as_bytes()).unwrap();
     s.write_all(&bytes(3_000_000, 33)).unwrap();

@@ -2,8 +2,9 @@
 //! `GET /api/files/<sha256>/torrent`, `DELETE /api/files/<sha256>`, and write authorization.
 
 use super::router::{Reply, Req};
+use crate::config::Config;
 use crate::http::router::Method;
-use crate::proto::{http::escape, metainfo, nostr, nostr_auth};
+use crate::proto::{http::escape, metainfo, nostr, nostr_auth, url};
 use crate::server::Gateway;
 use serde_json::json;
 
@@ -18,16 +19,57 @@ pub fn valid_sha256(s: &str) -> bool {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
-/// Write access: loopback (unless `api.loopback_writes` is off), a configured bearer token,
-/// or a NIP-98 event signed by a configured pubkey. Returns the NIP-98 `payload` hash, if
-/// any, which the body must match.
+/// Whether a request gets loopback's trust (writes without credentials): `api.loopback_writes`
+/// is on, no proxy is configured (behind one every client is loopback), the connection is
+/// from this host, `Host` names this gateway (a localhost name, a loopback address or the
+/// public URL's host: a DNS-rebinding page names its own), and `Origin` is absent or this
+/// gateway's own (a page on another site, or a sandboxed one with `null`, is refused).
+pub fn loopback_trusted(gw: &Gateway, req: &Req<'_>) -> Result<(), &'static str> {
+    loopback_check(&gw.config, &gw.public_url, req)
+}
+
+fn loopback_check(config: &Config, public_url: &str, req: &Req<'_>) -> Result<(), &'static str> {
+    if !config.api.loopback_writes {
+        return Err("loopback writes are off (api.loopback_writes)");
+    }
+    if !req.is_loopback() {
+        return Err("not from loopback");
+    }
+    if !config.tracker.trusted_proxies.is_empty() || !config.tracker.proxy_header.is_empty() {
+        return Err("loopback is not trusted for writes when a proxy is configured");
+    }
+    let public_host = url::host(public_url);
+    let Some(host) = req.host() else {
+        return Err("loopback writes need a Host header");
+    };
+    if !(url::is_local_host(&host) || public_host.as_deref() == Some(host.as_str())) {
+        return Err("loopback writes need a Host naming this gateway");
+    }
+    if let Some(origin) = req.header("Origin") {
+        let own = [
+            req.header("Host")
+                .map(|h| format!("http://{}", h.trim().to_ascii_lowercase())),
+            url::origin(public_url),
+        ];
+        let origin = url::origin(origin);
+        if origin.is_none() || !own.contains(&origin) {
+            return Err("loopback writes are refused from another site's Origin");
+        }
+    }
+    Ok(())
+}
+
+/// Write access: trusted loopback (see [`loopback_trusted`]), a configured bearer token, or
+/// a NIP-98 event signed by a configured pubkey. Returns the NIP-98 `payload` hash, if any,
+/// which the body must match.
 pub fn authorize_write(gw: &Gateway, req: &Req<'_>) -> Result<Option<String>, Reply> {
     let api = &gw.config.api;
+    let loopback = loopback_trusted(gw, req);
     if let Some(auth) = req
         .header("Authorization")
         .filter(|a| a.starts_with("Nostr "))
     {
-        if api.loopback_writes && req.is_loopback() {
+        if loopback.is_ok() {
             return Ok(None);
         }
         let query = if req.query.is_empty() {
@@ -42,22 +84,23 @@ pub fn authorize_write(gw: &Gateway, req: &Req<'_>) -> Result<Option<String>, Re
             Method::Delete => "DELETE",
             _ => "GET",
         };
+        let has_body = req.chunked || req.body_len.is_some_and(|n| n > 0);
         return check_nip98(
             &api.nostr_pubkeys,
             auth,
             &url,
-            method,
+            (method, has_body),
             api.nostr_auth_window_secs,
         );
     }
-    check_write(&api.write_tokens, api.loopback_writes, req).map(|()| None)
+    check_write(&api.write_tokens, loopback, req).map(|()| None)
 }
 
 fn check_nip98(
     allowed: &[String],
     header: &str,
     url: &str,
-    method: &str,
+    (method, has_body): (&str, bool),
     window: i64,
 ) -> Result<Option<String>, Reply> {
     let refuse = |e: nostr_auth::AuthError| {
@@ -69,6 +112,7 @@ fn check_nip98(
         method,
         now: crate::catalog::now_secs(),
         window,
+        has_body,
     };
     let payload = nostr_auth::check_http(&ev, &need).map_err(refuse)?;
     let known = allowed
@@ -84,16 +128,22 @@ fn check_nip98(
     }
 }
 
-fn check_write(tokens: &[String], loopback_ok: bool, req: &Req<'_>) -> Result<(), Reply> {
-    if loopback_ok && req.is_loopback() {
-        return Ok(());
-    }
+fn check_write(
+    tokens: &[String],
+    loopback: Result<(), &'static str>,
+    req: &Req<'_>,
+) -> Result<(), Reply> {
+    let why_not_loopback = match loopback {
+        Ok(()) => return Ok(()),
+        Err(why) => why,
+    };
     let Some(auth) = req.header("Authorization") else {
-        return Err(Reply::error(
-            401,
-            "write access needs Authorization: Bearer <token> or Nostr <NIP-98 event>",
-        )
-        .header("WWW-Authenticate", "Bearer, Nostr"));
+        let mut reason =
+            "write access needs Authorization: Bearer <token> or Nostr <NIP-98 event>".to_string();
+        if req.is_loopback() {
+            reason = format!("{reason} ({why_not_loopback})");
+        }
+        return Err(Reply::error(401, reason).header("WWW-Authenticate", "Bearer, Nostr"));
     };
     let Some(token) = auth.strip_prefix("Bearer ") else {
         return Err(Reply::error(
@@ -289,23 +339,40 @@ pub fn delete(gw: &Gateway, req: &Req<'_>, sha: &str) -> Reply {
 mod tests {
     use super::*;
 
-    fn status_for(remote: &str, auth: Option<&str>) -> Option<u16> {
-        let mut body = std::io::empty();
-        let headers = auth
-            .map(|a| vec![("authorization".to_string(), a.to_string())])
-            .unwrap_or_default();
-        let req = Req {
+    fn req_with<'a>(
+        remote: &str,
+        headers: &[(&str, &str)],
+        body: &'a mut std::io::Empty,
+    ) -> Req<'a> {
+        Req {
             method: Method::Put,
             path: "/api/files/x",
             query: "",
-            headers,
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             remote: Some(remote.parse().unwrap()),
-            body: &mut body,
+            body,
             body_len: Some(1),
             chunked: false,
-        };
+        }
+    }
+
+    const PUBLIC: &str = "https://gw.example";
+
+    fn status_with(config: &Config, remote: &str, headers: &[(&str, &str)]) -> Option<u16> {
+        let mut body = std::io::empty();
+        let req = req_with(remote, headers, &mut body);
         let tokens = vec!["0123456789abcdef-secret".to_string()];
-        check_write(&tokens, true, &req).err().map(|r| r.status)
+        let loopback = loopback_check(config, PUBLIC, &req);
+        check_write(&tokens, loopback, &req).err().map(|r| r.status)
+    }
+
+    fn status_for(remote: &str, auth: Option<&str>) -> Option<u16> {
+        let mut headers = vec![("Host", "127.0.0.1:9877")];
+        headers.extend(auth.map(|a| ("authorization", a)));
+        status_with(&Config::default(), remote, &headers)
     }
 
     #[test]
@@ -320,6 +387,65 @@ mod tests {
         );
         let ok = status_for("203.0.113.9:5000", Some("Bearer 0123456789abcdef-secret"));
         assert_eq!(ok, None);
+    }
+
+    #[test]
+    fn loopback_trust_needs_our_host_our_origin_and_no_proxy() {
+        let c = Config::default();
+        let lo = "127.0.0.1:5000";
+        // A dual-stack listener's IPv4 loopback clients.
+        assert_eq!(
+            status_with(&c, "[::ffff:127.0.0.1]:5000", &[("Host", "localhost")]),
+            None
+        );
+        assert_eq!(status_for("[::ffff:127.0.0.1]:5000", None), None);
+        assert_eq!(status_for("[::ffff:10.1.2.3]:5000", None), Some(401));
+        for host in [
+            "localhost:9877",
+            "LOCALHOST",
+            "ui.localhost",
+            "[::1]:9877",
+            "gw.example",
+        ] {
+            assert_eq!(status_with(&c, lo, &[("Host", host)]), None, "{host}");
+        }
+        // DNS rebinding: the attacker's name resolves to 127.0.0.1.
+        for host in [
+            "evil.example:9877",
+            "localhost.evil.example",
+            "10.0.0.1",
+            "",
+            "a b",
+        ] {
+            assert_eq!(status_with(&c, lo, &[("Host", host)]), Some(401), "{host}");
+        }
+        assert_eq!(status_with(&c, lo, &[]), Some(401), "no Host");
+        let same = [
+            ("Host", "127.0.0.1:9877"),
+            ("Origin", "http://127.0.0.1:9877"),
+        ];
+        assert_eq!(status_with(&c, lo, &same), None);
+        let public = [("Host", "gw.example"), ("Origin", "https://gw.example")];
+        assert_eq!(status_with(&c, lo, &public), None);
+        for origin in ["http://evil.example", "null", "http://127.0.0.1:1234", "x"] {
+            let h = [("Host", "127.0.0.1:9877"), ("Origin", origin)];
+            assert_eq!(status_with(&c, lo, &h), Some(401), "{origin}");
+        }
+        let mut proxied = Config::default();
+        proxied.tracker.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+        assert_eq!(
+            status_with(&proxied, lo, &[("Host", "localhost")]),
+            Some(401)
+        );
+        let mut header_only = Config::default();
+        header_only.tracker.proxy_header = "X-Forwarded-For".into();
+        assert_eq!(
+            status_with(&header_only, lo, &[("Host", "localhost")]),
+            Some(401)
+        );
+        let mut off = Config::default();
+        off.api.loopback_writes = false;
+        assert_eq!(status_with(&off, lo, &[("Host", "localhost")]), Some(401));
     }
 
     #[test]
@@ -343,13 +469,13 @@ mod tests {
         );
         let allowed = vec![keys.npub()];
         assert!(matches!(
-            check_nip98(&allowed, &header, url, "PUT", 60),
+            check_nip98(&allowed, &header, url, ("PUT", false), 60),
             Ok(None)
         ));
         let other = vec!["ab".repeat(32)];
-        let e = check_nip98(&other, &header, url, "PUT", 60).unwrap_err();
+        let e = check_nip98(&other, &header, url, ("PUT", false), 60).unwrap_err();
         assert_eq!(e.status, 403);
-        let e = check_nip98(&allowed, &header, url, "DELETE", 60).unwrap_err();
+        let e = check_nip98(&allowed, &header, url, ("DELETE", false), 60).unwrap_err();
         assert_eq!(e.status, 401);
         assert!(e.headers.iter().any(|(k, _)| *k == "X-Reason"));
     }

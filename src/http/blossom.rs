@@ -23,6 +23,8 @@ pub const DEFAULT_LIST: usize = 100;
 const MAX_REPORT_BODY: u64 = 16 << 10;
 /// Largest `PUT /mirror` request body.
 const MAX_MIRROR_BODY: u64 = 8 << 10;
+/// Delete auth events remembered (until they expire) so that each works once.
+pub const MAX_USED_DELETE_EVENTS: usize = 10_000;
 
 /// Routes one Blossom request (the pool adds the CORS headers with [`cors`]).
 pub fn route(gw: &Gateway, req: &mut Req<'_>) -> Reply {
@@ -105,6 +107,7 @@ fn authorize(
         server: &host,
         now: now_secs(),
         skew: gw.config.blossom.clock_skew_secs,
+        max_lifetime: gw.config.blossom.auth_max_lifetime_secs,
     };
     let refuse = |e: nostr_auth::AuthError| {
         let reply = Reply::error(e.status, e.reason);
@@ -318,6 +321,27 @@ fn delete(gw: &Gateway, req: &Req<'_>, segment: &str) -> Reply {
     match gw.catalog.get(sha) {
         Ok(Some(_)) => {}
         Ok(None) => return Reply::error(404, "blob not found"),
+        Err(e) => return Reply::error(500, format!("database error: {e}")),
+    }
+    // A delete token works once: its id is kept until it expires (checked above, at most
+    // blossom.auth_max_lifetime_secs ahead). Only an owner's token is recorded, so others
+    // cannot fill the table.
+    match gw.catalog.db().owned_since(&ev.pubkey, sha) {
+        Ok(Some(_)) => {}
+        Ok(None) => return Reply::error(403, "this pubkey does not own the blob"),
+        Err(e) => return Reply::error(500, format!("database error: {e}")),
+    }
+    let expires = nostr_auth::expiration(&ev).unwrap_or_else(now_secs);
+    match gw
+        .catalog
+        .db()
+        .use_auth_event(&ev.id, expires, now_secs(), MAX_USED_DELETE_EVENTS)
+    {
+        Ok(true) => {}
+        Ok(false) => {
+            return Reply::error(401, "this delete auth event was already used")
+                .header("WWW-Authenticate", "Nostr")
+        }
         Err(e) => return Reply::error(500, format!("database error: {e}")),
     }
     match gw.catalog.release(sha, &ev.pubkey) {

@@ -1,10 +1,16 @@
 //! `GET|HEAD /download/<sha256>` and the BEP-19 webseed `GET|HEAD /webseed/<info_hash>/<name>`:
 //! the stored bytes with Range (206/416), ETag and If-None-Match (304), read straight from the
 //! memory-mapped blob or the chunk files the range touches.
+//!
+//! Stored bytes are other people's content and never run on our origins: every response
+//! carrying them has `Content-Security-Policy: sandbox` and `nosniff`, and on the API port
+//! an active type (anything [`mime::is_passive`] does not list) goes out as an
+//! `application/octet-stream` attachment. Blossom keeps the declared type (its clients show
+//! blobs by it) under the same sandbox.
 
 use super::router::{Method, Reply, ReplyBody, Req};
-use crate::proto::http::escape;
 use crate::proto::http::range::{self, Ranged};
+use crate::proto::http::{escape, mime};
 use crate::server::Gateway;
 use crate::store::db::FileRecord;
 
@@ -55,6 +61,7 @@ pub fn serve(gw: &Gateway, req: &Req<'_>, rec: &FileRecord, kind: Kind) -> Reply
             .header("Accept-Ranges", "bytes")
             .header("Cache-Control", "public, max-age=31536000, immutable")
             .header("X-Content-Type-Options", "nosniff")
+            .header("Content-Security-Policy", "sandbox")
     };
     if let Some(inm) = req.header("If-None-Match") {
         if inm.split(',').any(|t| t.trim() == etag || t.trim() == "*") {
@@ -88,9 +95,15 @@ pub fn serve(gw: &Gateway, req: &Req<'_>, rec: &FileRecord, kind: Kind) -> Reply
         }
     };
     gw.stats.served(kind, len);
+    let passive = mime::is_passive(&rec.content_type);
+    let content_type = if passive || kind == Kind::Blob {
+        rec.content_type.clone()
+    } else {
+        mime::OCTET_STREAM.to_string()
+    };
     let mut reply = common(Reply {
         status,
-        headers: vec![("Content-Type", rec.content_type.clone())],
+        headers: vec![("Content-Type", content_type)],
         body,
     });
     if status == 206 {
@@ -99,14 +112,19 @@ pub fn serve(gw: &Gateway, req: &Req<'_>, rec: &FileRecord, kind: Kind) -> Reply
             format!("bytes {}-{}/{size}", range.start, range.end - 1),
         );
     }
-    if kind == Kind::Download {
-        reply = reply.header("Content-Disposition", disposition(&rec.name));
+    match kind {
+        Kind::Download => {
+            let how = if passive { "inline" } else { "attachment" };
+            reply = reply.header("Content-Disposition", disposition(how, &rec.name));
+        }
+        Kind::Webseed if !passive => reply = reply.header("Content-Disposition", "attachment"),
+        Kind::Webseed | Kind::Blob => {}
     }
     reply
 }
 
-/// `inline` with an ASCII fallback name and the exact UTF-8 name (RFC 6266).
-fn disposition(name: &str) -> String {
+/// `inline` or `attachment` with an ASCII fallback name and the exact UTF-8 name (RFC 6266).
+fn disposition(how: &str, name: &str) -> String {
     let ascii: String = name
         .chars()
         .map(|c| {
@@ -118,7 +136,7 @@ fn disposition(name: &str) -> String {
         })
         .collect();
     format!(
-        "inline; filename=\"{ascii}\"; filename*=UTF-8''{}",
+        "{how}; filename=\"{ascii}\"; filename*=UTF-8''{}",
         escape::encode(name.as_bytes())
     )
 }
@@ -130,7 +148,7 @@ mod tests {
     #[test]
     fn disposition_is_safe() {
         assert_eq!(
-            disposition("a\"b ü.txt"),
+            disposition("inline", "a\"b ü.txt"),
             "inline; filename=\"a_b _.txt\"; filename*=UTF-8''a%22b%20%C3%BC.txt"
         );
     }

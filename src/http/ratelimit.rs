@@ -1,5 +1,8 @@
-//! Per-IP token buckets, one per route class, in a table capped at a configured number of
-//! addresses (the least recently seen are forgotten first).
+//! Per-client token buckets, one per route class, in a table capped at a configured number
+//! of clients (the least recently seen are forgotten first). A client is an IPv4 address or
+//! an IPv6 prefix (`rate_limit.ipv6_prefix_bits`, a /64 by default: one subscriber gets a
+//! whole /64, so keying on full addresses would give it 2^64 buckets and let it evict
+//! everyone else's). IPv4-mapped IPv6 addresses count as the IPv4 address.
 
 use super::router::RouteClass;
 use crate::config::RateLimitConfig;
@@ -62,10 +65,13 @@ impl RateLimiter {
     }
 
     fn check_at(&self, ip: Option<IpAddr>, class: RouteClass, now: Instant) -> Result<(), u64> {
-        let Some(ip) = ip else { return Ok(()) };
+        let Some(ip) = ip.map(crate::tracker::canonical) else {
+            return Ok(());
+        };
         if !self.cfg.enabled || (self.cfg.exempt_loopback && ip.is_loopback()) {
             return Ok(());
         }
+        let ip = client_key(ip, self.cfg.ipv6_prefix_bits);
         let c = &self.cfg;
         let mut table = self.table.lock();
         if table.len() >= c.max_tracked_ips && !table.contains_key(&ip) {
@@ -85,6 +91,18 @@ impl RateLimiter {
 
     pub fn tracked(&self) -> usize {
         self.table.lock().len()
+    }
+}
+
+/// The bucket key of a (canonical) address: IPv4 as is, IPv6 cut to its first `bits` bits.
+fn client_key(ip: IpAddr, bits: u8) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => {
+            let bits = u32::from(bits.min(128));
+            let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
+            IpAddr::V6((u128::from(v6) & mask).into())
+        }
     }
 }
 
@@ -110,6 +128,7 @@ mod tests {
             write_per_sec: 1,
             write_burst: 1,
             max_tracked_ips: max_ips,
+            ipv6_prefix_bits: 64,
         })
     }
 
@@ -130,6 +149,40 @@ mod tests {
         for _ in 0..100 {
             assert_eq!(l.check_at(Some(lo), RouteClass::Write, t0), Ok(()));
         }
+    }
+
+    #[test]
+    fn ipv6_is_limited_per_64_and_mapped_ipv4_per_address() {
+        let l = limiter(100);
+        let t0 = Instant::now();
+        // Fresh addresses from one /64 share one bucket.
+        let burst: Vec<Result<(), u64>> = (1..=4u16)
+            .map(|i| {
+                let ip = IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 7, i, 0, 0, i));
+                l.check_at(Some(ip), RouteClass::Read, t0)
+            })
+            .collect();
+        assert_eq!(burst, [Ok(()), Ok(()), Ok(()), Err(1)]);
+        assert_eq!(l.tracked(), 1);
+        let next: IpAddr = "2001:db8:0:8::1".parse().unwrap();
+        assert_eq!(l.check_at(Some(next), RouteClass::Read, t0), Ok(()));
+        // ::ffff:10.0.0.1 is 10.0.0.1, and mapped loopback is exempt.
+        let v4: IpAddr = "10.0.0.1".parse().unwrap();
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        for _ in 0..3 {
+            assert_eq!(l.check_at(Some(v4), RouteClass::Read, t0), Ok(()));
+        }
+        assert_eq!(l.check_at(Some(mapped), RouteClass::Read, t0), Err(1));
+        let lo: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
+        for _ in 0..10 {
+            assert_eq!(l.check_at(Some(lo), RouteClass::Read, t0), Ok(()));
+        }
+        assert_eq!(client_key(next, 128), next);
+        assert_eq!(client_key(next, 0), IpAddr::V6(0.into()));
+        assert_eq!(
+            client_key("2001:db8:ffff::1".parse().unwrap(), 36),
+            "2001:db8:f000::".parse::<IpAddr>().unwrap()
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@ use crate::server::Gateway;
 use crate::store::content::Body;
 use serde_json::{json, Value};
 use std::io::Read;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
@@ -80,8 +80,22 @@ impl Req<'_> {
         }
     }
 
+    /// The client's IP, IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`, from a dual-stack
+    /// listener) as IPv4.
+    pub fn remote_ip(&self) -> Option<IpAddr> {
+        self.remote.map(|a| crate::tracker::canonical(a.ip()))
+    }
+
+    /// Whether the connection comes from this host (127.0.0.0/8, `::1`, or either mapped).
+    /// This says nothing of who made the request: see `api::loopback_trusted`.
     pub fn is_loopback(&self) -> bool {
-        self.remote.is_some_and(|a| a.ip().is_loopback())
+        self.remote_ip().is_some_and(|ip| ip.is_loopback())
+    }
+
+    /// The `Host` header's host, lowercase, without the port or IPv6 brackets.
+    pub fn host(&self) -> Option<String> {
+        self.header("Host")
+            .and_then(crate::proto::url::authority_host)
     }
 }
 

@@ -18,3 +18,4 @@ pub mod peer_ext;
 pub mod peer_wire;
 pub mod tracker_http;
 pub mod tracker_udp;
+pub mod url;

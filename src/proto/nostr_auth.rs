@@ -1,6 +1,12 @@
 //! Authorization with signed Nostr events: Blossom's kind 24242 (BUD-11) and HTTP auth's
 //! kind 27235 (NIP-98), both sent as `Authorization: Nostr <base64 event>`. Pure checks: the
 //! caller supplies the clock, the server's hostname and what the request is about.
+//!
+//! Tokens have a bounded lifetime: a BUD-11 event may not expire more than `max_lifetime`
+//! seconds from now nor have been made longer ago than that, and a NIP-98 event must be
+//! within `window` of the clock and, for a request with a body, name it in `payload`
+//! (otherwise a captured header uploads anything to that URL). Single use of delete tokens
+//! is the caller's (it needs state).
 
 use super::base64;
 use super::nostr::Event;
@@ -52,6 +58,8 @@ pub struct BlossomNeed<'a> {
     pub now: i64,
     /// Seconds `created_at` may lie in the future.
     pub skew: i64,
+    /// Most seconds `expiration` may lie ahead, and `created_at` behind.
+    pub max_lifetime: i64,
 }
 
 /// Checks a verified event against BUD-11's rules.
@@ -69,9 +77,21 @@ pub fn check_blossom(ev: &Event, need: &BlossomNeed<'_>) -> Result<(), AuthError
         .tag("expiration")
         .ok_or_else(|| unauthorized("auth event has no expiration tag"))?;
     match expiration.parse::<i64>() {
-        Ok(t) if t > need.now => {}
-        Ok(_) => return Err(unauthorized("auth event has expired")),
+        Ok(t) if t <= need.now => return Err(unauthorized("auth event has expired")),
+        Ok(t) if t - need.now > need.max_lifetime => {
+            return Err(unauthorized(format!(
+                "auth event expiration is more than {} s away",
+                need.max_lifetime
+            )))
+        }
+        Ok(_) => {}
         Err(_) => return Err(unauthorized("auth event expiration is not a number")),
+    }
+    if ev.created_at < need.now - need.max_lifetime {
+        return Err(unauthorized(format!(
+            "auth event was made more than {} s ago",
+            need.max_lifetime
+        )));
     }
     if !ev.tag_values("t").any(|t| t == need.verb) {
         return Err(unauthorized(format!(
@@ -94,6 +114,11 @@ pub fn check_blossom(ev: &Event, need: &BlossomNeed<'_>) -> Result<(), AuthError
     Ok(())
 }
 
+/// The `expiration` tag of an event [`check_blossom`] accepted.
+pub fn expiration(ev: &Event) -> Option<i64> {
+    ev.tag("expiration")?.parse().ok()
+}
+
 /// Whether the event's `x` tags name this blob.
 pub fn names_blob(ev: &Event, sha256: &str) -> bool {
     ev.tag_values("x").any(|x| x.eq_ignore_ascii_case(sha256))
@@ -108,6 +133,8 @@ pub struct HttpNeed<'a> {
     pub now: i64,
     /// Seconds `created_at` may differ from now either way.
     pub window: i64,
+    /// Whether the request has a body (then `payload` is required).
+    pub has_body: bool,
 }
 
 /// Checks a verified event against NIP-98's rules. Returns the `payload` tag (a SHA-256 of
@@ -142,6 +169,9 @@ pub fn check_http(ev: &Event, need: &HttpNeed<'_>) -> Result<Option<String>, Aut
         )));
     }
     match ev.tag("payload") {
+        None if need.has_body => Err(unauthorized(
+            "auth event has no payload tag (the body's sha256), needed with a body",
+        )),
         None => Ok(None),
         Some(p) if p.len() == 64 && p.bytes().all(|b| b.is_ascii_hexdigit()) => {
             Ok(Some(p.to_ascii_lowercase()))
@@ -182,6 +212,7 @@ mod tests {
             server: "cdn.example.com",
             now: NOW,
             skew: 60,
+            max_lifetime: 3600,
         }
     }
 
@@ -242,7 +273,33 @@ mod tests {
                 "server",
             ),
         ];
-        for (ev, what) in cases {
+        let lifetimes: Vec<(Event, &str)> = vec![
+            (
+                event(
+                    BLOSSOM_KIND,
+                    NOW - 5,
+                    &[&["t", "upload"], &["expiration", &(NOW + 3601).to_string()]],
+                ),
+                "expires too late",
+            ),
+            (
+                event(
+                    BLOSSOM_KIND,
+                    NOW - 5,
+                    &[&["t", "upload"], &["expiration", "99999999999"]],
+                ),
+                "never expires",
+            ),
+            (
+                event(
+                    BLOSSOM_KIND,
+                    NOW - 3601,
+                    &[&["t", "upload"], &["expiration", &exp]],
+                ),
+                "made too long ago",
+            ),
+        ];
+        for (ev, what) in cases.into_iter().chain(lifetimes) {
             let e = check_blossom(&ev, &need("upload", None)).unwrap_err();
             assert_eq!(e.status, 401, "{what}");
         }
@@ -256,6 +313,13 @@ mod tests {
             ],
         );
         check_blossom(&scoped, &need("upload", None)).unwrap();
+        assert_eq!(expiration(&scoped), Some(NOW + 600));
+        let longest = event(
+            BLOSSOM_KIND,
+            NOW - 3600,
+            &[&["t", "upload"], &["expiration", &(NOW + 3600).to_string()]],
+        );
+        check_blossom(&longest, &need("upload", None)).unwrap();
         // A tampered event fails at parse time.
         let mut bad = good.clone();
         bad.tags.push(vec!["x".into(), "c".repeat(64)]);
@@ -282,6 +346,7 @@ mod tests {
             method: "PUT",
             now: NOW + 10,
             window: 60,
+            has_body: true,
         };
         assert_eq!(check_http(&ev, &need).unwrap(), Some(payload));
         let other_url = HttpNeed {
@@ -301,5 +366,14 @@ mod tests {
         assert!(check_http(&ev, &late).is_err());
         let wrong_kind = event(BLOSSOM_KIND, NOW, &[&["u", url], &["method", "PUT"]]);
         assert!(check_http(&wrong_kind, &need).is_err());
+        // Without payload: fine for a bodiless request, refused when there is a body.
+        let bare = event(HTTP_AUTH_KIND, NOW, &[&["u", url], &["method", "PUT"]]);
+        let e = check_http(&bare, &need).unwrap_err();
+        assert!(e.reason.contains("payload"), "{}", e.reason);
+        let no_body = HttpNeed {
+            has_body: false,
+            ..need.clone()
+        };
+        assert_eq!(check_http(&bare, &no_body).unwrap(), None);
     }
 }

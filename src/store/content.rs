@@ -6,8 +6,9 @@
 //! durable (fsync, or one syncfs for chunk files) and only then renamed into place; the caller
 //! records it in SQLite afterwards. A crash therefore leaves either nothing in place, a
 //! complete file that no record names (removed by [`ContentStore::sweep`] at start-up), or a
-//! complete recorded file. Reads map only the chunks a range touches.
+//! complete recorded file. Reads map one chunk at a time, as the writer reaches it.
 
+use super::dirs::{create_dir_all_synced, fsync_dir};
 use super::mmap::MappedFile;
 use crate::proto::hex;
 use sha1::{Digest, Sha1};
@@ -18,7 +19,6 @@ use std::io::{self, Read, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 
 use super::db::Storage;
 
@@ -86,7 +86,7 @@ impl ContentStore {
     /// Creates the directory layout under `root`.
     pub fn open(root: &Path, piece_length: u64, blob_threshold: u64) -> io::Result<ContentStore> {
         for sub in ["blobs", "chunks", "tmp"] {
-            fs::create_dir_all(root.join(sub))?;
+            create_dir_all_synced(&root.join(sub))?;
         }
         Ok(ContentStore {
             root: root.to_path_buf(),
@@ -204,7 +204,9 @@ impl ContentStore {
     }
 
     /// Moves a finished upload into place (replacing leftovers of an earlier crash) and
-    /// fsyncs the directories. The caller holds the commit lock and records it next.
+    /// fsyncs the directories: every one created on the way (`blobs/ab/`, `blobs/ab/cd/`)
+    /// into its parent, then the one that received it. The caller holds the commit lock and
+    /// records it next.
     pub fn commit(&self, mut up: Ingested) -> io::Result<()> {
         let from = up.tmp.0.take().expect("not yet committed");
         let to = match up.storage {
@@ -212,14 +214,10 @@ impl ContentStore {
             Storage::Chunked => self.chunk_dir(&up.sha256),
         };
         let parent = to.parent().expect("has a parent");
-        fs::create_dir_all(parent)?;
+        create_dir_all_synced(parent)?;
         remove_any(&to)?;
         fs::rename(&from, &to)?;
-        fsync_dir(parent)?;
-        if let Some(grand) = parent.parent() {
-            fsync_dir(grand)?;
-        }
-        Ok(())
+        fsync_dir(parent)
     }
 
     /// Removes a stored file's data.
@@ -301,8 +299,11 @@ impl ContentStore {
         }
     }
 
-    /// Maps the bytes `range` of a stored file: one mapping for a blob, the touched chunks
-    /// for a chunked file.
+    /// The bytes `range` of a stored file, mapped lazily: a blob is mapped now (one
+    /// mapping); of a chunked file only the first chunk the range touches is mapped now, the
+    /// others are checked (present, right size) and each is mapped when the writer reaches
+    /// it and unmapped once sent, so a response holds at most one chunk's mapping however
+    /// long it is (a 16 GiB file is 8,192 chunks; `vm.max_map_count` is 65,530).
     pub fn read(
         &self,
         sha256: &str,
@@ -313,9 +314,15 @@ impl ContentStore {
         let mut parts = Vec::new();
         match storage {
             Storage::Blob => {
-                let map = Arc::new(MappedFile::open(&self.blob_path(sha256))?);
+                let path = self.blob_path(sha256);
+                let map = MappedFile::open(&path)?;
                 check_len(map.bytes().len() as u64, size)?;
-                parts.push((map, range.start as usize..range.end as usize));
+                parts.push(Part {
+                    path,
+                    file_len: size,
+                    range: range.start as usize..range.end as usize,
+                    map: Some(map),
+                });
             }
             Storage::Chunked => {
                 let pl = self.piece_length;
@@ -325,11 +332,23 @@ impl ContentStore {
                     let index = pos / pl;
                     let chunk_start = index * pl;
                     let chunk_len = pl.min(size - chunk_start);
-                    let map = Arc::new(MappedFile::open(&dir.join(index.to_string()))?);
-                    check_len(map.bytes().len() as u64, chunk_len)?;
+                    let path = dir.join(index.to_string());
+                    let map = if parts.is_empty() {
+                        let map = MappedFile::open(&path)?;
+                        check_len(map.bytes().len() as u64, chunk_len)?;
+                        Some(map)
+                    } else {
+                        check_len(fs::metadata(&path)?.len(), chunk_len)?;
+                        None
+                    };
                     let from = (pos - chunk_start) as usize;
                     let to = (range.end - chunk_start).min(chunk_len) as usize;
-                    parts.push((map, from..to));
+                    parts.push(Part {
+                        path,
+                        file_len: chunk_len,
+                        range: from..to,
+                        map,
+                    });
                     pos = chunk_start + to as u64;
                 }
             }
@@ -352,24 +371,65 @@ fn check_len(actual: u64, expected: u64) -> io::Result<()> {
 /// Bounds one write so a slow client cannot pin a huge range in one call.
 const MAX_WRITE: usize = 4 << 20;
 
-/// The bytes of a response, read straight from mappings.
+/// One stored file's share of a response: the bytes `range` of the file at `path`, mapped
+/// while they are being sent.
+struct Part {
+    path: PathBuf,
+    file_len: u64,
+    range: Range<usize>,
+    map: Option<MappedFile>,
+}
+
+/// The bytes of a response, read straight from mappings: one part at a time is mapped (when
+/// the writer reaches it) and unmapped as soon as it is sent.
 pub struct Body {
-    parts: Vec<(Arc<MappedFile>, Range<usize>)>,
+    parts: Vec<Part>,
     at: usize,
 }
 
 impl Body {
-    /// Writes the remaining bytes straight from the mappings, one large write per part:
-    /// no intermediate buffer, so the kernel copies from the mapped pages.
-    pub fn write_to(&mut self, out: &mut dyn Write) -> io::Result<()> {
-        for (map, range) in &mut self.parts[self.at..] {
-            while range.start < range.end {
-                let end = range.end.min(range.start + MAX_WRITE);
-                out.write_all(&map.bytes()[range.start..end])?;
-                range.start = end;
+    /// The unsent bytes of the current part (at most `max`), mapping it if needed; parts
+    /// already sent are unmapped on the way. None once everything is sent.
+    fn current(&mut self, max: usize) -> io::Result<Option<&[u8]>> {
+        while let Some(part) = self.parts.get_mut(self.at) {
+            if part.range.start < part.range.end {
+                break;
+            }
+            part.map = None;
+            self.at += 1;
+        }
+        let Some(part) = self.parts.get_mut(self.at) else {
+            return Ok(None);
+        };
+        if part.map.is_none() {
+            let map = MappedFile::open(&part.path)?;
+            check_len(map.bytes().len() as u64, part.file_len)?;
+            part.map = Some(map);
+        }
+        let map = part.map.as_ref().expect("mapped above");
+        let end = part.range.end.min(part.range.start + max);
+        Ok(Some(&map.bytes()[part.range.start..end]))
+    }
+
+    /// Marks `n` bytes of the current part sent, unmapping it when it is done.
+    fn advance(&mut self, n: usize) {
+        if let Some(part) = self.parts.get_mut(self.at) {
+            part.range.start += n;
+            if part.range.start >= part.range.end {
+                part.map = None;
+                self.at += 1;
             }
         }
-        self.at = self.parts.len();
+    }
+
+    /// Writes the remaining bytes straight from the mappings, in large writes: no
+    /// intermediate buffer, so the kernel copies from the mapped pages.
+    pub fn write_to(&mut self, out: &mut dyn Write) -> io::Result<()> {
+        while let Some(bytes) = self.current(MAX_WRITE)? {
+            out.write_all(bytes)?;
+            let n = bytes.len();
+            self.advance(n);
+        }
         Ok(())
     }
 
@@ -377,25 +437,20 @@ impl Body {
     /// took, 0 once everything is sent. A `WouldBlock` from a non-blocking socket comes back
     /// as the error, with nothing consumed, so the caller can wait and call again.
     pub fn write_some(&mut self, out: &mut dyn Write) -> io::Result<usize> {
-        while let Some((map, range)) = self.parts.get_mut(self.at) {
-            if range.start >= range.end {
-                self.at += 1;
-                continue;
-            }
-            let end = range.end.min(range.start + MAX_WRITE);
-            let n = out.write(&map.bytes()[range.start..end])?;
-            if n == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
-            }
-            range.start += n;
-            return Ok(n);
+        let Some(bytes) = self.current(MAX_WRITE)? else {
+            return Ok(0);
+        };
+        let n = out.write(bytes)?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
         }
-        Ok(0)
+        self.advance(n);
+        Ok(n)
     }
 
     /// Bytes not yet written or read.
     pub fn len(&self) -> u64 {
-        self.parts.iter().map(|(_, r)| r.len() as u64).sum()
+        self.parts.iter().map(|p| p.range.len() as u64).sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -405,17 +460,13 @@ impl Body {
 
 impl Read for Body {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        while let Some((map, range)) = self.parts.get_mut(self.at) {
-            if range.start >= range.end {
-                self.at += 1;
-                continue;
-            }
-            let n = out.len().min(range.len());
-            out[..n].copy_from_slice(&map.bytes()[range.start..range.start + n]);
-            range.start += n;
-            return Ok(n);
-        }
-        Ok(0)
+        let Some(bytes) = self.current(out.len())? else {
+            return Ok(0);
+        };
+        let n = bytes.len();
+        out[..n].copy_from_slice(bytes);
+        self.advance(n);
+        Ok(n)
     }
 }
 
@@ -643,10 +694,6 @@ fn remove_any(path: &Path) -> io::Result<()> {
     }
 }
 
-fn fsync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -712,6 +759,120 @@ mod tests {
         );
         assert!(missing.is_empty());
         assert!(!orphan.exists());
+    }
+
+    /// This process's mappings of files under `dir`.
+    fn mappings_under(dir: &Path) -> usize {
+        let maps = fs::read_to_string("/proc/self/maps").unwrap();
+        let dir = dir.to_string_lossy();
+        maps.lines().filter(|l| l.contains(dir.as_ref())).count()
+    }
+
+    /// A writer that takes at most `cap` bytes a call, or refuses with WouldBlock.
+    struct Slow {
+        out: Vec<u8>,
+        cap: usize,
+        block: bool,
+    }
+
+    impl Write for Slow {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.block {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let n = buf.len().min(self.cap);
+            self.out.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_response_maps_one_chunk_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContentStore::open(dir.path(), 16_384, 50_000).unwrap();
+        let bytes = data(16_384 * 20 + 100);
+        let up = store
+            .ingest(&mut &bytes[..], Some(bytes.len() as u64), 1 << 30)
+            .unwrap();
+        assert_eq!(up.storage, Storage::Chunked);
+        let (sha, size) = (up.sha256.clone(), up.size);
+        store.commit(up).unwrap();
+        let chunks = store.chunk_dir(&sha);
+        assert_eq!(mappings_under(&chunks), 0);
+        let mut body = store.read(&sha, Storage::Chunked, size, 0..size).unwrap();
+        assert_eq!(mappings_under(&chunks), 1, "only the first chunk is mapped");
+        assert_eq!(body.len(), size);
+        // WouldBlock consumes nothing.
+        let mut w = Slow {
+            out: Vec::new(),
+            cap: 5000,
+            block: true,
+        };
+        assert_eq!(
+            body.write_some(&mut w).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
+        assert_eq!(body.len(), size);
+        w.block = false;
+        let mut calls = 0;
+        loop {
+            let n = body.write_some(&mut w).unwrap();
+            assert!(mappings_under(&chunks) <= 1, "after {calls} writes");
+            if n == 0 {
+                break;
+            }
+            calls += 1;
+            assert!(calls < 10_000);
+        }
+        assert_eq!(w.out, bytes);
+        assert!(body.is_empty());
+        assert_eq!(mappings_under(&chunks), 0, "sent chunks are unmapped");
+        // A range in the middle, through Read and write_to.
+        let mut body = store
+            .read(&sha, Storage::Chunked, size, 20_000..200_000)
+            .unwrap();
+        let mut first = vec![0u8; 1000];
+        body.read_exact(&mut first).unwrap();
+        let mut rest = Vec::new();
+        body.write_to(&mut rest).unwrap();
+        first.extend_from_slice(&rest);
+        assert_eq!(first, &bytes[20_000..200_000]);
+        assert_eq!(mappings_under(&chunks), 0);
+        // A missing chunk fails the read up front, not halfway through the response.
+        fs::remove_file(chunks.join("7")).unwrap();
+        assert!(store.read(&sha, Storage::Chunked, size, 0..size).is_err());
+    }
+
+    #[test]
+    fn every_directory_made_for_a_commit_is_synced() {
+        use crate::store::dirs::tests::take_synced;
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("data");
+        take_synced();
+        let store = ContentStore::open(&root, 16_384, 50_000).unwrap();
+        let synced = take_synced();
+        for d in [tmp.path().to_path_buf(), root.clone()] {
+            assert!(synced.contains(&d), "{}: {synced:?}", d.display());
+        }
+        let bytes = data(1000);
+        let up = store.ingest(&mut &bytes[..], Some(1000), 1 << 20).unwrap();
+        let path = store.blob_path(&up.sha256);
+        store.commit(up).unwrap();
+        let cd = path.parent().unwrap().to_path_buf();
+        let ab = cd.parent().unwrap().to_path_buf();
+        let synced = take_synced();
+        // blobs/ holds the new ab/, ab/ the new cd/, cd/ the blob.
+        for d in [root.join("blobs"), ab, cd] {
+            assert!(synced.contains(&d), "{}: {synced:?}", d.display());
+        }
+        let big = data(60_000);
+        let up = store.ingest(&mut &big[..], Some(60_000), 1 << 20).unwrap();
+        assert_eq!(up.storage, Storage::Chunked);
+        store.commit(up).unwrap();
+        assert!(take_synced().contains(&root.join("chunks")));
     }
 
     #[test]

@@ -385,7 +385,7 @@ pub(crate) mod tests {
                 bytes: 30
             }
         );
-        assert_eq!(db.schema_version().unwrap(), 3);
+        assert_eq!(db.schema_version().unwrap(), 4);
         let deltas = [("aa".to_string(), 2), ("bb".to_string(), 1)];
         db.add_tracker_downloads(&deltas).unwrap();
         db.add_tracker_downloads(&deltas[..1]).unwrap();

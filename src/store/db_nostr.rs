@@ -1,6 +1,6 @@
 //! SQLite queries for Blossom and Nostr: who holds a blob (owners and the API), BUD-09
-//! reports, the outgoing event queue and the relays' rejections. Every table has a cap that
-//! the caller passes in.
+//! reports, auth events already used for deletes, the outgoing event queue and the relays'
+//! rejections. Every table has a cap that the caller passes in.
 
 use super::db::{Db, FileRecord, Result};
 use rusqlite::{params, OptionalExtension};
@@ -163,6 +163,34 @@ impl Db {
         )?;
         tx.commit()?;
         Ok(added)
+    }
+
+    /// Records that an auth event was used, until `expires_at`. False if it was already
+    /// used (a replay). Expired ids are forgotten first; past `max` rows the ones that expire
+    /// soonest go.
+    pub fn use_auth_event(
+        &self,
+        event_id: &str,
+        expires_at: i64,
+        now: i64,
+        max: usize,
+    ) -> Result<bool> {
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction()?;
+        tx.execute("DELETE FROM used_auth_events WHERE expires_at <= ?1", [now])?;
+        let fresh = tx.execute(
+            "INSERT OR IGNORE INTO used_auth_events (event_id, expires_at) VALUES (?1, ?2)",
+            params![event_id, expires_at],
+        )? > 0;
+        if fresh {
+            tx.execute(
+                "DELETE FROM used_auth_events WHERE event_id NOT IN
+                 (SELECT event_id FROM used_auth_events ORDER BY expires_at DESC LIMIT ?1)",
+                [max as i64],
+            )?;
+        }
+        tx.commit()?;
+        Ok(fresh)
     }
 
     /// The newest reports, at most `limit`.
@@ -388,6 +416,32 @@ mod tests {
         );
         db.delete("b").unwrap();
         assert!(db.owned("alice", 10, None, 0, i64::MAX).unwrap().is_empty());
+    }
+
+    #[test]
+    fn used_auth_events_are_remembered_until_they_expire_and_capped() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("g.db")).unwrap();
+        assert!(db.use_auth_event("e1", 2000, 1000, 2).unwrap());
+        assert!(!db.use_auth_event("e1", 2000, 1500, 2).unwrap(), "a replay");
+        assert!(db.use_auth_event("e2", 3000, 1500, 2).unwrap());
+        assert!(db.use_auth_event("e3", 4000, 1500, 2).unwrap());
+        assert!(
+            db.use_auth_event("e1", 2000, 1500, 2).unwrap(),
+            "past the cap the soonest to expire is forgotten"
+        );
+        assert!(!db.use_auth_event("e3", 4000, 1500, 2).unwrap());
+        assert!(db.use_auth_event("e9", 9000, 3500, 2).unwrap());
+        assert!(
+            db.use_auth_event("e2", 3000, 3500, 2).unwrap(),
+            "an expired id is forgotten"
+        );
+        drop(db);
+        let db = Db::open(&dir.path().join("g.db")).unwrap();
+        assert!(
+            !db.use_auth_event("e9", 9000, 3600, 2).unwrap(),
+            "kept across restarts"
+        );
     }
 
     #[test]

@@ -40,12 +40,23 @@ impl Server {
         Self::start_with(data, &config, Some(level))
     }
 
+    /// Like `start`, with the API listening on `api_addr` (e.g. an IPv4-mapped address).
+    pub fn start_at(data: &Path, extra_config: &str, api_addr: &str) -> Server {
+        let config = data.with_extension("toml");
+        std::fs::write(&config, extra_config).unwrap();
+        Self::launch(data, &config, None, api_addr)
+    }
+
     fn start_with(data: &Path, config: &Path, level: Option<&str>) -> Server {
+        Self::launch(data, config, level, "127.0.0.1:0")
+    }
+
+    fn launch(data: &Path, config: &Path, level: Option<&str>, api_addr: &str) -> Server {
         let mut child = Command::new(super::bin())
             .args([
                 "serve",
                 "--api-addr",
-                "127.0.0.1:0",
+                api_addr,
                 "--peer-addr",
                 "127.0.0.1:0",
                 "--blossom-addr",

@@ -1,4 +1,5 @@
-//! Content types from file names (by extension), and the reverse for Blossom URLs. Pure.
+//! Content types from file names (by extension), and the reverse for Blossom URLs; which
+//! types are passive (a browser only displays them, never runs them). Pure.
 
 const TYPES: &[(&str, &str)] = &[
     ("aac", "audio/aac"),
@@ -69,6 +70,35 @@ pub fn extension_for(content_type: &str) -> Option<&'static str> {
         .map(|(e, _)| *e)
 }
 
+/// Whether a browser only displays this type and never runs code from it: raster images
+/// (not SVG), audio, video, `text/plain` and `application/octet-stream`. Everything else
+/// (HTML, SVG, XML, JavaScript, PDF, unknown types) is active and must not be served inline
+/// on an origin that holds any authority.
+pub fn is_passive(content_type: &str) -> bool {
+    let base = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let Some((top, sub)) = base.split_once('/') else {
+        return false;
+    };
+    let sub_ok = !sub.is_empty()
+        && !sub.contains("xml")
+        && !sub.contains("html")
+        && sub
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".+-_".contains(&b));
+    match top {
+        "image" => sub_ok && sub != "svg",
+        "audio" | "video" => sub_ok,
+        "text" => sub == "plain",
+        "application" => sub == "octet-stream",
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,5 +111,38 @@ mod tests {
         assert_eq!(from_name("x."), OCTET_STREAM);
         assert_eq!(extension_for("image/png; q=1"), Some("png"));
         assert_eq!(extension_for("application/x-unknown"), None);
+    }
+
+    #[test]
+    fn passive_types() {
+        for t in [
+            "image/png",
+            "IMAGE/JPEG; q=1",
+            "video/mp4",
+            "audio/ogg",
+            "text/plain; charset=utf-8",
+            "application/octet-stream",
+        ] {
+            assert!(is_passive(t), "{t}");
+        }
+        for t in [
+            "text/html",
+            "image/svg+xml",
+            "image/svg",
+            "application/xml",
+            "text/xml",
+            "application/xhtml+xml",
+            "text/javascript",
+            "application/javascript",
+            "application/pdf",
+            "application/json",
+            "text/css",
+            "multipart/x-mixed-replace",
+            "image/",
+            "nonsense",
+            "",
+        ] {
+            assert!(!is_passive(t), "{t}");
+        }
     }
 }
