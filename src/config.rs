@@ -5,7 +5,7 @@
 //! name, unknown keys are errors, and [`Config::validate`] names the key that is wrong. The
 //! defaults fit a 64 MB box.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -189,7 +189,7 @@ timeout_secs = 10
 "#;
 
 /// The whole configuration.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub data_dir: PathBuf,
@@ -203,7 +203,7 @@ pub struct Config {
 }
 
 /// The Blossom server.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BlossomConfig {
     pub enabled: bool,
@@ -244,7 +244,7 @@ impl Default for BlossomConfig {
 }
 
 /// The gateway's Nostr identity and relays.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NostrConfig {
     pub secret_key: String,
@@ -269,7 +269,7 @@ impl Default for NostrConfig {
 }
 
 /// The peer wire service.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PeerConfig {
     pub enabled: bool,
@@ -314,7 +314,7 @@ impl Default for PeerConfig {
 }
 
 /// How the tracker decides which info-hashes it serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TrackerMode {
     Open,
@@ -334,7 +334,7 @@ impl std::str::FromStr for TrackerMode {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrackerConfig {
     pub mode: TrackerMode,
@@ -378,7 +378,7 @@ impl Default for TrackerConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiConfig {
     pub addr: String,
@@ -400,14 +400,14 @@ pub struct ApiConfig {
     pub shutdown_grace_secs: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
     pub blob_threshold_bytes: u64,
     pub piece_length_bytes: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RateLimitConfig {
     pub enabled: bool,
@@ -790,6 +790,21 @@ impl Config {
         ip.parse()
             .map(Some)
             .map_err(|_| bad("peer.advertise_ip", format!("{ip:?} is not an IP address")))
+    }
+
+    /// The effective configuration as JSON with secrets masked (write tokens, the Nostr
+    /// secret key), for the web UI's settings page.
+    pub fn masked_json(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).unwrap_or_default();
+        if let Some(tokens) = v["api"]["write_tokens"].as_array_mut() {
+            for t in tokens.iter_mut() {
+                *t = serde_json::Value::from("********");
+            }
+        }
+        if !self.nostr.secret_key.is_empty() {
+            v["nostr"]["secret_key"] = serde_json::Value::from("********");
+        }
+        v
     }
 
     /// The connection layer's limits for the API listener.

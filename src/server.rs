@@ -67,7 +67,14 @@ impl Gateway {
     /// the per-IP rate limit first, then the route.
     fn handle(&self, req: &mut Req<'_>, route: Route) -> Reply {
         let ip = req.remote.map(|a| crate::http::conn::canonical(a.ip()));
-        let reply = match self.limiter.check(ip, router::class_of(req.method)) {
+        // The probes answer whatever the load: no rate limit.
+        let probe = matches!(req.path, "/livez" | "/readyz");
+        let limited = if probe {
+            Ok(())
+        } else {
+            self.limiter.check(ip, router::class_of(req.method))
+        };
+        let reply = match limited {
             Err(wait) => {
                 self.stats.rate_limited.add(1);
                 Reply::error(429, "rate limit exceeded").header("Retry-After", wait.to_string())

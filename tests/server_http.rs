@@ -81,7 +81,7 @@ fn flood(
             continue;
         }
         let mut s: TcpStream = socket.into();
-        let _ = s.write_all(b"GET /api/health HTTP/1.1\r\nHost: x\r\n");
+        let _ = s.write_all(b"GET /api/health HTTP/1.1\r\nHost: localhost\r\n");
         held.push(s);
         opened.fetch_add(1, Ordering::SeqCst);
     }
@@ -185,9 +185,9 @@ fn slowloris_heads_and_bodies_are_cut_at_their_deadline() {
     let sampler = Sampler::start(server.pid());
     let mut slow: Vec<(TcpStream, &[u8])> = Vec::new();
     let head_drip: &[u8] =
-        b"GET /api/health HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaa\r\n\r\n";
+        b"GET /api/health HTTP/1.1\r\nHost: localhost\r\nX-Slow: aaaaaaaaaaaaaaa\r\n\r\n";
     let body_drip: &[u8] =
-        b"PUT /api/files/slow.bin HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n";
+        b"PUT /api/files/slow.bin HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000\r\n\r\n";
     for i in 0..2000 {
         let mut s = TcpStream::connect(server.addr).unwrap();
         s.set_nonblocking(true).unwrap();
@@ -264,43 +264,46 @@ fn hostile_requests_get_a_clear_4xx_or_a_close() {
     let server = Server::start(&tmp.path().join("data"), "");
     let before = server.rss().0;
     let huge_header = format!(
-        "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: localhost\r\nX-Big: {}\r\n\r\n",
         "a".repeat(1 << 20)
     );
     let many_headers: String = (0..10_000).map(|i| format!("X-{i}: v\r\n")).collect();
-    let many_headers = format!("GET / HTTP/1.1\r\nHost: x\r\n{many_headers}\r\n");
-    let long_line = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(100_000));
+    let many_headers = format!("GET / HTTP/1.1\r\nHost: localhost\r\n{many_headers}\r\n");
+    let long_line = format!(
+        "GET /{} HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        "a".repeat(100_000)
+    );
     let cases: Vec<(&str, Vec<u8>, u16)> = vec![
         (
             "Content-Length 2^64-1",
-            b"PUT /api/files/a HTTP/1.1\r\nHost: x\r\nContent-Length: 18446744073709551615\r\n\r\nabc".to_vec(),
+            b"PUT /api/files/a HTTP/1.1\r\nHost: localhost\r\nContent-Length: 18446744073709551615\r\n\r\nabc".to_vec(),
             413,
         ),
         (
             "negative Content-Length",
-            b"PUT /api/files/a HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\nabc".to_vec(),
+            b"PUT /api/files/a HTTP/1.1\r\nHost: localhost\r\nContent-Length: -5\r\n\r\nabc".to_vec(),
             400,
         ),
         (
             "duplicated Content-Length",
-            b"PUT /api/files/a HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 30\r\n\r\nabc".to_vec(),
+            b"PUT /api/files/a HTTP/1.1\r\nHost: localhost\r\nContent-Length: 3\r\nContent-Length: 30\r\n\r\nabc".to_vec(),
             400,
         ),
         (
             "Content-Length and chunked",
-            b"PUT /api/files/a HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n".to_vec(),
+            b"PUT /api/files/a HTTP/1.1\r\nHost: localhost\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n".to_vec(),
             400,
         ),
         (
             "chunk size 2^64",
-            b"PUT /api/files/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n10000000000000000\r\nabc".to_vec(),
+            b"PUT /api/files/a HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n10000000000000000\r\nabc".to_vec(),
             400,
         ),
         ("1 MB header line", huge_header.into_bytes(), 431),
         ("10,000 headers", many_headers.into_bytes(), 431),
         (
             "bad UTF-8 in the path",
-            b"GET /api/files/\xff\xfe HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+            b"GET /api/files/\xff\xfe HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec(),
             400,
         ),
         ("100 KB request line", long_line.into_bytes(), 431),

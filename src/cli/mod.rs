@@ -6,6 +6,7 @@
 
 mod create;
 mod info;
+mod logging;
 mod nostr_verify;
 mod progress;
 mod serve;
@@ -83,7 +84,11 @@ pub fn main() -> ExitCode {
         Command::Serve(_) => "info",
         _ => "warn",
     };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
+    let format = match &cli.command {
+        Command::Serve(a) => a.log_format,
+        _ => None,
+    };
+    logging::init(level, format);
     let result = match cli.command {
         Command::Create(a) => create::run(a),
         Command::Info(a) => info::run(a),

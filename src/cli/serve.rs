@@ -35,6 +35,9 @@ pub struct Args {
     /// which torrents the tracker serves: open, hosted (the default) or allowlist
     #[argh(option)]
     tracker_mode: Option<TrackerMode>,
+    /// log lines as text or json (default: text on a terminal, json otherwise)
+    #[argh(option)]
+    pub log_format: Option<super::logging::LogFormat>,
     /// print every config key with its default and exit
     #[argh(switch)]
     print_config: bool,

@@ -63,6 +63,7 @@ fn loopback_check(config: &Config, public_url: &str, req: &Req<'_>) -> Result<()
 /// a NIP-98 event signed by a configured pubkey. Returns the NIP-98 `payload` hash, if any,
 /// which the body must match.
 pub fn authorize_write(gw: &Gateway, req: &Req<'_>) -> Result<Option<String>, Reply> {
+    super::ui::csrf_check(req)?;
     let api = &gw.config.api;
     let loopback = loopback_trusted(gw, req);
     if let Some(auth) = req

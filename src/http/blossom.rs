@@ -361,6 +361,23 @@ fn list(gw: &Gateway, req: &Req<'_>, pubkey: &str) -> Reply {
     if let Err(r) = authorize(gw, req, "list", None, gw.config.blossom.auth_list) {
         return r;
     }
+    list_owned(gw, req, &pubkey)
+}
+
+/// `GET /api/blossom/list/<pubkey>` on the API port: the same listing for operators (write
+/// access instead of a Blossom auth event), for the web UI.
+pub fn operator_list(gw: &Gateway, req: &Req<'_>, pubkey: &str) -> Reply {
+    let Some(pubkey) = nostr::parse_pubkey(pubkey) else {
+        return Reply::error(400, "not a public key (64 hex characters or npub)");
+    };
+    if let Err(r) = super::api::authorize_write(gw, req) {
+        return r;
+    }
+    list_owned(gw, req, &pubkey)
+}
+
+fn list_owned(gw: &Gateway, req: &Req<'_>, pubkey: &str) -> Reply {
+    let pubkey = pubkey.to_string();
     let limit = match req.limit(DEFAULT_LIST, MAX_LIST) {
         Ok(n) => n,
         Err(r) => return r,

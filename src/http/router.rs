@@ -5,7 +5,7 @@
 //! its reason both as a JSON body `{"error": ...}` and as an `X-Reason` header.
 
 use super::respond::Source;
-use super::{api, blossom, download, status, tracker};
+use super::{api, blossom, download, overview, status, tracker, ui};
 use crate::server::Gateway;
 use crate::store::content::Body;
 use serde_json::{json, Value};
@@ -203,6 +203,15 @@ pub fn route(gw: &Gateway, req: &mut Req<'_>) -> Reply {
         (Get | Head, ["webseed", info_hash, rest @ ..]) => {
             download::webseed(gw, req, info_hash, rest)
         }
+        (Get | Head, [""] | ["ui", _]) => match ui::asset(gw, req, &path) {
+            Some(reply) => reply,
+            None => Reply::error(404, "no such endpoint"),
+        },
+        (Get | Head, ["livez"]) => overview::livez(),
+        (Get | Head, ["readyz"]) => overview::readyz(gw),
+        (Get | Head, ["api", "overview"]) => overview::overview(gw),
+        (Get | Head, ["api", "config"]) => overview::config(gw),
+        (Get | Head, ["api", "tracker", "swarms"]) => overview::swarms(gw, req),
         (Get | Head, ["api", "health"]) => status::health(gw),
         (Get | Head, ["api", "stats"]) => status::stats(gw),
         (Get | Head, ["api", "webseed", "health"]) => status::webseed_health(gw),
@@ -210,6 +219,7 @@ pub fn route(gw: &Gateway, req: &mut Req<'_>) -> Reply {
         (Get | Head, ["metrics"]) => status::metrics(gw),
         (Get | Head, ["api", "p2p", "stats"]) => status::p2p_stats(gw),
         (Get | Head, ["api", "blossom", "reports"]) => blossom::reports(gw, req),
+        (Get | Head, ["api", "blossom", "list", pubkey]) => blossom::operator_list(gw, req, pubkey),
         (Get, ["announce"]) => tracker::announce(gw, req),
         (Get, ["scrape"]) => tracker::scrape(gw, req),
         (Get | Head, ["api", "tracker", "allowlist"]) => tracker::allowlist(gw),

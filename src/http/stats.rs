@@ -8,6 +8,21 @@ use std::time::Instant;
 
 /// Seconds in the requests/s window.
 const WINDOW_SECS: usize = 60;
+/// Seconds between history samples, and how many are kept (one hour).
+pub const HISTORY_STEP_SECS: u64 = 10;
+const HISTORY_LEN: usize = 360;
+
+/// Cumulative counters at one moment, for the dashboard's chart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Sample {
+    /// Seconds since start.
+    pub t: u64,
+    /// Bytes sent (HTTP bodies served and peer wire uploads).
+    pub sent: u64,
+    /// Bytes received (uploads stored and peer wire downloads).
+    pub received: u64,
+    pub requests: u64,
+}
 
 pub struct Stats {
     pub started: Instant,
@@ -26,6 +41,8 @@ pub struct Stats {
     pub read_errors: Counter,
     /// `(second since start, requests in it)` for the last minute.
     window: Mutex<[(u64, u64); WINDOW_SECS]>,
+    /// Samples at most every [`HISTORY_STEP_SECS`], the last hour, oldest first.
+    history: Mutex<std::collections::VecDeque<Sample>>,
 }
 
 impl Default for Stats {
@@ -46,6 +63,7 @@ impl Default for Stats {
             upload_bytes: Counter::default(),
             read_errors: Counter::default(),
             window: Mutex::new([(u64::MAX, 0); WINDOW_SECS]),
+            history: Mutex::new(std::collections::VecDeque::new()),
         }
     }
 }
@@ -103,7 +121,57 @@ impl Stats {
         }
     }
 
+    /// Records `sample` if the last one is at least a step old, and returns the last hour.
+    /// Taken when the dashboard asks (every few seconds while it is open); gaps while
+    /// nobody looks show as the average over the gap.
+    pub fn history(&self, sample: Sample) -> Vec<Sample> {
+        let mut h = self.history.lock();
+        if h.back()
+            .is_none_or(|last| sample.t >= last.t + HISTORY_STEP_SECS)
+        {
+            h.push_back(sample);
+        }
+        while h.len() > HISTORY_LEN
+            || h.front()
+                .is_some_and(|f| f.t + 3600 + HISTORY_STEP_SECS < sample.t)
+        {
+            h.pop_front();
+        }
+        let mut out: Vec<Sample> = h.iter().copied().collect();
+        if out.last().is_some_and(|l| l.t < sample.t) {
+            out.push(sample);
+        }
+        out
+    }
+
     pub fn read_error(&self) {
         self.read_errors.add(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_keeps_one_sample_per_step_and_one_hour() {
+        let s = Stats::default();
+        let at = |t: u64| Sample {
+            t,
+            sent: t * 10,
+            received: t,
+            requests: t / 2,
+        };
+        assert_eq!(s.history(at(0)).len(), 1);
+        // Within a step: not kept, but the current value is shown last.
+        let h = s.history(at(4));
+        assert_eq!(h.iter().map(|x| x.t).collect::<Vec<_>>(), vec![0, 4]);
+        assert_eq!(s.history(at(10)).len(), 2);
+        for t in (20..8000).step_by(10) {
+            s.history(at(t));
+        }
+        let h = s.history(at(8000));
+        assert!(h.len() <= HISTORY_LEN + 1, "{}", h.len());
+        assert!(h[0].t >= 8000 - 3600 - HISTORY_STEP_SECS, "{}", h[0].t);
     }
 }

@@ -20,6 +20,12 @@ const COMPONENTS: &[(&str, u32)] = &[
 ];
 
 pub fn health(gw: &Gateway) -> Reply {
+    let (code, body) = health_json(gw);
+    Reply::json(code, &body)
+}
+
+/// The health components, their score and the status code `/api/health` answers with.
+pub fn health_json(gw: &Gateway) -> (u16, serde_json::Value) {
     let mut components = serde_json::Map::new();
     let (mut score, mut total) = (0u32, 0u32);
     for &(name, weight) in COMPONENTS {
@@ -85,9 +91,9 @@ pub fn health(gw: &Gateway) -> Reply {
         _ => "error",
     };
     let code = if score >= 50 { 200 } else { 503 };
-    Reply::json(
+    (
         code,
-        &json!({ "status": overall, "score": score, "components": components }),
+        json!({ "status": overall, "score": score, "components": components }),
     )
 }
 
@@ -123,14 +129,21 @@ fn storage_writable(gw: &Gateway) -> Result<(), String> {
 }
 
 pub fn stats(gw: &Gateway) -> Reply {
-    let (blob, chunked) = match gw.catalog.db().totals() {
-        Ok(t) => t,
-        Err(e) => return Reply::error(500, format!("database error: {e}")),
-    };
+    match stats_json(gw) {
+        Ok(v) => Reply::json(200, &v),
+        Err(e) => Reply::error(500, e),
+    }
+}
+
+/// The `/api/stats` document.
+pub fn stats_json(gw: &Gateway) -> Result<serde_json::Value, String> {
+    let (blob, chunked) = gw
+        .catalog
+        .db()
+        .totals()
+        .map_err(|e| format!("database error: {e}"))?;
     let s = &gw.stats;
-    Reply::json(
-        200,
-        &json!({
+    Ok(json!({
             "files": {
                 "total": blob.files + chunked.files,
                 "bytes": blob.bytes + chunked.bytes,
@@ -160,8 +173,7 @@ pub fn stats(gw: &Gateway) -> Reply {
             "tracker": tracker_stats(gw),
             "peer_wire": gw.p2p.as_ref().map(|p| p2p_json(gw, p, 0)),
             "uptime_secs": s.started.elapsed().as_secs(),
-        }),
-    )
+    }))
 }
 
 /// `/api/p2p/stats`: the peer wire service's connections and transfer, per torrent too.

@@ -137,3 +137,9 @@ export function seconds(text, dflt) {
   if (!(n > 0) || !Number.isFinite(n)) throw new Error("timeout must be a positive number of seconds");
   return n;
 }
+
+/** playwright-core (it drives Debian's chromium; no browser download). */
+export function playwright() {
+  need("playwright-core/package.json");
+  return createRequire(join(nodeDir, "package.json"))("playwright-core");
+}

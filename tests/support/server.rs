@@ -55,6 +55,8 @@ impl Server {
         let mut child = Command::new(super::bin())
             .args([
                 "serve",
+                "--log-format",
+                "text",
                 "--api-addr",
                 api_addr,
                 "--peer-addr",
@@ -246,7 +248,10 @@ pub fn request_from(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Resp {
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    let mut head = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("Host")) {
+        head.push_str(&format!("Host: {addr}\r\n"));
+    }
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }

@@ -123,8 +123,15 @@ pub fn parse(buf: &[u8], limits: &HeadLimits) -> Result<Option<(Head, usize)>, H
         && headers.iter().any(|(k, v)| {
             k.eq_ignore_ascii_case("Expect") && v.eq_ignore_ascii_case("100-continue")
         });
-    if minor == 1 && !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("Host")) {
+    let hosts = headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("Host"))
+        .count();
+    if minor == 1 && hosts == 0 {
         return Err(refuse(400, "HTTP/1.1 requests need a Host header"));
+    }
+    if hosts > 1 {
+        return Err(refuse(400, "more than one Host header"));
     }
     Ok(Some((
         Head {
@@ -265,6 +272,7 @@ mod tests {
         assert_eq!(status("GET / HTTP/2.0\r\n\r\n"), 505);
         assert_eq!(status("GET http://x/ HTTP/1.1\r\nHost: x\r\n\r\n"), 400);
         assert_eq!(status("GET / HTTP/1.1\r\n\r\n"), 400);
+        assert_eq!(status("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"), 400);
         let bad_utf8 = b"GET /\xff\xfe HTTP/1.1\r\nHost: x\r\n\r\n";
         assert!(parse(bad_utf8, &HeadLimits::default()).is_err());
     }
