@@ -504,7 +504,7 @@ pub fn metrics(gw: &Gateway) -> Reply {
             per_layer(&|l| vec![("", load(&l.accepted))]),
         ),
         (
-            "tg_http_refused_per_ip",
+            "tg_http_refused_total",
             "counter",
             "Connections refused at accept or closed for a new one, by reason.",
             per_layer(&|l| {
@@ -558,6 +558,33 @@ pub fn metrics(gw: &Gateway) -> Reply {
         "gauge",
         "Seconds since start.",
         &[("", s.started.elapsed().as_secs_f64())],
+    );
+    let n = gw.nostr.status();
+    let num = |v: &serde_json::Value| v.as_f64().unwrap_or(0.0);
+    metric(
+        "tg_nostr_events_total",
+        "counter",
+        "NIP-94 announcements by relay answer (and events dropped from a full outbox).",
+        &[
+            ("{result=\"accepted\"}", num(&n["accepted"])),
+            ("{result=\"rejected\"}", num(&n["rejected"])),
+            ("{result=\"dropped\"}", num(&n["dropped"])),
+        ],
+    );
+    metric(
+        "tg_nostr_relay_failures_total",
+        "counter",
+        "Failed relay connections or publishes.",
+        &[("", num(&n["relay_failures"]))],
+    );
+    let queued: f64 = n["outbox"]
+        .as_array()
+        .map_or(0.0, |rows| rows.iter().map(|r| num(&r["queued"])).sum());
+    metric(
+        "tg_nostr_outbox",
+        "gauge",
+        "Announcements waiting for a relay.",
+        &[("", queued)],
     );
     Reply::bytes(200, "text/plain; version=0.0.4", out.into_bytes())
 }
