@@ -1,0 +1,703 @@
+//! The piece picker: which blocks a peer should be asked for next.
+//!
+//! Order, for a peer with the pieces in `has`:
+//! 1. pieces with a deadline (a stream's reader), earliest first;
+//! 2. pieces already started, highest priority first, then the most complete (a fast peer
+//!    asking for whole pieces skips those other peers are fetching);
+//! 3. a new piece: random among the first `random_first` (so a new download has something to
+//!    trade at once), then rarest first among the highest priority, random among equals;
+//! 4. strict endgame: once no block is free anywhere, blocks other peers were asked for, at
+//!    most [`MAX_DUP`] askers a block; the first copy to arrive cancels the others.
+//!
+//! Priority 0 means "not wanted" (unselected files). A piece whose blocks are all in waits
+//! for its hash check (`pending`); a failed check frees its blocks for a second try.
+
+use super::bitfield::Bitfield;
+use super::{Block, PeerId, Rng, BLOCK};
+use std::collections::{BTreeSet, HashMap};
+
+/// Most peers asked for one block at once (endgame).
+pub const MAX_DUP: usize = 2;
+/// The default priority of a piece (1 lowest, 7 highest; 0 not wanted).
+pub const DEFAULT_PRIORITY: u8 = 4;
+
+/// Piece and block sizes of a torrent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    pub piece_count: u32,
+    pub piece_length: u32,
+    pub total: u64,
+}
+
+impl Layout {
+    pub fn piece_len(&self, piece: u32) -> u32 {
+        if piece + 1 == self.piece_count {
+            (self.total - u64::from(piece) * u64::from(self.piece_length)) as u32
+        } else {
+            self.piece_length
+        }
+    }
+
+    pub fn blocks(&self, piece: u32) -> u32 {
+        self.piece_len(piece).div_ceil(BLOCK)
+    }
+
+    /// Bytes of `block` (the last block of the last piece may be short).
+    pub fn block_len(&self, block: Block) -> u32 {
+        let start = block.index * BLOCK;
+        (self.piece_len(block.piece) - start).min(BLOCK)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Slot {
+    Free,
+    Requested(Vec<PeerId>),
+    Received(PeerId),
+}
+
+#[derive(Debug, Clone)]
+struct Partial {
+    slots: Vec<Slot>,
+    received: u32,
+}
+
+/// What became of an arriving block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Arrival {
+    /// Kept. `complete`: the piece is whole and waits for its hash check. `cancel`: other
+    /// peers asked for the same block (endgame) whose requests should be cancelled.
+    Kept { complete: bool, cancel: Vec<PeerId> },
+    /// Already had (a late endgame duplicate): drop it.
+    Duplicate,
+    /// Not a block of a piece being fetched.
+    Unrequested,
+}
+
+pub struct Picker {
+    layout: Layout,
+    have: Bitfield,
+    /// Whole, waiting for the hash check (or the disk).
+    pending: Bitfield,
+    availability: Vec<u32>,
+    priority: Vec<u8>,
+    deadlines: BTreeSet<(u64, u32)>,
+    deadline_of: HashMap<u32, u64>,
+    partial: HashMap<u32, Partial>,
+    random_first: u32,
+    rng: Rng,
+}
+
+impl Picker {
+    pub fn new(layout: Layout, have: Bitfield, seed: u64) -> Picker {
+        let n = layout.piece_count as usize;
+        Picker {
+            layout,
+            pending: Bitfield::new(layout.piece_count),
+            have,
+            availability: vec![0; n],
+            priority: vec![DEFAULT_PRIORITY; n],
+            deadlines: BTreeSet::new(),
+            deadline_of: HashMap::new(),
+            partial: HashMap::new(),
+            random_first: 4,
+            rng: Rng::new(seed),
+        }
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    pub fn have(&self) -> &Bitfield {
+        &self.have
+    }
+
+    /// True when every wanted piece has passed its hash check.
+    pub fn is_done(&self) -> bool {
+        (0..self.layout.piece_count).all(|i| self.priority[i as usize] == 0 || self.have.get(i))
+    }
+
+    /// Wanted pieces not yet had.
+    pub fn wanted_left(&self) -> u32 {
+        (0..self.layout.piece_count)
+            .filter(|&i| self.priority[i as usize] > 0 && !self.have.get(i))
+            .count() as u32
+    }
+
+    pub fn set_priority(&mut self, piece: u32, priority: u8) {
+        if let Some(p) = self.priority.get_mut(piece as usize) {
+            *p = priority.min(7);
+        }
+    }
+
+    /// Gives `piece` a deadline (smaller is sooner) or removes it.
+    pub fn set_deadline(&mut self, piece: u32, deadline: Option<u64>) {
+        if let Some(old) = self.deadline_of.remove(&piece) {
+            self.deadlines.remove(&(old, piece));
+        }
+        if let Some(d) = deadline.filter(|_| piece < self.layout.piece_count) {
+            self.deadlines.insert((d, piece));
+            self.deadline_of.insert(piece, d);
+        }
+    }
+
+    /// A peer announced these pieces (its bitfield), or one more (`have`).
+    pub fn peer_has(&mut self, pieces: &Bitfield) {
+        for i in pieces.iter() {
+            self.availability[i as usize] += 1;
+        }
+    }
+
+    pub fn peer_has_one(&mut self, piece: u32) {
+        if let Some(a) = self.availability.get_mut(piece as usize) {
+            *a += 1;
+        }
+    }
+
+    /// A peer is gone: its pieces no longer count and its requests are free again.
+    pub fn peer_gone(&mut self, peer: PeerId, pieces: &Bitfield) {
+        for i in pieces.iter() {
+            let a = &mut self.availability[i as usize];
+            *a = a.saturating_sub(1);
+        }
+        for part in self.partial.values_mut() {
+            for slot in &mut part.slots {
+                release(slot, peer);
+            }
+        }
+    }
+
+    /// A request will not be answered (rejected, timed out, choked): the block is free again
+    /// unless another peer has it requested too.
+    pub fn request_failed(&mut self, peer: PeerId, block: Block) {
+        if let Some(slot) = self.slot_mut(block) {
+            release(slot, peer);
+        }
+    }
+
+    /// Up to `max` blocks for `peer` to ask for. `whole`: a fast peer that should get whole
+    /// pieces of its own rather than share pieces others are fetching.
+    pub fn pick(&mut self, peer: PeerId, has: &Bitfield, max: usize, whole: bool) -> Vec<Block> {
+        let mut out = Vec::new();
+        let deadline: Vec<u32> = self.deadlines.iter().map(|&(_, p)| p).collect();
+        for piece in deadline {
+            if out.len() >= max {
+                return out;
+            }
+            if self.fetchable(piece, has) {
+                self.start(piece);
+                self.take_free(piece, peer, max, &mut out);
+            }
+        }
+        let mut started: Vec<(u8, u32, u32)> = self
+            .partial
+            .iter()
+            .filter(|(&p, part)| {
+                has.get(p)
+                    && self.priority[p as usize] > 0
+                    && !self.pending.get(p)
+                    && part.slots.contains(&Slot::Free)
+                    && (!whole || part.slots.iter().all(|s| own_or_free(s, peer)))
+            })
+            .map(|(&p, part)| (self.priority[p as usize], part.received, p))
+            .collect();
+        started.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)).then(a.2.cmp(&b.2)));
+        for (_, _, piece) in started {
+            if out.len() >= max {
+                return out;
+            }
+            self.take_free(piece, peer, max, &mut out);
+        }
+        while out.len() < max {
+            let Some(piece) = self.choose_new(has) else {
+                break;
+            };
+            self.start(piece);
+            self.take_free(piece, peer, max, &mut out);
+        }
+        if out.len() < max && !self.any_free() {
+            self.endgame(peer, has, max, &mut out);
+        }
+        out
+    }
+
+    /// A block arrived from `peer`.
+    pub fn received(&mut self, peer: PeerId, block: Block) -> Arrival {
+        if self.have.get(block.piece) {
+            return Arrival::Duplicate;
+        }
+        let Some(part) = self.partial.get_mut(&block.piece) else {
+            return Arrival::Unrequested;
+        };
+        let Some(slot) = part.slots.get_mut(block.index as usize) else {
+            return Arrival::Unrequested;
+        };
+        let cancel = match slot {
+            Slot::Received(_) => return Arrival::Duplicate,
+            Slot::Free => Vec::new(),
+            Slot::Requested(peers) => peers.iter().copied().filter(|&p| p != peer).collect(),
+        };
+        *slot = Slot::Received(peer);
+        part.received += 1;
+        let complete = part.received as usize == part.slots.len();
+        if complete {
+            self.pending.set(block.piece);
+        }
+        Arrival::Kept { complete, cancel }
+    }
+
+    /// Who sent each block of a whole piece (for smart ban), in block order.
+    pub fn senders(&self, piece: u32) -> Vec<Option<PeerId>> {
+        self.partial.get(&piece).map_or_else(Vec::new, |part| {
+            part.slots
+                .iter()
+                .map(|s| match s {
+                    Slot::Received(p) => Some(*p),
+                    _ => None,
+                })
+                .collect()
+        })
+    }
+
+    /// The hash check of a whole piece: passed (it is had now) or failed (fetched again).
+    pub fn hashed(&mut self, piece: u32, ok: bool) {
+        self.pending.clear(piece);
+        if ok {
+            self.have.set(piece);
+            self.partial.remove(&piece);
+            self.set_deadline(piece, None);
+        } else if let Some(part) = self.partial.get_mut(&piece) {
+            for s in &mut part.slots {
+                *s = Slot::Free;
+            }
+            part.received = 0;
+        }
+    }
+
+    /// Peers with an outstanding request for `block`.
+    pub fn requesters(&self, block: Block) -> Vec<PeerId> {
+        match self
+            .partial
+            .get(&block.piece)
+            .and_then(|p| p.slots.get(block.index as usize))
+        {
+            Some(Slot::Requested(peers)) => peers.clone(),
+            _ => Vec::new(),
+        }
+    }
+
+    fn slot_mut(&mut self, block: Block) -> Option<&mut Slot> {
+        self.partial
+            .get_mut(&block.piece)?
+            .slots
+            .get_mut(block.index as usize)
+    }
+
+    fn fetchable(&self, piece: u32, has: &Bitfield) -> bool {
+        piece < self.layout.piece_count
+            && has.get(piece)
+            && !self.have.get(piece)
+            && !self.pending.get(piece)
+            && self.priority[piece as usize] > 0
+    }
+
+    fn start(&mut self, piece: u32) {
+        let blocks = self.layout.blocks(piece) as usize;
+        self.partial.entry(piece).or_insert_with(|| Partial {
+            slots: vec![Slot::Free; blocks],
+            received: 0,
+        });
+    }
+
+    fn take_free(&mut self, piece: u32, peer: PeerId, max: usize, out: &mut Vec<Block>) {
+        let Some(part) = self.partial.get_mut(&piece) else {
+            return;
+        };
+        for (i, slot) in part.slots.iter_mut().enumerate() {
+            if out.len() >= max {
+                return;
+            }
+            if *slot == Slot::Free {
+                *slot = Slot::Requested(vec![peer]);
+                out.push(Block {
+                    piece,
+                    index: i as u32,
+                });
+            }
+        }
+    }
+
+    /// A piece not yet started that `has` offers: random while we have few, else rarest
+    /// first among the highest priority, random among equals.
+    fn choose_new(&mut self, has: &Bitfield) -> Option<u32> {
+        let early = self.have.count() < self.random_first;
+        let mut best: Option<(u8, u32)> = None;
+        let mut chosen = None;
+        let mut ties = 0u64;
+        for piece in has.iter() {
+            if !self.fetchable(piece, has) || self.partial.contains_key(&piece) {
+                continue;
+            }
+            let key = if early {
+                (0, 0)
+            } else {
+                (
+                    self.priority[piece as usize],
+                    u32::MAX - self.availability[piece as usize],
+                )
+            };
+            match best {
+                Some(b) if key < b => continue,
+                Some(b) if key == b => {
+                    ties += 1;
+                    if self.rng.below(ties) == 0 {
+                        chosen = Some(piece);
+                    }
+                }
+                _ => {
+                    best = Some(key);
+                    ties = 1;
+                    chosen = Some(piece);
+                }
+            }
+        }
+        chosen
+    }
+
+    fn any_free(&self) -> bool {
+        if self.partial.values().any(|p| p.slots.contains(&Slot::Free)) {
+            return true;
+        }
+        (0..self.layout.piece_count).any(|i| {
+            self.priority[i as usize] > 0
+                && !self.have.get(i)
+                && !self.pending.get(i)
+                && !self.partial.contains_key(&i)
+        })
+    }
+
+    fn endgame(&mut self, peer: PeerId, has: &Bitfield, max: usize, out: &mut Vec<Block>) {
+        let mut pieces: Vec<u32> = self
+            .partial
+            .keys()
+            .copied()
+            .filter(|&p| self.fetchable(p, has))
+            .collect();
+        pieces.sort_unstable();
+        for piece in pieces {
+            let part = self.partial.get_mut(&piece).expect("listed above");
+            for (i, slot) in part.slots.iter_mut().enumerate() {
+                if out.len() >= max {
+                    return;
+                }
+                if let Slot::Requested(peers) = slot {
+                    if peers.len() < MAX_DUP && !peers.contains(&peer) {
+                        peers.push(peer);
+                        out.push(Block {
+                            piece,
+                            index: i as u32,
+                        });
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn own_or_free(slot: &Slot, peer: PeerId) -> bool {
+    match slot {
+        Slot::Free => true,
+        Slot::Requested(peers) => peers.iter().all(|&p| p == peer),
+        Slot::Received(_) => true,
+    }
+}
+
+fn release(slot: &mut Slot, peer: PeerId) {
+    if let Slot::Requested(peers) = slot {
+        peers.retain(|&p| p != peer);
+        if peers.is_empty() {
+            *slot = Slot::Free;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 10 pieces of 2 blocks, the last one a block and a bit short.
+    fn layout() -> Layout {
+        Layout {
+            piece_count: 10,
+            piece_length: 2 * BLOCK,
+            total: 9 * 2 * u64::from(BLOCK) + 100,
+        }
+    }
+
+    /// 10 pieces of 2 full blocks each.
+    fn picker() -> Picker {
+        let even = Layout {
+            piece_count: 10,
+            piece_length: 2 * BLOCK,
+            total: 10 * 2 * u64::from(BLOCK),
+        };
+        Picker::new(even, Bitfield::new(10), 7)
+    }
+
+    fn fetch_all(p: &mut Picker, peer: PeerId, blocks: &[Block]) {
+        for &b in blocks {
+            if let Arrival::Kept { complete: true, .. } = p.received(peer, b) {
+                p.hashed(b.piece, true);
+            }
+        }
+    }
+
+    #[test]
+    fn layout_sizes() {
+        let l = layout();
+        assert_eq!(l.blocks(0), 2);
+        assert_eq!(l.blocks(9), 1);
+        assert_eq!(l.block_len(Block { piece: 9, index: 0 }), 100);
+        assert_eq!(l.block_len(Block { piece: 3, index: 1 }), BLOCK);
+    }
+
+    #[test]
+    fn rarest_first_after_the_random_start() {
+        let mut p = picker();
+        // Have 4 pieces already: past the random start.
+        for i in 0..4 {
+            p.have.set(i);
+        }
+        let all = Bitfield::full(10);
+        p.peer_has(&all);
+        p.peer_has(&all);
+        let mut rare = Bitfield::new(10);
+        rare.set(7);
+        p.peer_has(&rare); // piece 7 is the most common now
+        let mut only = Bitfield::new(10);
+        only.set(7);
+        only.set(8);
+        // Among 7 (3 peers) and 8 (2 peers), 8 is rarer.
+        let got = p.pick(1, &only, 1, false);
+        assert_eq!(got, vec![Block { piece: 8, index: 0 }]);
+    }
+
+    #[test]
+    fn partial_pieces_come_first_and_priorities_rule() {
+        let mut p = picker();
+        let all = Bitfield::full(10);
+        p.peer_has(&all);
+        let first = p.pick(1, &all, 1, false);
+        // The same peer continues that piece before starting another.
+        let next = p.pick(1, &all, 1, false);
+        assert_eq!(next[0].piece, first[0].piece);
+        let started = first[0].piece;
+        let others: Vec<u32> = (0..10).filter(|&i| i != started).collect();
+        let (high, unwanted) = (others[0], others[1]);
+        for &i in &others[2..6] {
+            p.have.set(i);
+        }
+        p.set_priority(high, 7);
+        let got = p.pick(2, &all, 2, false);
+        // The started piece has no free block left: another peer starts the highest-priority
+        // piece.
+        assert!(got.iter().all(|b| b.piece == high), "{got:?}");
+        p.set_priority(unwanted, 0);
+        let mut drained = Vec::new();
+        loop {
+            let b = p.pick(3, &all, 4, false);
+            if b.is_empty() {
+                break;
+            }
+            fetch_all(&mut p, 3, &b);
+            drained.extend(b);
+        }
+        assert!(
+            !drained.iter().any(|b| b.piece == unwanted),
+            "unwanted piece fetched"
+        );
+        assert!(p.is_done() && !p.have().get(unwanted));
+    }
+
+    #[test]
+    fn deadlines_go_first() {
+        let mut p = picker();
+        let all = Bitfield::full(10);
+        p.set_deadline(9, Some(5));
+        p.set_deadline(3, Some(1));
+        let got = p.pick(1, &all, 4, false);
+        assert_eq!(
+            got,
+            vec![
+                Block { piece: 3, index: 0 },
+                Block { piece: 3, index: 1 },
+                Block { piece: 9, index: 0 },
+                Block { piece: 9, index: 1 }
+            ]
+        );
+    }
+
+    #[test]
+    fn whole_pieces_for_fast_peers() {
+        let mut p = picker();
+        let all = Bitfield::full(10);
+        let a = p.pick(1, &all, 1, false);
+        let b = p.pick(2, &all, 2, true);
+        assert!(b.iter().all(|x| x.piece != a[0].piece), "{a:?} {b:?}");
+    }
+
+    #[test]
+    fn endgame_duplicates_and_cancels() {
+        let mut p = Picker::new(
+            Layout {
+                piece_count: 1,
+                piece_length: 2 * BLOCK,
+                total: 2 * u64::from(BLOCK),
+            },
+            Bitfield::new(1),
+            1,
+        );
+        let all = Bitfield::full(1);
+        let a = p.pick(1, &all, 8, false);
+        assert_eq!(a.len(), 2);
+        // Nothing is free: peer 2 gets the same blocks in endgame, peer 3 none (MAX_DUP).
+        let b = p.pick(2, &all, 8, false);
+        assert_eq!(b, a);
+        assert!(p.pick(3, &all, 8, false).is_empty());
+        assert_eq!(
+            p.received(2, a[0]),
+            Arrival::Kept {
+                complete: false,
+                cancel: vec![1]
+            }
+        );
+        assert_eq!(p.received(1, a[0]), Arrival::Duplicate);
+        assert_eq!(
+            p.received(1, a[1]),
+            Arrival::Kept {
+                complete: true,
+                cancel: vec![2]
+            }
+        );
+        assert_eq!(p.senders(0), vec![Some(2), Some(1)]);
+        p.hashed(0, true);
+        assert!(p.is_done());
+        assert_eq!(p.received(1, a[1]), Arrival::Duplicate);
+    }
+
+    #[test]
+    fn failures_free_blocks_and_gone_peers_release_theirs() {
+        let mut p = picker();
+        let all = Bitfield::full(10);
+        p.peer_has(&all);
+        let a = p.pick(1, &all, 2, false);
+        p.request_failed(1, a[0]);
+        let b = p.pick(2, &all, 1, false);
+        assert_eq!(b, vec![a[0]], "a failed request is free for the next peer");
+        p.peer_gone(1, &all);
+        let c = p.pick(3, &all, 1, false);
+        assert_eq!(c, vec![a[1]]);
+        // A failed hash check makes the whole piece fetchable again.
+        fetch_all(&mut p, 2, &b);
+        assert_eq!(
+            p.received(3, c[0]),
+            Arrival::Kept {
+                complete: true,
+                cancel: vec![]
+            }
+        );
+        p.hashed(c[0].piece, false);
+        assert!(!p.have().get(c[0].piece));
+        let again = p.pick(4, &all, 2, false);
+        assert_eq!(again.len(), 2);
+        assert!(again.iter().all(|x| x.piece == c[0].piece));
+        assert_eq!(
+            p.received(9, Block { piece: 1, index: 5 }),
+            Arrival::Unrequested
+        );
+    }
+
+    #[test]
+    fn a_whole_download_completes_from_one_peer() {
+        let mut p = Picker::new(layout(), Bitfield::new(10), 3);
+        let all = Bitfield::full(10);
+        p.peer_has(&all);
+        let mut rounds = 0;
+        while !p.is_done() {
+            let b = p.pick(1, &all, 3, false);
+            assert!(!b.is_empty(), "stalled with {} left", p.wanted_left());
+            fetch_all(&mut p, 1, &b);
+            rounds += 1;
+            assert!(rounds < 100);
+        }
+        assert!(p.have().is_full());
+    }
+
+    #[test]
+    fn random_swarms_complete_without_over_asking() {
+        for seed in 1..40u64 {
+            let mut rng = Rng::new(seed);
+            let count = 1 + rng.below(40) as u32;
+            let l = Layout {
+                piece_count: count,
+                piece_length: 4 * BLOCK,
+                total: u64::from(count - 1) * 4 * u64::from(BLOCK)
+                    + 1
+                    + rng.below(4 * u64::from(BLOCK)),
+            };
+            let mut p = Picker::new(l, Bitfield::new(count), seed);
+            // Five peers with random pieces; together they have everything.
+            let mut peers: Vec<Bitfield> = (0..5)
+                .map(|_| {
+                    let mut b = Bitfield::new(count);
+                    for i in 0..count {
+                        if rng.below(2) == 0 {
+                            b.set(i);
+                        }
+                    }
+                    b
+                })
+                .collect();
+            for i in 0..count {
+                peers[(i % 5) as usize].set(i);
+            }
+            for b in &peers {
+                p.peer_has(b);
+            }
+            let mut outstanding: Vec<(PeerId, Block)> = Vec::new();
+            for _round in 0..10_000 {
+                if p.is_done() {
+                    break;
+                }
+                let peer = rng.below(5) as PeerId;
+                let got = p.pick(
+                    peer,
+                    &peers[peer as usize],
+                    1 + rng.below(6) as usize,
+                    false,
+                );
+                for b in &got {
+                    assert!(p.requesters(*b).len() <= MAX_DUP);
+                    assert!(peers[peer as usize].get(b.piece));
+                    outstanding.push((peer, *b));
+                }
+                // Answer, fail or drop a random outstanding request.
+                if !outstanding.is_empty() {
+                    let k = rng.below(outstanding.len() as u64) as usize;
+                    let (who, b) = outstanding.swap_remove(k);
+                    match rng.below(10) {
+                        0 => p.request_failed(who, b),
+                        _ => {
+                            if let Arrival::Kept { complete: true, .. } = p.received(who, b) {
+                                // One in five whole pieces fails its check once.
+                                p.hashed(b.piece, rng.below(5) != 0);
+                            }
+                        }
+                    }
+                }
+            }
+            assert!(p.is_done(), "seed {seed}: {} pieces left", p.wanted_left());
+        }
+    }
+}
