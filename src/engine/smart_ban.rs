@@ -10,9 +10,12 @@ use std::collections::{HashMap, VecDeque};
 /// Failed pieces remembered at most.
 pub const MAX_PIECES: usize = 64;
 
+/// Who sent a block and the SHA-1 of what they sent (None: nobody, or not kept).
+pub type BlockRecord = Option<(PeerId, [u8; 20])>;
+
 #[derive(Debug, Default)]
 pub struct SmartBan {
-    failed: HashMap<u32, Vec<Option<(PeerId, [u8; 20])>>>,
+    failed: HashMap<u32, Vec<BlockRecord>>,
     order: VecDeque<u32>,
 }
 
@@ -20,7 +23,7 @@ impl SmartBan {
     /// A piece failed: `blocks[i]` is who sent block i and the SHA-1 of what they sent.
     /// A second failure keeps the first record's entries and adds the new senders' ones only
     /// where the first had none, so both liars can be named.
-    pub fn piece_failed(&mut self, piece: u32, blocks: Vec<Option<(PeerId, [u8; 20])>>) {
+    pub fn piece_failed(&mut self, piece: u32, blocks: Vec<BlockRecord>) {
         match self.failed.get_mut(&piece) {
             Some(kept) => {
                 for (k, b) in kept.iter_mut().zip(blocks) {
