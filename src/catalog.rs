@@ -5,9 +5,9 @@
 //! into place and the SQLite transaction act as one step; uploads themselves run in parallel.
 
 use crate::config::Config;
-use crate::proto::magnet::Magnet;
-use crate::proto::metainfo::{self, NewInfo, TorrentExtras};
-use crate::proto::{hex, http::escape, http::mime, nip94};
+use crate::proto::bt::magnet::Magnet;
+use crate::proto::bt::metainfo::{self, NewInfo, TorrentExtras};
+use crate::proto::{hex, http::escape, http::mime, nostr::nip94};
 use crate::store::content::{Body, ContentStore, IngestError};
 use crate::store::db::{Db, FileRecord};
 use crate::store::db_nostr::Released;

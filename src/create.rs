@@ -6,8 +6,8 @@
 //! the walk. Every name must be UTF-8 and pass the same path checks that parsing applies.
 
 use crate::hash::{self, Content, Part};
-use crate::proto::magnet::Magnet;
-use crate::proto::metainfo::{self, NewInfo, TorrentExtras};
+use crate::proto::bt::magnet::Magnet;
+use crate::proto::bt::metainfo::{self, NewInfo, TorrentExtras};
 use crate::store::mmap::MappedFile;
 use std::fmt;
 use std::fs;

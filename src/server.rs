@@ -291,7 +291,7 @@ fn announce_stored_files(gateway: &Arc<Gateway>) {
                 let aux = crate::nostr::keys::random32().unwrap_or_default();
                 let event = gw.nostr.keys.sign(
                     crate::catalog::now_secs(),
-                    crate::proto::nip94::KIND,
+                    crate::proto::nostr::nip94::KIND,
                     gw.catalog.nip94_tags(&rec),
                     rec.name.clone(),
                     &aux,

@@ -7,7 +7,7 @@
 //! never read from disk.
 
 use crate::hash::{self, Content, Part};
-use crate::proto::metainfo::Metainfo;
+use crate::proto::bt::metainfo::Metainfo;
 use crate::store::mmap::MappedFile;
 use std::io;
 use std::path::{Path, PathBuf};

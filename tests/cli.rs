@@ -305,10 +305,10 @@ fn every_truncation_is_refused() {
     run_ok(dir, &["create", "d", "--tracker", "http://127.0.0.1:1/a"]);
     let bytes = std::fs::read(dir.join("d.torrent")).unwrap();
     for cut in 0..bytes.len() {
-        let err = torrent_gateway::proto::metainfo::parse(&bytes[..cut]).unwrap_err();
+        let err = torrent_gateway::proto::bt::metainfo::parse(&bytes[..cut]).unwrap_err();
         assert!(!err.to_string().is_empty());
     }
-    assert!(torrent_gateway::proto::metainfo::parse(&bytes).is_ok());
+    assert!(torrent_gateway::proto::bt::metainfo::parse(&bytes).is_ok());
 }
 
 #[test]

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use support::server::{upload, Server};
 use support::tracker::eventually;
 use support::{bytes, tempdir};
-use torrent_gateway::proto::bencode;
-use torrent_gateway::proto::metainfo::{self, TorrentExtras};
+use torrent_gateway::proto::bt::bencode;
+use torrent_gateway::proto::bt::metainfo::{self, TorrentExtras};
 
 /// Small pieces and a low chunk threshold, so small files span several chunk files.
 const CONFIG: &str = "[storage]\npiece_length_bytes = 262144\nblob_threshold_bytes = 1000000\n";

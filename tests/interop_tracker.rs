@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use support::server::{request, Server};
 use support::tracker::{announce_query, eventually, free_port, scrape};
 use support::{python_with_libtorrent, require_tool, tempdir, write_file, Reaped};
-use torrent_gateway::proto::metainfo;
+use torrent_gateway::proto::bt::metainfo;
 
 const OPEN: &str = "[tracker]\nmode = \"open\"\n";
 

@@ -106,7 +106,7 @@ fn blob_and_chunked_round_trip_with_ranges() {
         let t = server.get(&format!("/api/files/{sha}/torrent"));
         assert_eq!(t.status, 200);
         assert_eq!(t.header("Content-Type"), Some("application/x-bittorrent"));
-        let m = torrent_gateway::proto::metainfo::parse(&t.body).unwrap();
+        let m = torrent_gateway::proto::bt::metainfo::parse(&t.body).unwrap();
         assert_eq!(
             torrent_gateway::proto::hex::encode(&m.info_hash),
             d["info_hash"].as_str().unwrap()

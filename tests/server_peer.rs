@@ -10,7 +10,7 @@ use support::peer::{Got, Peer};
 use support::server::{upload, Server};
 use support::tracker::eventually;
 use support::{bytes, tempdir};
-use torrent_gateway::proto::peer_wire::{BlockRef, Message};
+use torrent_gateway::proto::bt::peer_wire::{BlockRef, Message};
 
 const CONFIG: &str = "[storage]
 piece_length_bytes = 262144
@@ -179,7 +179,7 @@ fn a_peer_that_never_reads_cannot_grow_our_queue() {
                 begin: 0,
                 length: 16384,
             };
-            torrent_gateway::proto::peer_wire::write(&Message::Request(b), &mut batch);
+            torrent_gateway::proto::bt::peer_wire::write(&Message::Request(b), &mut batch);
         }
         use std::io::Write;
         if p.sock.write_all(&batch).is_err() {

@@ -228,7 +228,7 @@ fn nostr_header(secret: u8, created_at: i64, kind: u32, tags: &[&[&str]], conten
     let ev = keys.sign(created_at, kind, tags, content.to_string(), &[9u8; 32]);
     format!(
         "Nostr {}",
-        torrent_gateway::proto::base64::encode(ev.to_json().as_bytes())
+        torrent_gateway::proto::nostr::base64::encode(ev.to_json().as_bytes())
     )
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use support::server::{request, upload, Server};
 use support::tempdir;
 use support::tracker::{announce_query, eventually, scrape};
-use torrent_gateway::proto::bencode::{self, Value};
+use torrent_gateway::proto::bt::bencode::{self, Value};
 use torrent_gateway::proto::tracker_udp::{AnnounceRequest, Request, Response, UdpEvent};
 use torrent_gateway::proto::{hex, http::escape};
 use torrent_gateway::store::db::Db;

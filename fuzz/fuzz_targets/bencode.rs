@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use torrent_gateway::proto::bencode;
+use torrent_gateway::proto::bt::bencode;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(value) = bencode::decode(data) {

@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use torrent_gateway::proto::metainfo;
+use torrent_gateway::proto::bt::metainfo;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(m) = metainfo::parse(data) {

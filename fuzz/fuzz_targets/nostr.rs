@@ -1,12 +1,12 @@
 //! Fuzz target: Nostr event parsing, auth headers (base64 + event + BUD-11/NIP-98 rules),
-//! relay messages and the `Host`/`Origin` parsing behind loopback trust (`proto::url`) never
+//! relay messages and the `Host`/`Origin` parsing behind loopback trust (`proto::http::url`) never
 //! panic; accepted events survive a JSON round trip, and an origin parses to itself.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use torrent_gateway::proto::nostr::{parse_relay_message, Event};
-use torrent_gateway::proto::nostr_auth::{self, BlossomNeed, HttpNeed};
-use torrent_gateway::proto::url;
+use torrent_gateway::proto::nostr::auth::{self, BlossomNeed, HttpNeed};
+use torrent_gateway::proto::http::url;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(ev) = Event::parse(data) {
@@ -14,15 +14,15 @@ fuzz_target!(|data: &[u8]| {
         let again = Event::parse(ev.to_json().as_bytes()).expect("own JSON parses");
         assert_eq!(again, ev);
         let need = BlossomNeed { verb: "upload", x: Some("ab"), server: "h", now: 1, skew: 60, max_lifetime: 3600 };
-        let _ = nostr_auth::check_blossom(&ev, &need);
+        let _ = auth::check_blossom(&ev, &need);
         let need = HttpNeed { url: "http://h/a", method: "PUT", now: 1, window: 60, has_body: true };
-        let _ = nostr_auth::check_http(&ev, &need);
+        let _ = auth::check_http(&ev, &need);
     }
     if let Ok(text) = std::str::from_utf8(data) {
-        let _ = nostr_auth::parse_header(text);
+        let _ = auth::parse_header(text);
         let _ = parse_relay_message(text);
-        let _ = torrent_gateway::proto::base64::decode(text);
-        let _ = torrent_gateway::proto::bech32::decode(text);
+        let _ = torrent_gateway::proto::nostr::base64::decode(text);
+        let _ = torrent_gateway::proto::nostr::bech32::decode(text);
         if let Some(host) = url::authority_host(text) {
             let _ = url::is_local_host(&host);
         }

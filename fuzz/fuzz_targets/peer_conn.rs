@@ -6,7 +6,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use std::sync::Arc;
-use torrent_gateway::proto::peer_conn::{Event, SeedConn, Settings, Shape};
+use torrent_gateway::proto::bt::peer_conn::{Event, SeedConn, Settings, Shape};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&chunk, rest)) = data.split_first() else {

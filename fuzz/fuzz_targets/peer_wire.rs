@@ -3,9 +3,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use torrent_gateway::proto::peer_ext::{ExtHandshake, MetadataMsg, Pex};
-use torrent_gateway::proto::peer_wire::{self, FrameLimits, Handshake, Message};
-use torrent_gateway::proto::mse;
+use torrent_gateway::proto::bt::peer_ext::{ExtHandshake, MetadataMsg, Pex};
+use torrent_gateway::proto::bt::peer_wire::{self, FrameLimits, Handshake, Message};
+use torrent_gateway::proto::bt::mse;
 
 fuzz_target!(|data: &[u8]| {
     let _ = Handshake::parse(data);

@@ -1,8 +1,8 @@
 //! `info`: describe a torrent file or a magnet link, for people or (`--json`) for scripts.
 
 use super::{human_bytes, load_torrent, print_out, CliError};
-use crate::proto::metainfo::Metainfo;
-use crate::proto::{hex, magnet};
+use crate::proto::bt::metainfo::Metainfo;
+use crate::proto::{bt::magnet, hex};
 use argh::FromArgs;
 use serde_json::{json, Value};
 use std::fmt::Write;

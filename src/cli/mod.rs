@@ -127,9 +127,9 @@ fn read_input(path: &str) -> Result<Vec<u8>, CliError> {
 }
 
 /// Loads and validates a torrent file named on the command line.
-fn load_torrent(path: &str) -> Result<crate::proto::metainfo::Metainfo, CliError> {
+fn load_torrent(path: &str) -> Result<crate::proto::bt::metainfo::Metainfo, CliError> {
     let bytes = read_input(path)?;
-    crate::proto::metainfo::parse(&bytes)
+    crate::proto::bt::metainfo::parse(&bytes)
         .map_err(|e| CliError::input(format!("bad torrent file {path}: {e}")))
 }
 

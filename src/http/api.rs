@@ -4,7 +4,7 @@
 use super::router::{Reply, Req};
 use crate::config::Config;
 use crate::http::router::Method;
-use crate::proto::{http::escape, metainfo, nostr, nostr_auth, url};
+use crate::proto::{bt::metainfo, http::escape, http::url, nostr, nostr::auth};
 use crate::server::Gateway;
 use serde_json::json;
 
@@ -104,18 +104,17 @@ fn check_nip98(
     (method, has_body): (&str, bool),
     window: i64,
 ) -> Result<Option<String>, Reply> {
-    let refuse = |e: nostr_auth::AuthError| {
-        Reply::error(e.status, e.reason).header("WWW-Authenticate", "Nostr")
-    };
-    let ev = nostr_auth::parse_header(header).map_err(refuse)?;
-    let need = nostr_auth::HttpNeed {
+    let refuse =
+        |e: auth::AuthError| Reply::error(e.status, e.reason).header("WWW-Authenticate", "Nostr");
+    let ev = auth::parse_header(header).map_err(refuse)?;
+    let need = auth::HttpNeed {
         url,
         method,
         now: crate::catalog::now_secs(),
         window,
         has_body,
     };
-    let payload = nostr_auth::check_http(&ev, &need).map_err(refuse)?;
+    let payload = auth::check_http(&ev, &need).map_err(refuse)?;
     let known = allowed
         .iter()
         .any(|k| nostr::parse_pubkey(k).as_deref() == Some(ev.pubkey.as_str()));
@@ -466,7 +465,7 @@ mod tests {
         );
         let header = format!(
             "Nostr {}",
-            crate::proto::base64::encode(ev.to_json().as_bytes())
+            crate::proto::nostr::base64::encode(ev.to_json().as_bytes())
         );
         let allowed = vec![keys.npub()];
         assert!(matches!(

@@ -8,8 +8,8 @@ use super::download::{self, Kind};
 use super::mirror::{self, FetchError};
 use super::router::{Method, Reply, Req};
 use crate::catalog::{now_secs, UploadError, UploadSpec};
+use crate::proto::nostr::auth::{self, BlossomNeed};
 use crate::proto::nostr::{self, Event};
-use crate::proto::nostr_auth::{self, BlossomNeed};
 use crate::server::Gateway;
 use crate::store::db_nostr::{Released, Report};
 use serde_json::{json, Value};
@@ -109,7 +109,7 @@ fn authorize(
         skew: gw.config.blossom.clock_skew_secs,
         max_lifetime: gw.config.blossom.auth_max_lifetime_secs,
     };
-    let refuse = |e: nostr_auth::AuthError| {
+    let refuse = |e: auth::AuthError| {
         let reply = Reply::error(e.status, e.reason);
         if e.status == 401 {
             reply.header("WWW-Authenticate", "Nostr")
@@ -117,8 +117,8 @@ fn authorize(
             reply
         }
     };
-    let ev = nostr_auth::parse_header(header).map_err(refuse)?;
-    nostr_auth::check_blossom(&ev, &need).map_err(refuse)?;
+    let ev = auth::parse_header(header).map_err(refuse)?;
+    auth::check_blossom(&ev, &need).map_err(refuse)?;
     Ok(Some(ev))
 }
 
@@ -298,7 +298,7 @@ fn get(gw: &Gateway, req: &Req<'_>, segment: &str) -> Reply {
         Err(r) => return r,
     };
     if let Some(ev) = &ev {
-        if ev.tag("x").is_some() && !nostr_auth::names_blob(ev, sha) {
+        if ev.tag("x").is_some() && !auth::names_blob(ev, sha) {
             return Reply::error(401, format!("auth event has no x tag for {sha}"));
         }
     }
@@ -331,7 +331,7 @@ fn delete(gw: &Gateway, req: &Req<'_>, segment: &str) -> Reply {
         Ok(None) => return Reply::error(403, "this pubkey does not own the blob"),
         Err(e) => return Reply::error(500, format!("database error: {e}")),
     }
-    let expires = nostr_auth::expiration(&ev).unwrap_or_else(now_secs);
+    let expires = auth::expiration(&ev).unwrap_or_else(now_secs);
     match gw
         .catalog
         .db()

@@ -95,7 +95,7 @@ impl Req<'_> {
     /// The `Host` header's host, lowercase, without the port or IPv6 brackets.
     pub fn host(&self) -> Option<String> {
         self.header("Host")
-            .and_then(crate::proto::url::authority_host)
+            .and_then(crate::proto::http::url::authority_host)
     }
 }
 

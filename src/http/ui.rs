@@ -5,7 +5,7 @@
 //! address or the host of `public_url`), so a DNS-rebinding page cannot load them.
 
 use super::router::{Reply, Req};
-use crate::proto::url;
+use crate::proto::http::url;
 use crate::server::Gateway;
 use sha2::{Digest, Sha256};
 use std::sync::OnceLock;

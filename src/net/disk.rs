@@ -6,9 +6,9 @@
 //! chunk and blob files are kept in a small LRU ([`MapCache`]), so a piece's 128 blocks map
 //! their file once.
 
+use crate::proto::bt::peer_conn::Shape;
+use crate::proto::bt::peer_wire::BlockRef;
 use crate::proto::hex;
-use crate::proto::peer_conn::Shape;
-use crate::proto::peer_wire::BlockRef;
 use crate::store::content::ContentStore;
 use crate::store::db::{Db, Storage};
 use crate::store::mmap::MappedFile;

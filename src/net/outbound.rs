@@ -6,7 +6,7 @@
 //! by how many blocks the caller lets be in flight.
 
 use crate::net::disk::Block;
-use crate::proto::mse::Rc4;
+use crate::proto::bt::mse::Rc4;
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
 

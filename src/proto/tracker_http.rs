@@ -264,7 +264,7 @@ pub fn failure(reason: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::bencode::{self, Value};
+    use crate::proto::bt::bencode::{self, Value};
     use crate::proto::http::escape;
     use proptest::prelude::*;
 

@@ -78,7 +78,7 @@ pub fn pubkey(secret: &str) -> String {
 pub fn auth_header(event: &Value) -> String {
     format!(
         "Nostr {}",
-        torrent_gateway::proto::base64::encode(event.to_string().as_bytes())
+        torrent_gateway::proto::nostr::base64::encode(event.to_string().as_bytes())
     )
 }
 

@@ -4,7 +4,7 @@
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
-use torrent_gateway::proto::peer_wire::{self, FrameLimits, Handshake, Message};
+use torrent_gateway::proto::bt::peer_wire::{self, FrameLimits, Handshake, Message};
 
 /// A different peer id for every connection (the gateway refuses a second connection from
 /// the same peer id to the same torrent).

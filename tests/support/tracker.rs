@@ -3,7 +3,7 @@
 use super::server::request;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use torrent_gateway::proto::bencode::{self, Value};
+use torrent_gateway::proto::bt::bencode::{self, Value};
 use torrent_gateway::proto::http::escape;
 
 /// One HTTP announce path; `peer` picks the last byte of the peer_id.

@@ -2,7 +2,12 @@
 //! serialization `[0,pubkey,created_at,kind,tags,content]`, BIP-340 signing of the 32-byte id
 //! and verification, tag lookups, and NIP-19 `npub`. Randomness comes in as arguments.
 
-use super::{bech32, hex};
+pub mod auth;
+pub mod base64;
+pub mod bech32;
+pub mod nip94;
+
+use crate::proto::hex;
 use k256::schnorr::{Signature, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};

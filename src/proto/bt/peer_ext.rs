@@ -2,7 +2,7 @@
 //! `metadata_size`), BEP-9 `ut_metadata` requests/data/rejects and BEP-11 `ut_pex` peer lists.
 //! Payloads only (the bytes after the extended message id); framing is in `peer_wire`.
 
-use crate::proto::bencode::{self, dict, Owned};
+use crate::proto::bt::bencode::{self, dict, Owned};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 /// The ids we ask peers to use when they send us these extensions.

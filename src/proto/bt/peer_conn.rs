@@ -7,8 +7,8 @@
 //! (bitfield or have-all, the extension handshake, `ut_metadata` pieces, rejects). Choking
 //! decisions, piece data and timers belong to the caller; time comes in as a number.
 
-use crate::proto::peer_ext::{self, ExtHandshake, MetadataMsg, OurHandshake, Pex};
-use crate::proto::peer_wire::{
+use crate::proto::bt::peer_ext::{self, ExtHandshake, MetadataMsg, OurHandshake, Pex};
+use crate::proto::bt::peer_wire::{
     self, bit, reserved, BlockRef, FrameLimits, Handshake, Message, HANDSHAKE_LEN, MAX_BLOCK,
 };
 use std::collections::VecDeque;
@@ -597,7 +597,7 @@ impl SeedConn {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::peer_wire::parse_frame;
+    use crate::proto::bt::peer_wire::parse_frame;
 
     fn settings() -> Arc<Settings> {
         Arc::new(Settings {

@@ -5,8 +5,8 @@
 //! write (`tr.1=`). Values are percent-decoded strictly; `+` is read as a space only in `dn`,
 //! where clients use it that way, and is literal everywhere else. Unknown parameters are ignored.
 
-use super::hex;
-use super::http::escape;
+use crate::proto::hex;
+use crate::proto::http::escape;
 use std::fmt;
 use std::ops::RangeInclusive;
 

@@ -9,7 +9,7 @@
 //! is the caller's (it needs state).
 
 use super::base64;
-use super::nostr::Event;
+use super::Event;
 
 pub const BLOSSOM_KIND: u32 = 24242;
 pub const HTTP_AUTH_KIND: u32 = 27235;
