@@ -6,7 +6,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use std::sync::Arc;
-use torrent_gateway::proto::bt::peer_conn::{Event, SeedConn, Settings, Shape};
+use torrent_gateway::proto::bt::peer_conn::{Event, PeerConn, Settings, Shape};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&chunk, rest)) = data.split_first() else {
@@ -20,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
         pex: true,
     });
     let shape = Arc::new(Shape::new([7; 20], 100_000, 32_768, Arc::from(vec![b'd'; 3000])));
-    let mut conn = SeedConn::incoming(settings, None);
+    let mut conn = PeerConn::incoming(settings, None);
     let mut events = Vec::new();
     let mut now = 0;
     for piece in rest.chunks(chunk as usize + 1) {

@@ -1,5 +1,5 @@
 //! The peer wire event loop: accepts and dials connections, feeds their bytes to
-//! [`SeedConn`] state machines, sends piece data the disk pool made resident, chokes and
+//! [`PeerConn`] state machines, sends piece data the disk pool made resident, chokes and
 //! unchokes, sends PEX, and enforces every cap and timeout. It never blocks: sockets are
 //! non-blocking, disk work is a job, and timers are the poll timeout.
 //!
@@ -14,7 +14,7 @@ use super::stats::{NetStats, TorrentStats};
 use super::{Command, Deps};
 use crate::config::PeerConfig;
 use crate::proto::bt::mse::{self, Rc4};
-use crate::proto::bt::peer_conn::{Event, SeedConn, Settings};
+use crate::proto::bt::peer_conn::{Event, PeerConn, Settings};
 use crate::proto::bt::peer_ext::{Pex, MAX_PEX_PEERS};
 use crate::proto::bt::peer_wire;
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
@@ -56,7 +56,7 @@ struct Conn {
     outgoing: bool,
     connecting: bool,
     half_open: bool,
-    wire: SeedConn,
+    wire: PeerConn,
     out: Outbound,
     torrent: Option<Arc<Torrent>>,
     opened: Instant,
@@ -293,7 +293,7 @@ impl Loop {
             }
             self.stats.accepted.add(1);
             log::trace!("peer {addr}: accepted");
-            let wire = SeedConn::incoming(Arc::clone(&self.settings), Some(ip));
+            let wire = PeerConn::incoming(Arc::clone(&self.settings), Some(ip));
             self.insert(sock, SocketAddr::new(ip, addr.port()), wire, false, None);
         }
     }
@@ -302,7 +302,7 @@ impl Loop {
         &mut self,
         mut sock: TcpStream,
         addr: SocketAddr,
-        wire: SeedConn,
+        wire: PeerConn,
         outgoing: bool,
         torrent: Option<Arc<Torrent>>,
     ) -> Option<usize> {
@@ -573,6 +573,15 @@ impl Loop {
                         }
                     }
                 }
+                // The loop only seeds today: what a leeching connection reports is not
+                // acted on yet (we never ask for anything, so no block can be ours).
+                Event::PeerHave(_)
+                | Event::PeerBitfield
+                | Event::Choked { .. }
+                | Event::Unchoked
+                | Event::Block { .. }
+                | Event::Rejected(_)
+                | Event::Unrequested(_) => {}
                 Event::Close(why) => {
                     self.stats.protocol_errors.add(1);
                     let failed = self.conns[slot]
@@ -1125,7 +1134,7 @@ impl Loop {
             "peer {addr}: dialing for {}",
             crate::proto::hex::encode(&t.shape.info_hash)
         );
-        let wire = SeedConn::outgoing(
+        let wire = PeerConn::outgoing(
             Arc::clone(&self.settings),
             Some(addr.ip()),
             Arc::clone(&t.shape),

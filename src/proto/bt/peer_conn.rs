@@ -1,11 +1,15 @@
-//! The seeding side of one peer connection as a sans-IO state machine: bytes in, control
-//! bytes and [`Event`]s out, block requests queued for the caller to read from storage.
+//! One peer connection, both directions, as a sans-IO state machine: bytes in, control
+//! bytes and [`Event`]s out. Seeding: block requests are queued for the caller to read from
+//! storage. Leeching: the caller says what it wants ([`PeerConn::set_interested`],
+//! [`PeerConn::request`], [`PeerConn::cancel`], [`PeerConn::have`]) and gets the peer's
+//! pieces, chokes, blocks and rejects back as events; the same connection does both.
 //!
 //! Phases: waiting for the peer's handshake -> waiting for the caller to find the torrent
 //! (incoming connections) -> established -> closed. It validates everything the peer sends
-//! (lengths, ranges, order, request counts, message floods) and answers what it can by itself
-//! (bitfield or have-all, the extension handshake, `ut_metadata` pieces, rejects). Choking
-//! decisions, piece data and timers belong to the caller; time comes in as a number.
+//! (lengths, ranges, order, request counts, blocks nobody asked for, message floods) and
+//! answers what it can by itself (our pieces, the extension handshake, `ut_metadata` pieces,
+//! rejects). Choking decisions, piece picking, piece data and timers belong to the caller;
+//! time comes in as a number.
 
 use crate::proto::bt::peer_ext::{self, ExtHandshake, MetadataMsg, OurHandshake, Pex};
 use crate::proto::bt::peer_wire::{
@@ -85,18 +89,38 @@ pub struct Settings {
 /// What happened, for the caller to act on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    /// An incoming peer named this torrent: call [`SeedConn::attach`] or close.
+    /// An incoming peer named this torrent: call [`PeerConn::attach`] or close.
     Lookup([u8; 20]),
     /// The handshake is complete; the connection is established.
     Established,
     Interested(bool),
-    /// New block requests are queued: see [`SeedConn::next_request`].
+    /// New block requests are queued: see [`PeerConn::next_request`].
     Requests,
-    /// The peer's extension handshake arrived (see [`SeedConn::peer`]).
+    /// The peer's extension handshake arrived (see [`PeerConn::peer`]).
     ExtHandshake,
     Pex(Pex),
     /// A `ut_metadata` piece was sent.
     MetadataServed,
+    /// The peer has one more piece.
+    PeerHave(u32),
+    /// The peer announced its pieces anew (bitfield, have-all, have-none): see
+    /// [`PeerConn::peer_bits`].
+    PeerBitfield,
+    /// The peer choked us. `dropped`: our requests it will not answer (without the fast
+    /// extension a choke discards them; with it the peer rejects each).
+    Choked {
+        dropped: Vec<BlockRef>,
+    },
+    Unchoked,
+    /// A block we asked for arrived.
+    Block {
+        block: BlockRef,
+        data: Vec<u8>,
+    },
+    /// The peer refused one of our requests (BEP-6 reject).
+    Rejected(BlockRef),
+    /// A block nobody asked for (counted as chatter; the caller may hold it against the peer).
+    Unrequested(BlockRef),
     /// Close the connection, for this reason.
     Close(String),
 }
@@ -120,7 +144,7 @@ pub struct PeerInfo {
     pub have: u32,
 }
 
-pub struct SeedConn {
+pub struct PeerConn {
     phase: Phase,
     settings: Arc<Settings>,
     remote_ip: Option<IpAddr>,
@@ -139,12 +163,18 @@ pub struct SeedConn {
     in_flight: u32,
     chatter: u32,
     window_start: u64,
+    /// The pieces we have, in wire order; None: every piece (a stored file we seed).
+    ours: Option<Vec<u8>>,
+    am_interested: bool,
+    peer_choking: bool,
+    /// Our requests the peer has not answered yet, oldest first.
+    asked: VecDeque<BlockRef>,
 }
 
-impl SeedConn {
+impl PeerConn {
     /// A connection the peer opened: we wait for its handshake.
-    pub fn incoming(settings: Arc<Settings>, remote_ip: Option<IpAddr>) -> SeedConn {
-        SeedConn {
+    pub fn incoming(settings: Arc<Settings>, remote_ip: Option<IpAddr>) -> PeerConn {
+        PeerConn {
             phase: Phase::Handshake,
             settings,
             remote_ip,
@@ -161,6 +191,102 @@ impl SeedConn {
             in_flight: 0,
             chatter: 0,
             window_start: 0,
+            ours: None,
+            am_interested: false,
+            peer_choking: true,
+            asked: VecDeque::new(),
+        }
+    }
+
+    /// Which pieces we have (wire-order bits), for a torrent we are still downloading; must
+    /// be called before the connection is established (we send it then).
+    pub fn set_ours(&mut self, bits: Vec<u8>) {
+        self.ours = Some(bits);
+    }
+
+    /// The peer's pieces in wire order (empty until it said, or after have-none; all ones
+    /// for have-all).
+    pub fn peer_bits(&self) -> &[u8] {
+        &self.peer_bits
+    }
+
+    pub fn peer_has(&self, piece: u32) -> bool {
+        bit(&self.peer_bits, piece)
+    }
+
+    pub fn is_peer_choking(&self) -> bool {
+        self.peer_choking
+    }
+
+    pub fn am_interested(&self) -> bool {
+        self.am_interested
+    }
+
+    /// Our requests not yet answered.
+    pub fn asked(&self) -> usize {
+        self.asked.len()
+    }
+
+    /// True when we lack nothing (we seed every piece).
+    fn we_are_seed(&self) -> bool {
+        match (&self.ours, &self.shape) {
+            (None, _) => true,
+            (Some(bits), Some(shape)) => {
+                bits.iter().map(|b| b.count_ones()).sum::<u32>() >= shape.pieces
+            }
+            (Some(_), None) => false,
+        }
+    }
+
+    /// Tells the peer whether we want something of it.
+    pub fn set_interested(&mut self, yes: bool) {
+        if self.phase != Phase::Established || self.am_interested == yes {
+            return;
+        }
+        self.am_interested = yes;
+        let m = if yes {
+            Message::Interested
+        } else {
+            Message::NotInterested
+        };
+        peer_wire::write(&m, &mut self.out);
+    }
+
+    /// Asks the peer for a block. False (nothing sent) while it chokes us, before the
+    /// connection is established, for a block outside the torrent or one already asked for.
+    pub fn request(&mut self, b: BlockRef) -> bool {
+        let valid = self.shape.as_ref().is_some_and(|s| s.valid(&b));
+        if self.phase != Phase::Established
+            || self.peer_choking
+            || !valid
+            || self.asked.contains(&b)
+        {
+            return false;
+        }
+        self.asked.push_back(b);
+        peer_wire::write(&Message::Request(b), &mut self.out);
+        true
+    }
+
+    /// Withdraws a request (endgame: another peer sent the block first).
+    pub fn cancel(&mut self, b: BlockRef) {
+        if let Some(i) = self.asked.iter().position(|q| *q == b) {
+            self.asked.remove(i);
+            if self.phase == Phase::Established {
+                peer_wire::write(&Message::Cancel(b), &mut self.out);
+            }
+        }
+    }
+
+    /// We have a new piece: tell the peer (and remember it for a later bitfield).
+    pub fn have(&mut self, piece: u32) {
+        if let Some(bits) = self.ours.as_mut() {
+            if let Some(byte) = bits.get_mut((piece / 8) as usize) {
+                *byte |= 0x80 >> (piece % 8);
+            }
+        }
+        if self.phase == Phase::Established {
+            peer_wire::write(&Message::Have(piece), &mut self.out);
         }
     }
 
@@ -169,8 +295,8 @@ impl SeedConn {
         settings: Arc<Settings>,
         remote_ip: Option<IpAddr>,
         shape: Arc<Shape>,
-    ) -> SeedConn {
-        let mut c = SeedConn::incoming(settings, remote_ip);
+    ) -> PeerConn {
+        let mut c = PeerConn::incoming(settings, remote_ip);
         c.write_handshake(shape.info_hash);
         c.limits = FrameLimits::for_torrent(shape.pieces, shape.metadata.len() as u32);
         c.shape = Some(shape);
@@ -244,6 +370,7 @@ impl SeedConn {
         if self.phase != Phase::Closed {
             self.phase = Phase::Closed;
             self.queue.clear();
+            self.asked.clear();
             events.push(Event::Close(why.into()));
         }
     }
@@ -331,13 +458,21 @@ impl SeedConn {
     fn establish(&mut self, events: &mut Vec<Event>) {
         self.phase = Phase::Established;
         let shape = Arc::clone(self.shape.as_ref().expect("established with a torrent"));
-        if self.peer.fast {
-            peer_wire::write(&Message::HaveAll, &mut self.out);
-        } else {
-            peer_wire::write(
+        match &self.ours {
+            None if self.peer.fast => peer_wire::write(&Message::HaveAll, &mut self.out),
+            None => peer_wire::write(
                 &Message::Bitfield(&peer_wire::full_bitfield(shape.pieces)),
                 &mut self.out,
-            );
+            ),
+            Some(bits) if bits.iter().all(|&b| b == 0) && self.peer.fast => {
+                peer_wire::write(&Message::HaveNone, &mut self.out)
+            }
+            // Without the fast extension a client with nothing may send no bitfield at all.
+            Some(bits) if bits.iter().all(|&b| b == 0) => {}
+            Some(bits) => {
+                let bits = bits.clone();
+                peer_wire::write(&Message::Bitfield(&bits), &mut self.out);
+            }
         }
         if self.peer.extended {
             let ours = OurHandshake {
@@ -440,6 +575,7 @@ impl SeedConn {
                 } else {
                     self.peer_bits[(i / 8) as usize] |= 0x80 >> (i % 8);
                     self.peer.have += 1;
+                    events.push(Event::PeerHave(i));
                     self.check_seed(events);
                 }
             }
@@ -450,6 +586,7 @@ impl SeedConn {
                 }
                 self.peer.have = bits.iter().map(|b| b.count_ones()).sum();
                 self.peer_bits = bits.to_vec();
+                events.push(Event::PeerBitfield);
                 self.check_seed(events);
             }
             Message::HaveAll | Message::HaveNone if !self.peer.fast => {
@@ -457,12 +594,61 @@ impl SeedConn {
             }
             Message::HaveAll => {
                 self.peer.have = shape.pieces;
+                self.peer_bits = peer_wire::full_bitfield(shape.pieces);
+                events.push(Event::PeerBitfield);
                 self.check_seed(events);
             }
             Message::HaveNone => {
                 self.peer.have = 0;
                 self.peer_bits.clear();
+                events.push(Event::PeerBitfield);
             }
+            Message::Choke => {
+                if self.peer_choking {
+                    return self.chatter(now_ms, events);
+                }
+                self.peer_choking = true;
+                let dropped = if self.peer.fast {
+                    Vec::new()
+                } else {
+                    self.asked.drain(..).collect()
+                };
+                events.push(Event::Choked { dropped });
+            }
+            Message::Unchoke => {
+                if !self.peer_choking {
+                    return self.chatter(now_ms, events);
+                }
+                self.peer_choking = false;
+                events.push(Event::Unchoked);
+            }
+            Message::Piece { index, begin, data } => {
+                let block = BlockRef {
+                    index,
+                    begin,
+                    length: data.len() as u32,
+                };
+                match self.asked.iter().position(|q| *q == block) {
+                    Some(i) => {
+                        self.asked.remove(i);
+                        events.push(Event::Block {
+                            block,
+                            data: data.to_vec(),
+                        });
+                    }
+                    None => {
+                        self.chatter(now_ms, events);
+                        events.push(Event::Unrequested(block));
+                    }
+                }
+            }
+            Message::Reject(b) if self.peer.fast => match self.asked.iter().position(|q| *q == b) {
+                Some(i) => {
+                    self.asked.remove(i);
+                    events.push(Event::Rejected(b));
+                }
+                None => self.chatter(now_ms, events),
+            },
             Message::Extended { id, payload } => self.extended(id, payload, now_ms, events),
             Message::Port(_) => {}
             _ => self.chatter(now_ms, events),
@@ -470,7 +656,7 @@ impl SeedConn {
     }
 
     fn check_seed(&mut self, events: &mut Vec<Event>) {
-        if self.peer_is_seed() {
+        if self.peer_is_seed() && self.we_are_seed() {
             self.close("peer is a seed too", events);
         }
     }
@@ -532,7 +718,7 @@ impl SeedConn {
     }
 
     /// The next queued request to read from storage; it counts as in flight until
-    /// [`SeedConn::served`].
+    /// [`PeerConn::served`].
     pub fn next_request(&mut self) -> Option<BlockRef> {
         let b = self.queue.pop_front()?;
         self.in_flight += 1;
@@ -595,316 +781,5 @@ impl SeedConn {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::proto::bt::peer_wire::parse_frame;
-
-    fn settings() -> Arc<Settings> {
-        Arc::new(Settings {
-            peer_id: *b"-TG0001-aaaaaaaaaaaa",
-            client: "test",
-            max_requests: 4,
-            listen_port: Some(6881),
-            pex: true,
-        })
-    }
-
-    fn shape() -> Arc<Shape> {
-        // 3 pieces of 32 KiB, the last one 10 bytes.
-        Arc::new(Shape::new(
-            [1; 20],
-            2 * 32768 + 10,
-            32768,
-            Arc::from(vec![b'x'; 20000]),
-        ))
-    }
-
-    fn handshake(fast: bool, ext: bool) -> Vec<u8> {
-        let mut r = [0u8; 8];
-        if fast {
-            reserved::set(&mut r, reserved::FAST);
-        }
-        if ext {
-            reserved::set(&mut r, reserved::EXTENDED);
-        }
-        let mut out = Vec::new();
-        Handshake {
-            reserved: r,
-            info_hash: [1; 20],
-            peer_id: [2; 20],
-        }
-        .write(&mut out);
-        out
-    }
-
-    fn msg(m: Message<'_>) -> Vec<u8> {
-        let mut v = Vec::new();
-        peer_wire::write(&m, &mut v);
-        v
-    }
-
-    fn frames(bytes: &[u8]) -> Vec<Message<'_>> {
-        let lim = FrameLimits::for_torrent(3, 20000);
-        let mut at = 0;
-        let mut out = Vec::new();
-        while let Some((m, n)) = parse_frame(&bytes[at..], &lim).unwrap() {
-            out.push(m);
-            at += n;
-        }
-        assert_eq!(at, bytes.len());
-        out
-    }
-
-    /// An established incoming connection and what it said after the handshake.
-    fn established(fast: bool, ext: bool) -> (SeedConn, Vec<u8>) {
-        let mut c = SeedConn::incoming(settings(), Some("127.0.0.1".parse().unwrap()));
-        let mut ev = Vec::new();
-        c.receive(&handshake(fast, ext), 0, &mut ev);
-        assert_eq!(ev, vec![Event::Lookup([1; 20])]);
-        ev.clear();
-        c.attach(shape(), 0, &mut ev);
-        assert_eq!(ev, vec![Event::Established]);
-        let out = c.take_output();
-        assert_eq!(
-            &out[..HANDSHAKE_LEN - 20],
-            &handshake(true, true)[..HANDSHAKE_LEN - 20]
-        );
-        (c, out[HANDSHAKE_LEN..].to_vec())
-    }
-
-    #[test]
-    fn greets_with_bitfield_or_have_all_and_extension_handshake() {
-        let (_, out) = established(false, false);
-        assert_eq!(frames(&out), vec![Message::Bitfield(&[0xe0])]);
-        let (c, out) = established(true, true);
-        let f = frames(&out);
-        assert_eq!(f[0], Message::HaveAll);
-        let Message::Extended { id: 0, payload } = f[1] else {
-            panic!("{f:?}")
-        };
-        let h = ExtHandshake::parse(payload).unwrap();
-        assert_eq!(h.metadata_size, Some(20000));
-        assert_eq!(h.reqq, Some(4));
-        assert_eq!(c.peer().peer_id, [2; 20]);
-    }
-
-    #[test]
-    fn serves_requests_only_when_unchoked_and_within_reqq() {
-        let (mut c, _) = established(true, false);
-        let mut ev = Vec::new();
-        let b = BlockRef {
-            index: 2,
-            begin: 0,
-            length: 10,
-        };
-        c.receive(&msg(Message::Interested), 1, &mut ev);
-        assert_eq!(ev, vec![Event::Interested(true)]);
-        ev.clear();
-        c.receive(&msg(Message::Request(b)), 1, &mut ev);
-        assert_eq!(frames(&c.take_output()), vec![Message::Reject(b)], "choked");
-        c.unchoke();
-        assert_eq!(frames(&c.take_output()), vec![Message::Unchoke]);
-        for begin in 0..6 {
-            let b = BlockRef {
-                index: 0,
-                begin: begin * 16,
-                length: 16,
-            };
-            c.receive(&msg(Message::Request(b)), 2, &mut ev);
-        }
-        assert_eq!(ev, vec![Event::Requests]);
-        assert_eq!(c.requests(), 4);
-        assert_eq!(frames(&c.take_output()).len(), 2, "two over reqq rejected");
-        let first = c.next_request().unwrap();
-        assert_eq!(first.begin, 0);
-        c.served();
-        // A cancel of a queued request rejects it (fast extension).
-        let second = BlockRef {
-            index: 0,
-            begin: 16,
-            length: 16,
-        };
-        c.receive(&msg(Message::Cancel(second)), 3, &mut ev);
-        assert_eq!(frames(&c.take_output()), vec![Message::Reject(second)]);
-        c.choke();
-        let out = c.take_output();
-        assert_eq!(frames(&out).len(), 3, "choke plus two rejects");
-        assert_eq!(c.requests(), 0);
-    }
-
-    #[test]
-    fn out_of_range_request_closes() {
-        for b in [
-            BlockRef {
-                index: 3,
-                begin: 0,
-                length: 1,
-            },
-            BlockRef {
-                index: 2,
-                begin: 0,
-                length: 11,
-            },
-            BlockRef {
-                index: 0,
-                begin: 0,
-                length: 0,
-            },
-            BlockRef {
-                index: 0,
-                begin: u32::MAX,
-                length: 16,
-            },
-        ] {
-            let (mut c, _) = established(false, false);
-            let mut ev = Vec::new();
-            c.receive(&msg(Message::Request(b)), 0, &mut ev);
-            assert!(matches!(ev.last(), Some(Event::Close(_))), "{b:?}");
-            assert!(c.is_closed());
-        }
-    }
-
-    #[test]
-    fn hostile_input_closes() {
-        let cases: Vec<(Vec<u8>, &str)> = vec![
-            (msg(Message::Have(3)), "have"),
-            (msg(Message::Bitfield(&[0x01])), "spare"),
-            (msg(Message::HaveAll), "seed"),
-            (vec![0xff; 8], "limit"),
-            ([0, 0, 0, 2, 4, 0].to_vec(), "cannot be"),
-            (vec![0; 4 * (CHATTER_LIMIT as usize + 1)], "flood"),
-        ];
-        for (bytes, why) in cases {
-            let (mut c, _) = established(true, true);
-            let mut ev = Vec::new();
-            c.receive(&bytes, 0, &mut ev);
-            match ev.last() {
-                Some(Event::Close(r)) => assert!(r.contains(why), "{why}: {r}"),
-                other => panic!("{why}: {other:?}"),
-            }
-        }
-        let mut c = SeedConn::incoming(settings(), None);
-        let mut ev = Vec::new();
-        c.receive(b"GET / HTTP/1.1\r\n", 0, &mut ev);
-        assert!(matches!(&ev[..], [Event::Close(_)]));
-    }
-
-    #[test]
-    fn requests_while_choked_are_tolerated_up_to_a_point() {
-        let (mut c, _) = established(false, false);
-        let mut ev = Vec::new();
-        let b = msg(Message::Request(BlockRef {
-            index: 0,
-            begin: 0,
-            length: 16,
-        }));
-        c.receive(&b.repeat(68), 0, &mut ev);
-        assert!(ev.is_empty(), "a burst after a choke is a race");
-        c.receive(&b, 0, &mut ev);
-        assert!(matches!(ev.last(), Some(Event::Close(_))));
-    }
-
-    #[test]
-    fn serves_metadata_pieces() {
-        let (mut c, _) = established(true, true);
-        let mut ev = Vec::new();
-        let hs = OurHandshake {
-            client: "x",
-            reqq: 10,
-            port: None,
-            metadata_size: None,
-            yourip: None,
-            pex: false,
-        }
-        .encode();
-        c.receive(
-            &msg(Message::Extended {
-                id: 0,
-                payload: &hs,
-            }),
-            0,
-            &mut ev,
-        );
-        for piece in [0u32, 1, 2] {
-            let mut req = Vec::new();
-            MetadataMsg::Request { piece }.write(&mut req);
-            c.receive(
-                &msg(Message::Extended {
-                    id: peer_ext::OUR_UT_METADATA,
-                    payload: &req,
-                }),
-                0,
-                &mut ev,
-            );
-            let out = c.take_output();
-            let f = frames(&out);
-            let Message::Extended { id, payload } = f[0] else {
-                panic!()
-            };
-            assert_eq!(id, peer_ext::OUR_UT_METADATA);
-            match (piece, MetadataMsg::parse(payload).unwrap()) {
-                (
-                    0,
-                    MetadataMsg::Data {
-                        data, total_size, ..
-                    },
-                ) => {
-                    assert_eq!((data.len(), total_size), (16384, 20000))
-                }
-                (1, MetadataMsg::Data { data, .. }) => assert_eq!(data.len(), 20000 - 16384),
-                (2, MetadataMsg::Reject { piece: 2 }) => {}
-                other => panic!("{other:?}"),
-            }
-        }
-        assert!(!c.is_closed());
-    }
-
-    #[test]
-    fn metadata_requests_cannot_queue_without_bound() {
-        let (mut c, _) = established(true, true);
-        let mut ev = Vec::new();
-        let hs = OurHandshake {
-            client: "x",
-            reqq: 10,
-            port: None,
-            metadata_size: None,
-            yourip: None,
-            pex: false,
-        }
-        .encode();
-        c.receive(
-            &msg(Message::Extended {
-                id: 0,
-                payload: &hs,
-            }),
-            0,
-            &mut ev,
-        );
-        let mut req = Vec::new();
-        MetadataMsg::Request { piece: 0 }.write(&mut req);
-        let one = msg(Message::Extended {
-            id: peer_ext::OUR_UT_METADATA,
-            payload: &req,
-        });
-        // Never taking the output: the 17th 16 KiB answer would pass the cap.
-        c.receive(&one.repeat(100), 0, &mut ev);
-        assert!(matches!(ev.last(), Some(Event::Close(r)) if r.contains("does not read")));
-        assert!(c.take_output().len() <= MAX_UNSENT + 17_000);
-    }
-
-    #[test]
-    fn outgoing_checks_the_answer() {
-        let mut c = SeedConn::outgoing(settings(), None, shape());
-        assert_eq!(c.take_output().len(), HANDSHAKE_LEN);
-        let mut ev = Vec::new();
-        let mut other = handshake(false, false);
-        other[28] = 9;
-        c.receive(&other, 0, &mut ev);
-        assert!(matches!(ev.last(), Some(Event::Close(_))));
-        let mut c = SeedConn::outgoing(settings(), None, shape());
-        let mut ev = Vec::new();
-        c.receive(&handshake(false, false), 0, &mut ev);
-        assert_eq!(ev, vec![Event::Established]);
-        assert!(c.is_established());
-    }
-}
+#[path = "peer_conn_tests.rs"]
+mod tests;
