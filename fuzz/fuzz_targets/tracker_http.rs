@@ -1,5 +1,5 @@
-//! Fuzz target: HTTP tracker query parsing never panics, and accepted announces keep their
-//! raw info_hash and peer_id through a re-encode.
+//! Fuzz target: HTTP tracker query parsing and the client's answer parsing never panic,
+//! and accepted announces keep their raw info_hash and peer_id through a re-encode.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -7,6 +7,9 @@ use torrent_gateway::proto::http::escape;
 use torrent_gateway::proto::tracker_http;
 
 fuzz_target!(|data: &[u8]| {
+    if let Ok(answer) = torrent_gateway::proto::tracker_client::parse_answer(data) {
+        assert!(answer.peers.len() <= torrent_gateway::proto::tracker_client::MAX_PEERS);
+    }
     let Ok(query) = std::str::from_utf8(data) else {
         return;
     };

@@ -3,12 +3,13 @@
 //! unit-tested and fuzzed on its own. Grouped by protocol family: `bt` (BitTorrent: bencode,
 //! metainfo, magnets, the peer wire and its state machine, MSE), `http` (request heads,
 //! chunked bodies, Range, dates, media types, escaping, hosts and origins), `nostr` (events,
-//! auth, NIP-94, bech32, base64), the trackers' formats (`tracker_http`, `tracker_udp`), and
+//! auth, NIP-94, bech32, base64), the trackers' formats (`tracker_http`, `tracker_udp`; `tracker_client`: the announcing side over HTTP), and
 //! `hex` (hex and base32), which they all use.
 
 pub mod bt;
 pub mod hex;
 pub mod http;
 pub mod nostr;
+pub mod tracker_client;
 pub mod tracker_http;
 pub mod tracker_udp;
