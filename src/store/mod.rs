@@ -6,4 +6,5 @@ pub mod content;
 pub mod db;
 pub mod db_nostr;
 pub mod dirs;
+pub mod layout;
 pub mod mmap;
