@@ -8,3 +8,4 @@ pub mod db_nostr;
 pub mod dirs;
 pub mod layout;
 pub mod mmap;
+pub mod resume;
