@@ -1,7 +1,8 @@
-//! The web UI in a real browser (Debian's chromium driven by playwright-core from
-//! tests/js/ui.mjs) against a gateway on a free port: health score, drag-and-drop upload with
-//! a progress bar, the row's size, copy magnet, delete, phone width; screenshots go to
-//! target/ui-screenshots. Plus the UI's HTTP rules: a foreign Host gets no page, a browser's
+//! The web UI in real browsers against a gateway on a free port: Debian's chromium driven by
+//! playwright-core (tests/js/ui.mjs: health score, drag-and-drop upload with a progress bar,
+//! the row's size, copy magnet, delete, phone width) and Debian's firefox-esr driven by
+//! puppeteer-core over WebDriver BiDi (tests/js/ui_firefox.mjs: health score, upload, the
+//! row); screenshots go to target/ui-screenshots. Plus the UI's HTTP rules: a foreign Host gets no page, a browser's
 //! write without the CSRF header is refused, assets carry the CSP and revalidate by ETag.
 
 mod support;
@@ -55,6 +56,27 @@ fn the_ui_in_chromium_uploads_copies_and_deletes() {
         let png = std::fs::read(out.join(shot)).unwrap();
         assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "{shot}");
     }
+}
+
+#[test]
+fn the_ui_works_in_firefox() {
+    require_tool("firefox-esr");
+    let tmp = tempdir();
+    let server = Server::start(&tmp.path().join("data"), "");
+    let file = write_file(tmp.path(), "firefox.bin", 1_500_000, 4);
+    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/ui-screenshots");
+    let base = format!("http://{}", server.addr);
+    let result = support::nostr::node(
+        "ui_firefox.mjs",
+        &[&base, file.to_str().unwrap(), out.to_str().unwrap()],
+        b"",
+    );
+    let r: serde_json::Value = serde_json::from_str(result.trim()).unwrap();
+    assert_eq!(r["score"], server.get("/api/health").json()["score"], "{r}");
+    assert_eq!(r["row_size"], "1.50 MB", "{r}");
+    assert_eq!(r["errors"], serde_json::json!([]), "{r}");
+    let files = server.get("/api/files").json();
+    assert_eq!(files["files"][0]["size"], 1_500_000);
 }
 
 #[test]

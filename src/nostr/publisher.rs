@@ -260,9 +260,15 @@ impl Worker {
                                 message: msg.clone(),
                                 at: now,
                             };
+                            // Out of the outbox first: whoever sees the rejection sees the
+                            // event gone from the queue too.
+                            if let Err(e) = self.db.sent(&url.url, id) {
+                                log::error!("updating the Nostr outbox: {e}");
+                            }
                             if let Err(e) = self.db.add_rejection(&rejection, MAX_REJECTIONS) {
                                 log::error!("recording a relay rejection: {e}");
                             }
+                            continue;
                         }
                         Outcome::Deferred(msg) => {
                             deferred += 1;

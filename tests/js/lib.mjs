@@ -143,3 +143,9 @@ export function playwright() {
   need("playwright-core/package.json");
   return createRequire(join(nodeDir, "package.json"))("playwright-core");
 }
+
+/** puppeteer-core (it drives Debian's firefox-esr over WebDriver BiDi). */
+export function puppeteer() {
+  need("puppeteer-core/package.json");
+  return createRequire(join(nodeDir, "package.json"))("puppeteer-core");
+}

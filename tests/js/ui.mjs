@@ -16,7 +16,9 @@ run(async () => {
   const { chromium } = playwright();
   const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-    args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+    // Only loopback: anything else goes to a proxy that is not there.
+    args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-component-update",
+      "--proxy-server=http://127.0.0.1:9", "--proxy-bypass-list=127.0.0.1;localhost"],
     headless: true,
   });
   const errors = [];
