@@ -10,6 +10,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod tracker;
+pub use tracker::{IntervalRule, Intervals, TrackerBackend, TrackerConfig, TrackerMode};
+
 /// The annotated default configuration.
 pub const DEFAULT_TOML: &str = r#"# torrent-gateway configuration. Every key is optional; shown with its default.
 
@@ -104,8 +107,32 @@ trust_ip_param = false
 # trusted_proxies addresses (the last address in the header is used).
 proxy_header = ""
 trusted_proxies = []
-# How often completed-download counts are written to SQLite.
+# How often completed-download counts are written to SQLite (memory backend).
 flush_secs = 10
+# Where swarms live: "memory" (this process) or "redis" (shared by every gateway that
+# points at the same Redis, so several processes answer for one announce URL; also
+# `serve --tracker-redis URL`). With Redis, max_torrents and max_peers are not enforced
+# (Redis' maxmemory is that cap) and completed counts live in Redis, not SQLite.
+backend = "memory"
+redis_url = ""
+# Connections to Redis at most, and the deadline of each command (an announce that misses
+# it is answered "tracker storage is unavailable" and the tracker health turns degraded).
+redis_pool = 4
+redis_timeout_ms = 500
+
+[tracker.intervals]
+# Client-aware intervals by peer-id prefix (Azureus style: "-TR" Transmission, "-qB"
+# qBittorrent, "-LT" libtorrent-rasterbar, "-lt" rTorrent, "-WW" WebTorrent, "-DE"
+# Deluge, "-UT" uTorrent). The first matching rule caps the interval told to that client
+# at max_interval_secs and sets its minimum interval (never above the interval; without
+# min_interval_secs: tracker.min_interval_secs). A plain re-announce (no event) sooner than
+# the client's minimum interval is answered with counts only (no peers, nothing stored)
+# and counted in tg_tracker_too_fast_total. The default: Transmission at most 30 min,
+# WebTorrent at most 5 min with a 1-minute minimum, everyone else the [tracker] values.
+rules = [
+  { prefix = "-TR", max_interval_secs = 1800 },
+  { prefix = "-WW", max_interval_secs = 300, min_interval_secs = 60 },
+]
 
 [peer]
 # Serve stored files over the BitTorrent peer wire protocol.
@@ -302,71 +329,6 @@ impl Default for PeerConfig {
     }
 }
 
-/// How the tracker decides which info-hashes it serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TrackerMode {
-    Open,
-    Hosted,
-    Allowlist,
-}
-
-impl std::str::FromStr for TrackerMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "open" => Ok(TrackerMode::Open),
-            "hosted" => Ok(TrackerMode::Hosted),
-            "allowlist" => Ok(TrackerMode::Allowlist),
-            _ => Err(format!("{s:?} is not one of open, hosted, allowlist")),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TrackerConfig {
-    pub mode: TrackerMode,
-    pub udp: bool,
-    pub interval_secs: u32,
-    pub min_interval_secs: u32,
-    pub peer_timeout_secs: u32,
-    pub numwant_default: usize,
-    pub numwant_max: usize,
-    pub max_torrents: usize,
-    pub max_peers_per_torrent: usize,
-    pub max_peers: usize,
-    pub max_scrape_hashes: usize,
-    pub full_scrape: bool,
-    pub trust_ip_param: bool,
-    pub proxy_header: String,
-    pub trusted_proxies: Vec<std::net::IpAddr>,
-    pub flush_secs: u64,
-}
-
-impl Default for TrackerConfig {
-    fn default() -> Self {
-        TrackerConfig {
-            mode: TrackerMode::Hosted,
-            udp: true,
-            interval_secs: 1800,
-            min_interval_secs: 300,
-            peer_timeout_secs: 3900,
-            numwant_default: 50,
-            numwant_max: 200,
-            max_torrents: 50_000,
-            max_peers_per_torrent: 20_000,
-            max_peers: 250_000,
-            max_scrape_hashes: 74,
-            full_scrape: false,
-            trust_ip_param: false,
-            proxy_header: String::new(),
-            trusted_proxies: Vec::new(),
-            flush_secs: 10,
-        }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiConfig {
@@ -482,7 +444,7 @@ impl std::fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-fn bad(key: &str, why: impl std::fmt::Display) -> ConfigError {
+pub(crate) fn bad(key: &str, why: impl std::fmt::Display) -> ConfigError {
     ConfigError(format!("`{key}` {why}"))
 }
 
@@ -575,45 +537,7 @@ impl Config {
                 "must be from 1 to 10000000",
             ));
         }
-        let t = &self.tracker;
-        if t.interval_secs == 0 || t.min_interval_secs > t.interval_secs {
-            return Err(bad(
-                "tracker.min_interval_secs",
-                "must be at most tracker.interval_secs, which must be positive",
-            ));
-        }
-        if t.peer_timeout_secs < t.interval_secs {
-            return Err(bad(
-                "tracker.peer_timeout_secs",
-                "must be at least tracker.interval_secs",
-            ));
-        }
-        if t.numwant_max == 0 || t.numwant_default > t.numwant_max || t.numwant_max > 1000 {
-            return Err(bad(
-                "tracker.numwant_max",
-                "must be from tracker.numwant_default (and 1) to 1000",
-            ));
-        }
-        for (key, v) in [
-            ("tracker.max_torrents", t.max_torrents),
-            ("tracker.max_peers_per_torrent", t.max_peers_per_torrent),
-            ("tracker.max_peers", t.max_peers),
-        ] {
-            if !(1..=100_000_000).contains(&v) {
-                return Err(bad(key, "must be from 1 to 100000000"));
-            }
-        }
-        if !(1..=1000).contains(&t.max_scrape_hashes) {
-            return Err(bad("tracker.max_scrape_hashes", "must be from 1 to 1000"));
-        }
-        if t.flush_secs == 0 {
-            return Err(bad("tracker.flush_secs", "must be positive"));
-        }
-        if t.proxy_header
-            .contains(|c: char| !c.is_ascii_alphanumeric() && c != '-')
-        {
-            return Err(bad("tracker.proxy_header", "must be a header name"));
-        }
+        self.tracker.validate()?;
         self.validate_peer()?;
         self.validate_nostr()
     }

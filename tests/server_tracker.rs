@@ -55,7 +55,9 @@ fn hosted_mode_tracks_stored_files_only() {
     let v = bencode::decode(&body).unwrap();
     assert_eq!(v.get("interval").and_then(Value::as_int), Some(1800));
     assert_eq!(v.get("min interval").and_then(Value::as_int), Some(300));
-    assert_eq!(scrape(server.addr, &ih), (0, 1, 0));
+    // The gateway's own seed counts (the peer wire seeds every hosted torrent).
+    assert_eq!(scrape(server.addr, &ih), (1, 1, 0));
+    assert_eq!(v.get("complete").and_then(Value::as_int), Some(1));
     let sha = desc["sha256"].as_str().unwrap();
     assert_eq!(
         request(
@@ -110,7 +112,7 @@ fn allowlist_mode_and_its_api() {
 fn response_forms_numwant_and_no_self() {
     let dir = tempdir();
     let config =
-        "[tracker]\nmode = \"open\"\nnumwant_default = 5\nnumwant_max = 5\ntrust_ip_param = true\n";
+        "[tracker]\nmode = \"open\"\nnumwant_default = 5\nnumwant_max = 5\ntrust_ip_param = true\nmin_interval_secs = 0\n";
     let server = Server::start(&dir.path().join("gw"), config);
     let ih = [1u8; 20];
     for peer in 0..8u8 {

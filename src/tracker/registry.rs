@@ -1,7 +1,9 @@
 //! The swarm registry: every tracked torrent's peers, in shards behind parking_lot mutexes.
 //!
-//! A peer that sends a `key` is identified by (peer_id, key), so a client that changes address
-//! stays one peer; a peer without a key is identified by (peer_id, address). Nobody can move
+//! A peer that sends a `key` is identified by (peer_id, key, address family), so a client that
+//! changes address stays one peer while a dual-stack client that announces one key from its
+//! IPv4 and its IPv6 socket is two (as aquatic keeps separate IPv4 and IPv6 swarms); a peer
+//! without a key is identified by (peer_id, address). Nobody can move
 //! or stop another client's entry without its key. Small swarms are scanned linearly (a peer
 //! is 48 bytes); swarms past [`INDEX_FROM`] peers get a hash index. Every table has a cap, and
 //! refusing is a [`Refusal`] with a reason.
@@ -39,6 +41,8 @@ pub enum Refusal {
     TooManyTorrents,
     SwarmFull,
     TooManyPeers,
+    /// The shared backend (Redis) is down or slow.
+    Unavailable,
 }
 
 impl Refusal {
@@ -48,6 +52,7 @@ impl Refusal {
             Refusal::TooManyTorrents => "tracker is full: too many torrents, try again later",
             Refusal::SwarmFull => "swarm is full: too many peers for this torrent",
             Refusal::TooManyPeers => "tracker is full: too many peers, try again later",
+            Refusal::Unavailable => "tracker storage is unavailable, try again later",
         }
     }
 }
@@ -58,6 +63,22 @@ pub enum Family {
     V4,
     V6,
     Both,
+    /// Both, the IPv4 peers first (an HTTP announce from IPv4: `numwant` is not spent on
+    /// peers the client cannot reach while reachable ones are left).
+    V4First,
+    /// Both, the IPv6 peers first.
+    V6First,
+}
+
+impl Family {
+    /// Whether a peer of this family (`v6`) is handed out at all.
+    pub fn admits(self, v6: bool) -> bool {
+        match self {
+            Family::V4 => !v6,
+            Family::V6 => v6,
+            _ => true,
+        }
+    }
 }
 
 /// Where an announce puts the peers it hands out.
@@ -93,6 +114,9 @@ pub struct AnnounceIn {
     pub key: Option<u32>,
     pub numwant: usize,
     pub family: Family,
+    /// Seconds this client was told to wait at least between announces: a plain re-announce
+    /// sooner than that is answered with counts only and counted (0: no such check).
+    pub min_interval: u32,
 }
 
 /// A tracked peer (48 bytes).
@@ -158,6 +182,17 @@ impl Peer {
     }
 }
 
+/// The identity of an announcer as bytes (peer_id, then a tag with the family, then the key
+/// or the address and port): the Redis backend's set member.
+pub(crate) fn ident_bytes(a: &AnnounceIn) -> [u8; 39] {
+    let (ip, v6) = ip_bytes(a.ip);
+    let who = Ident::new(a.peer_id, a.key, &ip, a.port, v6);
+    let mut out = [0u8; 39];
+    out[..20].copy_from_slice(&who.id);
+    out[20..].copy_from_slice(&who.rest);
+    out
+}
+
 /// Who a peer is: (peer_id, key) when it sent a key, else (peer_id, address).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct Ident {
@@ -171,7 +206,7 @@ impl Ident {
         let mut rest = [0u8; 19];
         match key {
             Some(k) => {
-                rest[0] = 1;
+                rest[0] = 1 | (flags & V6);
                 rest[1..5].copy_from_slice(&k.to_be_bytes());
             }
             None => {
@@ -186,9 +221,9 @@ impl Ident {
     /// (key, address, port, family flag) back out of the packed form.
     fn parts(&self) -> (Option<u32>, [u8; 16], u16, u8) {
         let r = &self.rest;
-        if r[0] == 1 {
+        if r[0] & 1 == 1 {
             let key = u32::from_be_bytes([r[1], r[2], r[3], r[4]]);
-            return (Some(key), [0; 16], 0, 0);
+            return (Some(key), [0; 16], 0, r[0] & V6);
         }
         let ip: [u8; 16] = r[1..17].try_into().expect("16 bytes");
         (None, ip, u16::from_be_bytes([r[17], r[18]]), r[0] & V6)
@@ -230,7 +265,9 @@ impl Swarm {
                 self.peers.iter().position(|p| {
                     p.id == who.id
                         && match key {
-                            Some(k) => p.flags & HAS_KEY != 0 && p.key == k,
+                            Some(k) => {
+                                p.flags & HAS_KEY != 0 && p.key == k && p.flags & V6 == flags
+                            }
                             None => p.flags & HAS_KEY == 0 && p.same_address(&ip, port, flags),
                         }
                 })
@@ -294,6 +331,8 @@ pub struct Registry {
     limits: Limits,
     torrents: AtomicUsize,
     peers: AtomicUsize,
+    /// Re-announces sooner than the client's minimum interval (answered with counts only).
+    pub too_fast: crate::hash::Counter,
 }
 
 thread_local! {
@@ -323,6 +362,7 @@ impl Registry {
             limits,
             torrents: AtomicUsize::new(0),
             peers: AtomicUsize::new(0),
+            too_fast: Default::default(),
         }
     }
 
@@ -371,6 +411,14 @@ impl Registry {
         let me = match swarm.find(&who) {
             Some(i) => {
                 let p = &mut swarm.peers[i];
+                if a.event == Event::None
+                    && p.is_seed() == seed
+                    && now.saturating_sub(p.seen) < a.min_interval
+                {
+                    // The cheap path: no write, no peers.
+                    self.too_fast.add(1);
+                    return Ok(swarm.counts());
+                }
                 if a.event == Event::Stopped {
                     swarm.remove(i);
                     self.peers.fetch_sub(1, Ordering::Relaxed);
@@ -571,21 +619,26 @@ fn select(
         return;
     }
     let mine = &swarm.peers[me];
-    let start = (random() % n as u64) as usize;
-    let (first, second) = swarm.peers.split_at(start);
+    let passes: &[Family] = match family {
+        Family::V4First => &[Family::V4, Family::V6],
+        Family::V6First => &[Family::V6, Family::V4],
+        _ => std::slice::from_ref(&family),
+    };
     let mut taken = 0;
-    for p in second.iter().chain(first).take(want * 8 + 64) {
-        if taken == want {
-            break;
-        }
-        let fits = match family {
-            Family::Both => true,
-            Family::V4 => !p.is_v6(),
-            Family::V6 => p.is_v6(),
-        };
-        if fits && !(seed && p.is_seed()) && !p.same_address(&mine.ip, mine.port, mine.flags) {
-            out.take(p);
-            taken += 1;
+    for &pass in passes {
+        let start = (random() % n as u64) as usize;
+        let (first, second) = swarm.peers.split_at(start);
+        for p in second.iter().chain(first).take(want * 8 + 64) {
+            if taken == want {
+                return;
+            }
+            if pass.admits(p.is_v6())
+                && !(seed && p.is_seed())
+                && !p.same_address(&mine.ip, mine.port, mine.flags)
+            {
+                out.take(p);
+                taken += 1;
+            }
         }
     }
 }
@@ -616,6 +669,7 @@ mod tests {
             key: None,
             numwant: 50,
             family: Family::Both,
+            min_interval: 0,
         }
     }
 
