@@ -378,3 +378,40 @@ fn udp_tracker_answers_and_survives_hostile_packets() {
     assert_eq!(stats, [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3]);
     assert_eq!(server.get("/api/health").status, 200);
 }
+
+#[test]
+fn a_hosted_torrent_scrapes_with_the_gateways_own_seed() {
+    let dir = tempdir();
+    let server = Server::start(&dir.path().join("gw"), "");
+    let desc = upload(&server, "seeded.bin", &support::bytes(70_000, 3));
+    let ih: [u8; 20] = hex::decode(desc["info_hash"].as_str().unwrap()).unwrap();
+    // Before anybody announced, the gateway itself seeds it.
+    assert_eq!(scrape(server.addr, &ih), (1, 0, 0));
+    let to = server.udp.unwrap();
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut p = Vec::new();
+    Request::Connect { transaction_id: 1 }.write(&mut p);
+    let Some(Response::Connect { connection_id, .. }) =
+        Response::parse(&udp_roundtrip(&sock, to, &p), 6)
+    else {
+        panic!("no connect answer")
+    };
+    p.clear();
+    Request::Scrape {
+        connection_id,
+        transaction_id: 4,
+        hashes: &ih,
+    }
+    .write(&mut p);
+    let answer = udp_roundtrip(&sock, to, &p);
+    let Some(Response::Scrape { stats, .. }) = Response::parse(&answer, 6) else {
+        panic!("no scrape answer")
+    };
+    let stats = torrent_gateway::proto::tracker_udp::read_scrape_stats(stats);
+    assert!(stats[0].seeders >= 1, "{:?}", stats[0]);
+    let body = announce(&server, &announce_query(&ih, 0, 6881, 5, "started"), &[]);
+    let v = bencode::decode(&body).unwrap();
+    assert_eq!(v.get("complete").and_then(Value::as_int), Some(1));
+    assert_eq!(v.get("incomplete").and_then(Value::as_int), Some(1));
+}
