@@ -75,6 +75,13 @@ fn counts_completions_and_stops_alike() {
         let (c, i, _, peers) = go(t, &ann(1, 2, "127.0.0.1", 1002, 10, Event::Started));
         assert_eq!((c, i), (1, 1));
         assert_eq!(peers, [addr("127.0.0.1:1001")]);
+        let mut out: Vec<Peer> = Vec::new();
+        t.announce(&ann(1, 2, "127.0.0.1", 1002, 10, Event::None), &mut out)
+            .unwrap();
+        assert_eq!(
+            out[0].id, [1; 20],
+            "peer ids come back (the dictionary form)"
+        );
         for _ in 0..2 {
             let (c, i, d, _) = go(t, &ann(1, 2, "127.0.0.1", 1002, 0, Event::Completed));
             assert_eq!((c, i, d), (2, 0, 1), "a completion counts once");

@@ -4,12 +4,14 @@
 //! Data model, per torrent, every key carrying the `{info_hash}` hash tag so a Redis Cluster
 //! keeps one torrent on one slot: four sorted sets `tg:{ih}:s4`, `:l4`, `:s6`, `:l6` (seeders
 //! and leechers of each address family; member = the peer's identity bytes, score = its last
-//! announce in Unix seconds), a hash `:p` (identity → compact address and a completion flag)
+//! announce in Unix seconds), a hash `:p` (identity → a completion flag, the compact address
+//! and the peer_id)
 //! and a hash `:c` (field `d`: completed downloads, grown with HINCRBY). No global counters:
 //! counts are set sizes, so gateways sharing a Redis never drift. One Lua script per
-//! announce drops expired members, adds or moves the announcer, samples `numwant` others and
-//! returns both counts (one round trip); every key gets a TTL, so abandoned swarms vanish on
-//! their own. A scrape is one pipeline of ZCOUNTs and HGETs.
+//! announce drops expired members (at most once a second per swarm), adds or moves the
+//! announcer, samples `numwant` others and returns both counts (one round trip); every key
+//! gets a TTL, so abandoned swarms vanish on their own. A scrape is one pipeline of ZCOUNTs
+//! and HGETs.
 //!
 //! Connections come from a small bounded pool; every command has a deadline. When Redis is
 //! down or slow an announce fails with [`Refusal::Unavailable`] at once (a new connection is
@@ -22,10 +24,10 @@
 use super::registry::{ident_bytes, AnnounceIn, Family, Peer, PeerSink, Refusal};
 use crate::hash::Counter;
 use crate::proto::hex;
-use crate::proto::tracker_http::{Event, SwarmCounts};
+use crate::proto::tracker_http::{self, Event, SwarmCounts};
 use parking_lot::{Condvar, Mutex};
 use redis::Value;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -38,74 +40,74 @@ const EXPIRE_BATCH: u32 = 256;
 
 const ANNOUNCE_LUA: &str = r#"
 local now = tonumber(ARGV[1])
-local cutoff = now - tonumber(ARGV[2])
-for i = 1, 4 do
-  local old = redis.call('ZRANGEBYSCORE', KEYS[i], '-inf', '(' .. cutoff, 'LIMIT', 0, tonumber(ARGV[13]))
-  if #old > 0 then
-    redis.call('ZREM', KEYS[i], unpack(old))
-    redis.call('HDEL', KEYS[5], unpack(old))
+local meta = redis.call('HMGET', KEYS[6], 'd', 'x')
+local downloaded = tonumber(meta[1] or '0')
+if meta[2] ~= ARGV[1] then
+  -- At most once a second per swarm: drop expired members, refresh every TTL.
+  local cutoff = now - tonumber(ARGV[2])
+  for i = 1, 4 do
+    local old = redis.call('ZRANGEBYSCORE', KEYS[i], '-inf', '(' .. cutoff, 'LIMIT', 0, tonumber(ARGV[13]))
+    if #old > 0 then
+      redis.call('ZREM', KEYS[i], unpack(old))
+      redis.call('HDEL', KEYS[5], unpack(old))
+    end
+    redis.call('EXPIRE', KEYS[i], tonumber(ARGV[12]))
   end
+  redis.call('EXPIRE', KEYS[5], tonumber(ARGV[12]))
+  redis.call('HSET', KEYS[6], 'x', ARGV[1])
+  redis.call('EXPIRE', KEYS[6], tonumber(ARGV[14]))
 end
+local n = {}
+for i = 1, 4 do n[i] = redis.call('ZCARD', KEYS[i]) end
 local function counts(code)
-  local d = redis.call('HGET', KEYS[6], 'd')
-  return {redis.call('ZCARD', KEYS[1]) + redis.call('ZCARD', KEYS[3]),
-          redis.call('ZCARD', KEYS[2]) + redis.call('ZCARD', KEYS[4]),
-          tonumber(d or '0'), code}
+  return {n[1] + n[3], n[2] + n[4], downloaded, code}
 end
 local ident, addr, seed, event = ARGV[3], ARGV[4], ARGV[6] == '1', ARGV[7]
 local fam = (ARGV[5] == '1') and 3 or 1
-local mine = seed and KEYS[fam] or KEYS[fam + 1]
-local other = seed and KEYS[fam + 1] or KEYS[fam]
+local mi = seed and fam or fam + 1
+local oi = seed and fam + 1 or fam
 local prev = redis.call('HGET', KEYS[5], ident)
 if event == 'x' then
   if prev then
-    redis.call('ZREM', mine, ident)
-    redis.call('ZREM', other, ident)
+    n[mi] = n[mi] - redis.call('ZREM', KEYS[mi], ident)
+    n[oi] = n[oi] - redis.call('ZREM', KEYS[oi], ident)
     redis.call('HDEL', KEYS[5], ident)
   end
   return counts(0)
 end
 if prev and event == 'n' then
-  local seen = redis.call('ZSCORE', mine, ident)
+  local seen = redis.call('ZSCORE', KEYS[mi], ident)
   if seen and now - tonumber(seen) < tonumber(ARGV[11]) then
     return counts(1)
   end
 end
-if not prev then
-  local n = 0
-  for i = 1, 4 do n = n + redis.call('ZCARD', KEYS[i]) end
-  if n >= tonumber(ARGV[10]) then return counts(-1) end
+if not prev and n[1] + n[2] + n[3] + n[4] >= tonumber(ARGV[10]) then
+  return counts(-1)
 end
-local counted = prev and string.sub(prev, -1) == '1'
+local counted = prev and string.byte(prev, 1) == 49
 if event == 'c' and not counted then
-  redis.call('HINCRBY', KEYS[6], 'd', 1)
+  downloaded = redis.call('HINCRBY', KEYS[6], 'd', 1)
   counted = true
 end
-redis.call('HSET', KEYS[5], ident, addr .. (counted and '1' or '0'))
-redis.call('ZADD', mine, now, ident)
-redis.call('ZREM', other, ident)
-local ttl = tonumber(ARGV[12])
-for i = 1, 5 do redis.call('EXPIRE', KEYS[i], ttl) end
-redis.call('EXPIRE', KEYS[6], tonumber(ARGV[14]))
+redis.call('HSET', KEYS[5], ident, (counted and '1' or '0') .. addr .. string.sub(ident, 1, 20))
+n[mi] = n[mi] + redis.call('ZADD', KEYS[mi], now, ident)
+if prev then n[oi] = n[oi] - redis.call('ZREM', KEYS[oi], ident) end
+redis.call('EXPIRE', KEYS[mi], tonumber(ARGV[12]))
+redis.call('EXPIRE', KEYS[5], tonumber(ARGV[12]))
 local out = counts(0)
-local want = tonumber(ARGV[8])
-local picked = {}
+-- Samples: HMGET answers (flag, address, peer_id) appended as arrays; the caller drops
+-- itself and anything past numwant (one more than wanted is asked for, as the announcer
+-- may be among them).
+local left = tonumber(ARGV[8])
 local order = ARGV[9]
 for j = 1, #order do
   local f = (string.sub(order, j, j) == '6') and 3 or 1
-  local sets = seed and {KEYS[f + 1]} or {KEYS[f], KEYS[f + 1]}
-  for _, k in ipairs(sets) do
-    if #picked >= want then break end
-    local got = redis.call('ZRANDMEMBER', k, want - #picked + 1)
-    for _, m in ipairs(got) do
-      if m ~= ident and #picked < want then picked[#picked + 1] = m end
+  for k = (seed and f + 1 or f), f + 1 do
+    if left > 0 and n[k] > 0 then
+      local got = redis.call('ZRANDMEMBER', KEYS[k], left + 1)
+      out[#out + 1] = redis.call('HMGET', KEYS[5], unpack(got))
+      left = left - #got + 1
     end
-  end
-end
-if #picked > 0 then
-  local addrs = redis.call('HMGET', KEYS[5], unpack(picked))
-  for _, a in ipairs(addrs) do
-    if a and string.sub(a, 1, -2) ~= addr then out[#out + 1] = string.sub(a, 1, -2) end
   end
 end
 return out
@@ -148,21 +150,12 @@ fn now_unix() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// A compact address (6 or 18 bytes) as a peer handed out.
+/// A compact address (6 or 18 bytes) and the peer_id (20) as a peer handed out.
 fn peer_of(bytes: &[u8]) -> Option<Peer> {
-    let (ip, port) = match bytes.len() {
-        6 => (
-            IpAddr::V4(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3])),
-            &bytes[4..],
-        ),
-        18 => {
-            let b: [u8; 16] = bytes[..16].try_into().ok()?;
-            (IpAddr::V6(Ipv6Addr::from(b)), &bytes[16..])
-        }
-        _ => return None,
-    };
-    let port = u16::from_be_bytes([port[0], port[1]]);
-    Some(Peer::seed(SocketAddr::new(ip, port)))
+    let split = bytes.len().checked_sub(20)?;
+    let mut p = Peer::seed(tracker_http::parse_compact_peer(&bytes[..split])?);
+    p.id = bytes[split..].try_into().ok()?;
+    Some(p)
 }
 
 fn int(v: &Value) -> i64 {
@@ -320,7 +313,7 @@ impl RedisSwarms {
         inv.arg(now_unix())
             .arg(s.peer_timeout_secs)
             .arg(&ident[..])
-            .arg(addr)
+            .arg(&addr[..])
             .arg(u8::from(announcer.is_v6()))
             .arg(u8::from(seed))
             .arg(event)
@@ -340,11 +333,20 @@ impl RedisSwarms {
             1 => self.too_fast.add(1),
             _ => {}
         }
-        for v in &reply[4..] {
-            if let Value::BulkString(b) = v {
-                if let Some(p) = peer_of(b) {
-                    out.take(&p);
-                }
+        let mut taken = 0;
+        let sampled = reply[4..].iter().filter_map(|v| match v {
+            Value::Array(a) => Some(a.iter()),
+            _ => None,
+        });
+        for v in sampled.flatten() {
+            let Value::BulkString(b) = v else { continue };
+            // (flag, address, peer_id); never the announcer's own address.
+            if taken == a.numwant || b.len() < 27 || b[1..b.len() - 20] == addr[..] {
+                continue;
+            }
+            if let Some(p) = peer_of(&b[1..]) {
+                out.take(&p);
+                taken += 1;
             }
         }
         Ok(SwarmCounts {
