@@ -3,13 +3,14 @@
 //!
 //! Data model, per torrent, every key carrying the `{info_hash}` hash tag so a Redis Cluster
 //! keeps one torrent on one slot: four sorted sets `tg:{ih}:s4`, `:l4`, `:s6`, `:l6` (seeders
-//! and leechers of each address family; member = the peer's identity bytes, score = its last
-//! announce in Unix seconds), a hash `:p` (identity → a completion flag, the compact address
-//! and the peer_id)
+//! and leechers of each address family; member = the compact peer then its identity
+//! (peer_id, then key or address), score = its last announce in Unix seconds), a hash `:p`
+//! (identity → a completion flag and the current member, so a keyed client that moves is
+//! found and moved)
 //! and a hash `:c` (field `d`: completed downloads, grown with HINCRBY). No global counters:
 //! counts are set sizes, so gateways sharing a Redis never drift. One Lua script per
 //! announce drops expired members (at most once a second per swarm), adds or moves the
-//! announcer, samples `numwant` others and returns both counts (one round trip); every key
+//! announcer, hands out `numwant` others (a window of ranks from a random start) and returns both counts (one round trip); every key
 //! gets a TTL, so abandoned swarms vanish on their own. A scrape is one pipeline of ZCOUNTs
 //! and HGETs.
 //!
@@ -37,6 +38,8 @@ pub const RETRY_MS: u64 = 250;
 const COUNT_TTL_SECS: u64 = 30 * 24 * 3600;
 /// Expired members dropped per set and announce (the rest go on later announces).
 const EXPIRE_BATCH: u32 = 256;
+/// Bytes of a peer identity (`registry::ident_bytes`), the tail of every set member.
+const IDENT_LEN: usize = 39;
 
 const ANNOUNCE_LUA: &str = r#"
 local now = tonumber(ARGV[1])
@@ -49,7 +52,9 @@ if meta[2] ~= ARGV[1] then
     local old = redis.call('ZRANGEBYSCORE', KEYS[i], '-inf', '(' .. cutoff, 'LIMIT', 0, tonumber(ARGV[13]))
     if #old > 0 then
       redis.call('ZREM', KEYS[i], unpack(old))
-      redis.call('HDEL', KEYS[5], unpack(old))
+      local idents = {}
+      for j, m in ipairs(old) do idents[j] = string.sub(m, -39) end
+      redis.call('HDEL', KEYS[5], unpack(idents))
     end
     redis.call('EXPIRE', KEYS[i], tonumber(ARGV[12]))
   end
@@ -62,21 +67,22 @@ for i = 1, 4 do n[i] = redis.call('ZCARD', KEYS[i]) end
 local function counts(code)
   return {n[1] + n[3], n[2] + n[4], downloaded, code}
 end
-local ident, addr, seed, event = ARGV[3], ARGV[4], ARGV[6] == '1', ARGV[7]
+local ident, member, seed, event = ARGV[3], ARGV[4], ARGV[6] == '1', ARGV[7]
 local fam = (ARGV[5] == '1') and 3 or 1
 local mi = seed and fam or fam + 1
 local oi = seed and fam + 1 or fam
 local prev = redis.call('HGET', KEYS[5], ident)
+local old = prev and string.sub(prev, 2)
 if event == 'x' then
   if prev then
-    n[mi] = n[mi] - redis.call('ZREM', KEYS[mi], ident)
-    n[oi] = n[oi] - redis.call('ZREM', KEYS[oi], ident)
+    n[mi] = n[mi] - redis.call('ZREM', KEYS[mi], old)
+    n[oi] = n[oi] - redis.call('ZREM', KEYS[oi], old)
     redis.call('HDEL', KEYS[5], ident)
   end
   return counts(0)
 end
 if prev and event == 'n' then
-  local seen = redis.call('ZSCORE', KEYS[mi], ident)
+  local seen = redis.call('ZSCORE', KEYS[mi], old)
   if seen and now - tonumber(seen) < tonumber(ARGV[11]) then
     return counts(1)
   end
@@ -89,24 +95,36 @@ if event == 'c' and not counted then
   downloaded = redis.call('HINCRBY', KEYS[6], 'd', 1)
   counted = true
 end
-redis.call('HSET', KEYS[5], ident, (counted and '1' or '0') .. addr .. string.sub(ident, 1, 20))
-n[mi] = n[mi] + redis.call('ZADD', KEYS[mi], now, ident)
-if prev then n[oi] = n[oi] - redis.call('ZREM', KEYS[oi], ident) end
-redis.call('EXPIRE', KEYS[mi], tonumber(ARGV[12]))
-redis.call('EXPIRE', KEYS[5], tonumber(ARGV[12]))
+redis.call('HSET', KEYS[5], ident, (counted and '1' or '0') .. member)
+if prev then
+  if old ~= member then n[mi] = n[mi] - redis.call('ZREM', KEYS[mi], old) end
+  n[oi] = n[oi] - redis.call('ZREM', KEYS[oi], old)
+end
+local before = n[mi]
+n[mi] = n[mi] + redis.call('ZADD', KEYS[mi], now, member)
+-- A key just made gets its TTL now; the once-a-second sweep refreshes the others.
+if before == 0 then redis.call('EXPIRE', KEYS[mi], tonumber(ARGV[12])) end
+if not prev then redis.call('EXPIRE', KEYS[5], tonumber(ARGV[12])) end
 local out = counts(0)
--- Samples: HMGET answers (flag, address, peer_id) appended as arrays; the caller drops
--- itself and anything past numwant (one more than wanted is asked for, as the announcer
--- may be among them).
+-- Samples: members (address, then the identity, whose first 20 bytes are the peer_id)
+-- appended as arrays; the caller drops its own address and anything past numwant (one
+-- more than wanted is asked for, as the announcer may be among them).
 local left = tonumber(ARGV[8])
 local order = ARGV[9]
+local rnd = tonumber(ARGV[15])
 for j = 1, #order do
   local f = (string.sub(order, j, j) == '6') and 3 or 1
   for k = (seed and f + 1 or f), f + 1 do
     if left > 0 and n[k] > 0 then
-      local got = redis.call('ZRANDMEMBER', KEYS[k], left + 1)
-      out[#out + 1] = redis.call('HMGET', KEYS[5], unpack(got))
-      left = left - #got + 1
+      -- A window of ranks from a random start, wrapping (cheaper than ZRANDMEMBER).
+      local take = math.min(left + 1, n[k])
+      local start = rnd % n[k]
+      local got = redis.call('ZRANGE', KEYS[k], start, start + take - 1)
+      out[#out + 1] = got
+      if #got < take then
+        out[#out + 1] = redis.call('ZRANGE', KEYS[k], 0, take - #got - 1)
+      end
+      left = left - take + 1
     end
   end
 end
@@ -142,6 +160,27 @@ pub struct RedisSwarms {
 
 fn key(info_hash: &[u8; 20], part: &str) -> String {
     format!("tg:{{{}}}:{part}", hex::encode(info_hash))
+}
+
+/// A per-thread xorshift number (where in a set sampling starts).
+fn random_u32() -> u32 {
+    use std::cell::Cell;
+    use std::hash::{BuildHasher, Hasher};
+    thread_local! {
+        static RNG: Cell<u64> = Cell::new({
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u8(1);
+            h.finish() | 1
+        });
+    }
+    RNG.with(|c| {
+        let mut x = c.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        c.set(x);
+        (x >> 32) as u32
+    })
 }
 
 fn now_unix() -> u64 {
@@ -313,7 +352,7 @@ impl RedisSwarms {
         inv.arg(now_unix())
             .arg(s.peer_timeout_secs)
             .arg(&ident[..])
-            .arg(&addr[..])
+            .arg([&addr[..], &ident[..]].concat())
             .arg(u8::from(announcer.is_v6()))
             .arg(u8::from(seed))
             .arg(event)
@@ -323,7 +362,8 @@ impl RedisSwarms {
             .arg(a.min_interval)
             .arg(u64::from(s.peer_timeout_secs) + 60)
             .arg(EXPIRE_BATCH)
-            .arg(COUNT_TTL_SECS);
+            .arg(COUNT_TTL_SECS)
+            .arg(random_u32());
         let reply: Vec<Value> = self.with(|c| inv.invoke(c))?;
         if reply.len() < 4 {
             return Err(self.fail("announce script answered too little"));
@@ -339,12 +379,15 @@ impl RedisSwarms {
             _ => None,
         });
         for v in sampled.flatten() {
-            let Value::BulkString(b) = v else { continue };
-            // (flag, address, peer_id); never the announcer's own address.
-            if taken == a.numwant || b.len() < 27 || b[1..b.len() - 20] == addr[..] {
+            let Value::BulkString(m) = v else { continue };
+            // (address, identity); never the announcer's own address.
+            let Some(alen) = m.len().checked_sub(IDENT_LEN) else {
+                continue;
+            };
+            if taken == a.numwant || m[..alen] == addr[..] {
                 continue;
             }
-            if let Some(p) = peer_of(&b[1..]) {
+            if let Some(p) = peer_of(&m[..alen + 20]) {
                 out.take(&p);
                 taken += 1;
             }
