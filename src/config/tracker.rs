@@ -204,3 +204,48 @@ impl TrackerConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interval_rules_cap_by_prefix() {
+        let t = TrackerConfig::default();
+        let id = |p: &str| {
+            let mut b = [b'0'; 20];
+            b[..p.len()].copy_from_slice(p.as_bytes());
+            b
+        };
+        assert_eq!(t.intervals_for(&id("-TR3000-")), (1800, 300));
+        assert_eq!(t.intervals_for(&id("-WW0100-")), (300, 60));
+        assert_eq!(t.intervals_for(&id("-LT2080-")), (1800, 300));
+        let short = TrackerConfig {
+            interval_secs: 120,
+            min_interval_secs: 100,
+            ..TrackerConfig::default()
+        };
+        assert_eq!(short.intervals_for(&id("-WW0100-")), (120, 60));
+        assert_eq!(short.intervals_for(&id("-TR3000-")), (120, 100));
+    }
+
+    #[test]
+    fn redis_settings_are_checked() {
+        let mut t = TrackerConfig {
+            backend: TrackerBackend::Redis,
+            ..TrackerConfig::default()
+        };
+        assert!(t.validate().unwrap_err().0.contains("tracker.redis_url"));
+        t.redis_url = "redis://127.0.0.1:6379/".into();
+        t.validate().unwrap();
+        t.redis_pool = 0;
+        assert!(t.validate().unwrap_err().0.contains("tracker.redis_pool"));
+        t.redis_pool = 4;
+        t.intervals.rules.push(IntervalRule {
+            prefix: String::new(),
+            max_interval_secs: 1,
+            min_interval_secs: None,
+        });
+        assert!(t.validate().unwrap_err().0.contains("intervals"));
+    }
+}
