@@ -194,12 +194,25 @@ impl Tracker {
         a: &AnnounceIn,
         out: &mut impl PeerSink,
     ) -> Result<SwarmCounts, Refusal> {
+        self.announce_at(a, self.now(), out)
+    }
+
+    /// [`Tracker::announce`] at a clock reading (`now`) the caller already has.
+    pub fn announce_at(
+        &self,
+        a: &AnnounceIn,
+        now: u32,
+        out: &mut impl PeerSink,
+    ) -> Result<SwarmCounts, Refusal> {
         let result = if self.permits(&a.info_hash) {
             let leecher = a.left != Some(0) && a.event != Event::Stopped;
             // Asked at most once per announce, and only when the gateway seeds or dials.
-            let wants_hosted =
-                leecher && (self.own_peer.get().is_some() || self.leecher_hint.get().is_some());
-            let hosted = wants_hosted && (self.hosted)(&a.info_hash);
+            let seeds_it = self.own_peer.get().is_some() && (self.hosted)(&a.info_hash);
+            let hosted = leecher
+                && (seeds_it
+                    || (self.own_peer.get().is_none()
+                        && self.leecher_hint.get().is_some()
+                        && (self.hosted)(&a.info_hash)));
             let mut numwant = a.numwant;
             if let Some(own) = self.own_peer.get() {
                 let family_ok = a.family.admits(own.is_ipv6());
@@ -215,12 +228,10 @@ impl Tracker {
             };
             let mut result = match &self.redis {
                 Some(r) => r.announce(a, out),
-                None => self.registry.announce(a, self.now(), out),
+                None => self.registry.announce(a, now, out),
             };
             if let Ok(c) = &mut result {
-                if self.self_seeds(&a.info_hash) {
-                    c.complete += 1;
-                }
+                c.complete += u32::from(seeds_it);
             }
             if result.is_ok() && hosted && a.event == Event::Started {
                 if let Some(hint) = self.leecher_hint.get() {
@@ -306,7 +317,11 @@ impl Tracker {
     }
 
     /// Writes completed-download counts gathered since the last flush to SQLite.
+    /// (With Redis, also probes it while it is unreachable.)
     pub fn flush(&self, db: &Db) {
+        if let Some(r) = &self.redis {
+            r.probe();
+        }
         let counts = self.registry.take_unsaved();
         if counts.is_empty() {
             return;

@@ -246,6 +246,14 @@ impl RedisSwarms {
         )
     }
 
+    /// While Redis is unreachable, one PING (the maintenance thread calls this), so the
+    /// health turns back to ok without waiting for an announce.
+    pub fn probe(&self) {
+        if !self.healthy.load(Ordering::Relaxed) {
+            let _ = self.with(|c| redis::cmd("PING").query::<String>(c));
+        }
+    }
+
     fn fail(&self, e: &str) -> Refusal {
         self.errors.add(1);
         if self.healthy.swap(false, Ordering::Relaxed) {

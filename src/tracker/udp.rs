@@ -46,8 +46,11 @@ impl Default for ConnectionIds {
 }
 
 impl ConnectionIds {
+    /// The keyed hash of the IP and window, its low byte replaced by the window's, so a
+    /// check knows which window to hash: one hash per check.
     fn make(&self, client: SocketAddr, window: u32) -> u64 {
-        self.key.hash_one((canonical(client.ip()), window))
+        let h = self.key.hash_one((canonical(client.ip()), window));
+        (h & !0xff) | u64::from(window & 0xff)
     }
 
     /// The id for `client` at time `now` (seconds).
@@ -58,7 +61,8 @@ impl ConnectionIds {
     /// Whether `id` was issued to `client`'s IP in this window or the two before.
     pub fn valid(&self, id: u64, client: SocketAddr, now: u32) -> bool {
         let w = now / WINDOW_SECS;
-        (0..=w.min(2)).any(|back| id == self.make(client, w - back))
+        let back = (w & 0xff).wrapping_sub(id as u32 & 0xff) & 0xff;
+        back <= w.min(2) && id == self.make(client, w - back)
     }
 }
 
@@ -66,6 +70,8 @@ impl ConnectionIds {
 /// registry: used by the loop and by tests without sockets.
 pub struct Answerer {
     tracker: Arc<Tracker>,
+    /// The clock read once per batch by the loop (`None`: read it per packet).
+    pub clock: Option<u32>,
     ids: ConnectionIds,
     compact: Vec<u8>,
 }
@@ -74,6 +80,7 @@ impl Answerer {
     pub fn new(tracker: Arc<Tracker>) -> Answerer {
         Answerer {
             tracker,
+            clock: None,
             ids: ConnectionIds::default(),
             compact: Vec::with_capacity(MAX_PEERS_V4 * 6),
         }
@@ -95,7 +102,7 @@ impl Answerer {
                 return;
             }
         };
-        let now = self.tracker.now();
+        let now = self.clock.unwrap_or_else(|| self.tracker.now());
         match request {
             Request::Connect { transaction_id } => {
                 stats.udp_connects.add(1);
@@ -149,7 +156,7 @@ impl Answerer {
                 self.compact.clear();
                 match self
                     .tracker
-                    .announce(&announce, &mut CompactPeers(&mut self.compact))
+                    .announce_at(&announce, now, &mut CompactPeers(&mut self.compact))
                 {
                     Ok(c) => {
                         Response::Announce {
@@ -276,6 +283,7 @@ fn run(mut poll: Poll, socket: UdpSocket, mut answerer: Answerer, stop: &AtomicB
             match batch.receive(fd) {
                 Ok(0) => break,
                 Ok(_) => {
+                    answerer.clock = Some(answerer.tracker.now());
                     batch.answer_each(|packet, from, out| answerer.answer(packet, from, out));
                     if let Err(e) = batch.send_answers(fd) {
                         log::trace!("udp tracker: send: {e}");
