@@ -3,9 +3,10 @@
 //!
 //! Connection ids are stateless: a keyed hash of the client's IP (not its port: libtorrent
 //! keeps one id per tracker for the whole process, across sessions and source ports, as
-//! aquatic and opentracker allow) and a one-minute time window, accepted for the current and
-//! the two windows before (two to three minutes, so always the full two minutes BEP-15
-//! asks), so no table grows with clients. Packets too short to carry a transaction id are dropped; every other
+//! aquatic and opentracker allow) and a one-minute time window (its low byte carried in the
+//! id, so a check hashes once), accepted for the current and the two windows before (two to
+//! three minutes, so always the full two minutes BEP-15 asks), so no table grows with
+//! clients. Packets too short to carry a transaction id are dropped; every other
 //! bad packet gets an error packet no larger than the request (no amplification).
 
 use super::registry::{AnnounceIn, CompactPeers, Family};
