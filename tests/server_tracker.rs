@@ -1,6 +1,7 @@
 //! The tracker through `serve` over real sockets: modes and the allowlist API, response forms,
 //! client addresses through a trusted proxy, caps, expiry, completed counts surviving a
-//! restart and a kill -9, and the UDP front end with good and hostile packets.
+//! restart and a kill -9, the UDP front end with good and hostile packets, the gateway's
+//! own seed in hosted counts, and intervals by client with the too-fast cheap path.
 
 mod support;
 
@@ -414,4 +415,52 @@ fn a_hosted_torrent_scrapes_with_the_gateways_own_seed() {
     let v = bencode::decode(&body).unwrap();
     assert_eq!(v.get("complete").and_then(Value::as_int), Some(1));
     assert_eq!(v.get("incomplete").and_then(Value::as_int), Some(1));
+}
+
+#[test]
+fn intervals_follow_the_client_and_fast_reannounces_are_counted() {
+    let dir = tempdir();
+    let server = Server::start(&dir.path().join("gw"), "[tracker]\nmode = \"open\"\n");
+    let ih = [0x31u8; 20];
+    let query = |client: &str, event: &str| {
+        let mut peer_id = *b"-XX0001-000000000000";
+        peer_id[..client.len()].copy_from_slice(client.as_bytes());
+        format!(
+            "/announce?info_hash={}&peer_id={}&port=7100&uploaded=0&downloaded=0&left=5{}",
+            escape::encode(&ih),
+            escape::encode(&peer_id),
+            if event.is_empty() {
+                String::new()
+            } else {
+                format!("&event={event}")
+            }
+        )
+    };
+    let told = |body: &[u8]| {
+        let v = bencode::decode(body).unwrap();
+        let n = |k| v.get(k).and_then(Value::as_int).unwrap();
+        (n("interval"), n("min interval"))
+    };
+    assert_eq!(
+        told(&announce(&server, &query("-WW0100-", "started"), &[])),
+        (300, 60)
+    );
+    assert_eq!(
+        told(&announce(&server, &query("-TR3000-", "started"), &[])),
+        (1800, 300)
+    );
+    assert_eq!(
+        told(&announce(&server, &query("-LT2080-", "started"), &[])),
+        (1800, 300)
+    );
+    // At once again, without an event: counts only, counted as too fast.
+    let body = announce(&server, &query("-LT2080-", ""), &[]);
+    assert_eq!(failure_of(&body), None);
+    assert!(peers_of(&body, "peers").is_empty());
+    let stats = server.get("/api/stats").json();
+    assert_eq!(stats["tracker"]["too_fast"], 1, "{stats}");
+    assert!(server
+        .get("/metrics")
+        .text()
+        .contains("tg_tracker_too_fast_total 1"));
 }
