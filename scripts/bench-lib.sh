@@ -5,9 +5,11 @@
 bench_setup() {
   cd "$(dirname "$0")/.."
   cargo build --release --locked --quiet
-  BIN=$PWD/target/release/torrent-gateway
   WORK=$(mktemp -d)
   trap 'bench_cleanup' EXIT
+  # A private copy: a shared CARGO_TARGET_DIR may be rebuilt by others while we run.
+  cp "${CARGO_TARGET_DIR:-$PWD/target}/release/torrent-gateway" "$WORK/torrent-gateway"
+  BIN=$WORK/torrent-gateway
   [ "${1:-}" = nofile ] && return 0
   MIB=${BENCH_MIB:-1024}
   # Large writes leave the file in the page cache as large folios (see bench-create).

@@ -10,6 +10,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod tracker;
+pub use tracker::{IntervalRule, Intervals, TrackerBackend, TrackerConfig, TrackerMode};
+
 /// The annotated default configuration.
 pub const DEFAULT_TOML: &str = r#"# torrent-gateway configuration. Every key is optional; shown with its default.
 
@@ -109,8 +112,34 @@ trust_ip_param = false
 # trusted_proxies addresses (the last address in the header is used).
 proxy_header = ""
 trusted_proxies = []
-# How often completed-download counts are written to SQLite.
+# How often completed-download counts are written to SQLite (memory backend).
 flush_secs = 10
+# Where swarms live: "memory" (this process) or "redis" (shared by every gateway that
+# points at the same Redis, so several processes answer for one announce URL; also
+# `serve --tracker-redis URL`). With Redis, max_torrents and max_peers are not enforced
+# (Redis' maxmemory is that cap) and completed counts live in Redis, not SQLite.
+backend = "memory"
+redis_url = ""
+# Connections to Redis at most, and the deadline of each command (an announce that misses
+# it is answered "tracker storage is unavailable" and the tracker health turns degraded).
+# Every announce holds its HTTP worker (or the UDP thread) for one round trip: with Redis,
+# api.workers and redis_pool above the core count pay off (16 each in bench-tracker-redis).
+redis_pool = 4
+redis_timeout_ms = 500
+
+[tracker.intervals]
+# Client-aware intervals by peer-id prefix (Azureus style: "-TR" Transmission, "-qB"
+# qBittorrent, "-LT" libtorrent-rasterbar, "-lt" rTorrent, "-WW" WebTorrent, "-DE"
+# Deluge, "-UT" uTorrent). The first matching rule caps the interval told to that client
+# at max_interval_secs and sets its minimum interval (never above the interval; without
+# min_interval_secs: tracker.min_interval_secs). A plain re-announce (no event) sooner than
+# the client's minimum interval is answered with counts only (no peers, nothing stored)
+# and counted in tg_tracker_too_fast_total. The default: Transmission at most 30 min,
+# WebTorrent at most 5 min with a 1-minute minimum, everyone else the [tracker] values.
+rules = [
+  { prefix = "-TR", max_interval_secs = 1800 },
+  { prefix = "-WW", max_interval_secs = 300, min_interval_secs = 60 },
+]
 
 [peer]
 # Serve stored files over the BitTorrent peer wire protocol.
@@ -313,71 +342,6 @@ impl Default for PeerConfig {
     }
 }
 
-/// How the tracker decides which info-hashes it serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TrackerMode {
-    Open,
-    Hosted,
-    Allowlist,
-}
-
-impl std::str::FromStr for TrackerMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "open" => Ok(TrackerMode::Open),
-            "hosted" => Ok(TrackerMode::Hosted),
-            "allowlist" => Ok(TrackerMode::Allowlist),
-            _ => Err(format!("{s:?} is not one of open, hosted, allowlist")),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TrackerConfig {
-    pub mode: TrackerMode,
-    pub udp: bool,
-    pub interval_secs: u32,
-    pub min_interval_secs: u32,
-    pub peer_timeout_secs: u32,
-    pub numwant_default: usize,
-    pub numwant_max: usize,
-    pub max_torrents: usize,
-    pub max_peers_per_torrent: usize,
-    pub max_peers: usize,
-    pub max_scrape_hashes: usize,
-    pub full_scrape: bool,
-    pub trust_ip_param: bool,
-    pub proxy_header: String,
-    pub trusted_proxies: Vec<std::net::IpAddr>,
-    pub flush_secs: u64,
-}
-
-impl Default for TrackerConfig {
-    fn default() -> Self {
-        TrackerConfig {
-            mode: TrackerMode::Hosted,
-            udp: true,
-            interval_secs: 1800,
-            min_interval_secs: 300,
-            peer_timeout_secs: 3900,
-            numwant_default: 50,
-            numwant_max: 200,
-            max_torrents: 50_000,
-            max_peers_per_torrent: 20_000,
-            max_peers: 250_000,
-            max_scrape_hashes: 74,
-            full_scrape: false,
-            trust_ip_param: false,
-            proxy_header: String::new(),
-            trusted_proxies: Vec::new(),
-            flush_secs: 10,
-        }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiConfig {
@@ -495,7 +459,7 @@ impl std::fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-fn bad(key: &str, why: impl std::fmt::Display) -> ConfigError {
+pub(crate) fn bad(key: &str, why: impl std::fmt::Display) -> ConfigError {
     ConfigError(format!("`{key}` {why}"))
 }
 
@@ -591,45 +555,7 @@ impl Config {
         if !(32..=128).contains(&rl.ipv6_prefix_bits) {
             return Err(bad("rate_limit.ipv6_prefix_bits", "must be from 32 to 128"));
         }
-        let t = &self.tracker;
-        if t.interval_secs == 0 || t.min_interval_secs > t.interval_secs {
-            return Err(bad(
-                "tracker.min_interval_secs",
-                "must be at most tracker.interval_secs, which must be positive",
-            ));
-        }
-        if t.peer_timeout_secs < t.interval_secs {
-            return Err(bad(
-                "tracker.peer_timeout_secs",
-                "must be at least tracker.interval_secs",
-            ));
-        }
-        if t.numwant_max == 0 || t.numwant_default > t.numwant_max || t.numwant_max > 1000 {
-            return Err(bad(
-                "tracker.numwant_max",
-                "must be from tracker.numwant_default (and 1) to 1000",
-            ));
-        }
-        for (key, v) in [
-            ("tracker.max_torrents", t.max_torrents),
-            ("tracker.max_peers_per_torrent", t.max_peers_per_torrent),
-            ("tracker.max_peers", t.max_peers),
-        ] {
-            if !(1..=100_000_000).contains(&v) {
-                return Err(bad(key, "must be from 1 to 100000000"));
-            }
-        }
-        if !(1..=1000).contains(&t.max_scrape_hashes) {
-            return Err(bad("tracker.max_scrape_hashes", "must be from 1 to 1000"));
-        }
-        if t.flush_secs == 0 {
-            return Err(bad("tracker.flush_secs", "must be positive"));
-        }
-        if t.proxy_header
-            .contains(|c: char| !c.is_ascii_alphanumeric() && c != '-')
-        {
-            return Err(bad("tracker.proxy_header", "must be a header name"));
-        }
+        self.tracker.validate()?;
         self.validate_peer()?;
         self.validate_nostr()
     }
@@ -804,6 +730,13 @@ impl Config {
         if !self.nostr.secret_key.is_empty() {
             v["nostr"]["secret_key"] = serde_json::Value::from("********");
         }
+        // A Redis URL may carry a password: redis://user:secret@host.
+        if let Some((scheme, rest)) = self.tracker.redis_url.split_once("://") {
+            if let Some((_, host)) = rest.rsplit_once('@') {
+                v["tracker"]["redis_url"] =
+                    serde_json::Value::from(format!("{scheme}://********@{host}"));
+            }
+        }
         v
     }
 
@@ -879,78 +812,4 @@ fn base_url(configured: &str, bound: SocketAddr) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn printed_defaults_are_the_defaults() {
-        let parsed = Config::from_toml(DEFAULT_TOML).unwrap();
-        assert_eq!(parsed, Config::default());
-        parsed.validate().unwrap();
-        assert_eq!(Config::from_toml("").unwrap(), Config::default());
-    }
-
-    #[test]
-    fn errors_name_the_key() {
-        let e = Config::from_toml("[api]\nworkerz = 3\n").unwrap_err();
-        assert!(e.0.starts_with("line 2: unknown field `workerz`"), "{e}");
-        assert!(!e.0.contains('\n'));
-        let e = Config::from_toml("[api]\nworkers = \"x\"\n").unwrap_err();
-        assert!(e.0.contains("line 2"), "{e}");
-        let mut c = Config::default();
-        c.storage.piece_length_bytes = 1000;
-        assert!(c
-            .validate()
-            .unwrap_err()
-            .0
-            .contains("storage.piece_length_bytes"));
-        let mut c = Config::default();
-        c.api.addr = "nowhere".into();
-        assert!(c.validate().unwrap_err().0.contains("api.addr"));
-        let mut c = Config::default();
-        c.api.write_tokens = vec!["short".into()];
-        assert!(c.validate().unwrap_err().0.contains("api.write_tokens"));
-        let mut c = Config::default();
-        c.peer.addr = "6881".into();
-        assert!(c.validate().unwrap_err().0.contains("peer.addr"));
-        let mut c = Config::default();
-        c.peer.advertise_ip = "gw.example".into();
-        assert!(c.validate().unwrap_err().0.contains("peer.advertise_ip"));
-        let mut c = Config::default();
-        c.peer.upload_slots = 0;
-        assert!(c.validate().unwrap_err().0.contains("peer.upload_slots"));
-        let mut c = Config::default();
-        c.rate_limit.ipv6_prefix_bits = 16;
-        assert!(c
-            .validate()
-            .unwrap_err()
-            .0
-            .contains("rate_limit.ipv6_prefix_bits"));
-        let mut c = Config::default();
-        c.peer.max_queued_bytes = 100;
-        assert!(c
-            .validate()
-            .unwrap_err()
-            .0
-            .contains("peer.max_queued_bytes"));
-    }
-
-    #[test]
-    fn public_url_follows_the_bound_address() {
-        let c = Config::default();
-        assert_eq!(
-            c.public_url_for("0.0.0.0:9877".parse().unwrap()),
-            "http://127.0.0.1:9877"
-        );
-        assert_eq!(
-            c.public_url_for("[::]:80".parse().unwrap()),
-            "http://[::1]:80"
-        );
-        let mut c = Config::default();
-        c.api.public_url = "https://gw.example/".into();
-        assert_eq!(
-            c.public_url_for("0.0.0.0:1".parse().unwrap()),
-            "https://gw.example"
-        );
-    }
-}
+mod tests;

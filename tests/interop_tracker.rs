@@ -1,41 +1,21 @@
 //! The built-in tracker with real clients on 127.0.0.1: a libtorrent seeder and an aria2c
 //! leecher that know only our HTTP announce URL; two libtorrent sessions over our UDP
-//! tracker; Transmission announcing (checked through scrape counts and a leecher it serves);
+//! tracker, in two processes and in one; a dual-stack libtorrent seeder handed to an
+//! IPv4-only peer on every announce; Transmission announcing (checked through scrape counts and a leecher it serves);
 //! and the same announce sequence against opentracker giving the same counts.
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use support::server::{request, Server};
-use support::tracker::{announce_query, eventually, free_port, scrape};
-use support::{python_with_libtorrent, require_tool, tempdir, write_file, Reaped};
-use torrent_gateway::proto::bt::metainfo;
+use support::tracker::{announce_query, eventually, free_port, lt_seed, lt_seed_with};
+use support::tracker::{make_torrent, scrape};
+use support::{require_tool, tempdir, Reaped};
+use torrent_gateway::proto::bt::bencode::{self, Value};
 
 const OPEN: &str = "[tracker]\nmode = \"open\"\n";
-
-/// Makes `dir/data/<name>` and a torrent of it announcing to `announce`, with mktorrent.
-fn make_torrent(dir: &Path, name: &str, len: usize, announce: &str) -> (PathBuf, [u8; 20]) {
-    let data = write_file(&dir.join("data"), name, len, len as u64);
-    let torrent = dir.join(format!("{name}.torrent"));
-    let out = Command::new(require_tool("mktorrent"))
-        .args(["-l", "16", "-a", announce, "-o"])
-        .arg(&torrent)
-        .arg(&data)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let info_hash = metainfo::parse(&std::fs::read(&torrent).unwrap())
-        .unwrap()
-        .info_hash;
-    (torrent, info_hash)
-}
 
 /// Downloads `torrent` with libtorrent into `dir/leech` (it knows only the torrent's
 /// trackers) and checks the bytes against `dir/data/<name>`.
@@ -49,29 +29,6 @@ fn lt_leech(torrent: &Path, dir: &Path, name: &str) {
         std::fs::read(save.join(name)).unwrap(),
         std::fs::read(dir.join("data").join(name)).unwrap()
     );
-}
-
-/// Starts a libtorrent seeder of `torrent` over `save` and waits for its "seeding" line.
-fn lt_seed(torrent: &Path, save: &Path) -> Reaped {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/lt_seed.py");
-    let mut child = Command::new(python_with_libtorrent())
-        .arg(script)
-        .arg(torrent)
-        .arg(save)
-        .arg("120")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert!(
-        line.starts_with("seeding "),
-        "seeder did not start: {line:?}"
-    );
-    Reaped(child)
 }
 
 #[test]
@@ -238,4 +195,78 @@ fn the_same_announces_give_opentracker_and_us_the_same_counts() {
         );
     }
     assert_eq!(scrape(ours.addr, &ih), (3, 1, 2));
+}
+
+#[test]
+fn two_libtorrent_sessions_in_one_process_meet_through_the_udp_tracker() {
+    // libtorrent keeps one connection id per tracker for the whole process, so the second
+    // session announces with the id the first got, from another source port.
+    let dir = tempdir();
+    let server = Server::start(&dir.path().join("gw"), OPEN);
+    let announce = format!("udp://{}/announce", server.udp.unwrap());
+    let (torrent, ih) = make_torrent(dir.path(), "pair.bin", (1 << 20) + 999, &announce);
+    let leech = dir.path().join("leech");
+    support::python(
+        "lt_two_sessions.py",
+        &[
+            torrent.to_str().unwrap(),
+            dir.path().join("data").to_str().unwrap(),
+            leech.to_str().unwrap(),
+            "60",
+        ],
+    );
+    assert_eq!(
+        std::fs::read(leech.join("pair.bin")).unwrap(),
+        std::fs::read(dir.path().join("data/pair.bin")).unwrap()
+    );
+    let stats = server.get("/api/stats").json();
+    let t = &stats["tracker"];
+    assert!(t["announces"]["udp"].as_u64().unwrap() >= 2, "{t}");
+    assert!(scrape(server.addr, &ih).0 >= 1);
+}
+
+#[test]
+fn a_dual_stack_libtorrent_seeder_reaches_an_ipv4_only_peer_on_every_announce() {
+    let dir = tempdir();
+    let config = "[tracker]\nmode = \"open\"\nmin_interval_secs = 0\n";
+    let server = Server::start_dual_stack(&dir.path().join("gw"), config);
+    let port = server.addr.port();
+    let announce = format!("http://127.0.0.1:{port}/announce,http://[::1]:{port}/announce");
+    let (torrent, ih) = make_torrent(dir.path(), "dual.bin", 300_000, &announce);
+    let lt_port = free_port();
+    let (_seeder, _) = lt_seed_with(
+        "lt_seed_dual.py",
+        &torrent,
+        &dir.path().join("data"),
+        &[&lt_port.to_string()],
+    );
+    // One seeder entry per address family (the same peer_id and key from both sockets).
+    assert!(
+        eventually(30, || scrape(server.addr, &ih).0 == 2),
+        "{:?} {}",
+        scrape(server.addr, &ih),
+        server.log()
+    );
+    let announces = || {
+        server.get("/api/stats").json()["tracker"]["announces"]["http"]
+            .as_u64()
+            .unwrap()
+    };
+    let want = [127, 0, 0, 1, (lt_port >> 8) as u8, lt_port as u8];
+    for round in 0..8 {
+        // Wait for libtorrent to announce again from both families.
+        let before = announces();
+        assert!(eventually(15, || announces() >= before + 2));
+        let event = if round == 0 { "started" } else { "" };
+        let q = announce_query(&ih, 50, 7000, 5, event);
+        let r = request(server.addr, "GET", &q, &[], b"");
+        let v = bencode::decode(&r.body).unwrap();
+        let peers = v.get("peers").and_then(Value::as_bytes).unwrap_or_default();
+        assert!(
+            peers.chunks(6).any(|p| p == want),
+            "round {round}: the IPv4 entry is missing: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        assert_eq!(&peers[..6], want, "the requester's family comes first");
+    }
 }

@@ -1,6 +1,7 @@
 //! The tracker through `serve` over real sockets: modes and the allowlist API, response forms,
 //! client addresses through a trusted proxy, caps, expiry, completed counts surviving a
-//! restart and a kill -9, and the UDP front end with good and hostile packets.
+//! restart and a kill -9, the UDP front end with good and hostile packets, the gateway's
+//! own seed in hosted counts, and intervals by client with the too-fast cheap path.
 
 mod support;
 
@@ -55,7 +56,9 @@ fn hosted_mode_tracks_stored_files_only() {
     let v = bencode::decode(&body).unwrap();
     assert_eq!(v.get("interval").and_then(Value::as_int), Some(1800));
     assert_eq!(v.get("min interval").and_then(Value::as_int), Some(300));
-    assert_eq!(scrape(server.addr, &ih), (0, 1, 0));
+    // The gateway's own seed counts (the peer wire seeds every hosted torrent).
+    assert_eq!(scrape(server.addr, &ih), (1, 1, 0));
+    assert_eq!(v.get("complete").and_then(Value::as_int), Some(1));
     let sha = desc["sha256"].as_str().unwrap();
     assert_eq!(
         request(
@@ -110,7 +113,7 @@ fn allowlist_mode_and_its_api() {
 fn response_forms_numwant_and_no_self() {
     let dir = tempdir();
     let config =
-        "[tracker]\nmode = \"open\"\nnumwant_default = 5\nnumwant_max = 5\ntrust_ip_param = true\n";
+        "[tracker]\nmode = \"open\"\nnumwant_default = 5\nnumwant_max = 5\ntrust_ip_param = true\nmin_interval_secs = 0\n";
     let server = Server::start(&dir.path().join("gw"), config);
     let ih = [1u8; 20];
     for peer in 0..8u8 {
@@ -375,4 +378,89 @@ fn udp_tracker_answers_and_survives_hostile_packets() {
     // Truncations past byte 98 only cut the BEP-41 options: those announces of peer 3 count.
     assert_eq!(stats, [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3]);
     assert_eq!(server.get("/api/health").status, 200);
+}
+
+#[test]
+fn a_hosted_torrent_scrapes_with_the_gateways_own_seed() {
+    let dir = tempdir();
+    let server = Server::start(&dir.path().join("gw"), "");
+    let desc = upload(&server, "seeded.bin", &support::bytes(70_000, 3));
+    let ih: [u8; 20] = hex::decode(desc["info_hash"].as_str().unwrap()).unwrap();
+    // Before anybody announced, the gateway itself seeds it.
+    assert_eq!(scrape(server.addr, &ih), (1, 0, 0));
+    let to = server.udp.unwrap();
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut p = Vec::new();
+    Request::Connect { transaction_id: 1 }.write(&mut p);
+    let Some(Response::Connect { connection_id, .. }) =
+        Response::parse(&udp_roundtrip(&sock, to, &p), 6)
+    else {
+        panic!("no connect answer")
+    };
+    p.clear();
+    Request::Scrape {
+        connection_id,
+        transaction_id: 4,
+        hashes: &ih,
+    }
+    .write(&mut p);
+    let answer = udp_roundtrip(&sock, to, &p);
+    let Some(Response::Scrape { stats, .. }) = Response::parse(&answer, 6) else {
+        panic!("no scrape answer")
+    };
+    let stats = torrent_gateway::proto::tracker_udp::read_scrape_stats(stats);
+    assert!(stats[0].seeders >= 1, "{:?}", stats[0]);
+    let body = announce(&server, &announce_query(&ih, 0, 6881, 5, "started"), &[]);
+    let v = bencode::decode(&body).unwrap();
+    assert_eq!(v.get("complete").and_then(Value::as_int), Some(1));
+    assert_eq!(v.get("incomplete").and_then(Value::as_int), Some(1));
+}
+
+#[test]
+fn intervals_follow_the_client_and_fast_reannounces_are_counted() {
+    let dir = tempdir();
+    let server = Server::start(&dir.path().join("gw"), "[tracker]\nmode = \"open\"\n");
+    let ih = [0x31u8; 20];
+    let query = |client: &str, event: &str| {
+        let mut peer_id = *b"-XX0001-000000000000";
+        peer_id[..client.len()].copy_from_slice(client.as_bytes());
+        format!(
+            "/announce?info_hash={}&peer_id={}&port=7100&uploaded=0&downloaded=0&left=5{}",
+            escape::encode(&ih),
+            escape::encode(&peer_id),
+            if event.is_empty() {
+                String::new()
+            } else {
+                format!("&event={event}")
+            }
+        )
+    };
+    let told = |body: &[u8]| {
+        let v = bencode::decode(body).unwrap();
+        let n = |k| v.get(k).and_then(Value::as_int).unwrap();
+        (n("interval"), n("min interval"))
+    };
+    assert_eq!(
+        told(&announce(&server, &query("-WW0100-", "started"), &[])),
+        (300, 60)
+    );
+    assert_eq!(
+        told(&announce(&server, &query("-TR3000-", "started"), &[])),
+        (1800, 300)
+    );
+    assert_eq!(
+        told(&announce(&server, &query("-LT2080-", "started"), &[])),
+        (1800, 300)
+    );
+    // At once again, without an event: counts only, counted as too fast.
+    let body = announce(&server, &query("-LT2080-", ""), &[]);
+    assert_eq!(failure_of(&body), None);
+    assert!(peers_of(&body, "peers").is_empty());
+    let stats = server.get("/api/stats").json();
+    assert_eq!(stats["tracker"]["too_fast"], 1, "{stats}");
+    assert!(server
+        .get("/metrics")
+        .text()
+        .contains("tg_tracker_too_fast_total 1"));
 }

@@ -35,6 +35,10 @@ pub struct Args {
     /// which torrents the tracker serves: open, hosted (the default) or allowlist
     #[argh(option)]
     tracker_mode: Option<TrackerMode>,
+    /// keep the tracker's swarms in this Redis (redis://host:port/db), shared with every
+    /// gateway that uses it; sets tracker.backend = "redis"
+    #[argh(option)]
+    tracker_redis: Option<String>,
     /// log lines as text or json (default: text on a terminal, json otherwise)
     #[argh(option)]
     pub log_format: Option<super::logging::LogFormat>,
@@ -76,6 +80,10 @@ fn load(args: &Args) -> Result<Config, CliError> {
     }
     if let Some(m) = args.tracker_mode {
         config.tracker.mode = m;
+    }
+    if let Some(url) = &args.tracker_redis {
+        config.tracker.backend = crate::config::TrackerBackend::Redis;
+        config.tracker.redis_url = url.clone();
     }
     config
         .validate()

@@ -44,14 +44,18 @@ pub fn health_json(gw: &Gateway) -> (u16, serde_json::Value) {
             },
             "api" if gw.api_overloaded() => ("degraded", "connection cap reached".into()),
             "api" => ("ok", String::new()),
-            "tracker" => (
-                "ok",
-                format!(
-                    "{} torrents, {} peers",
-                    gw.tracker.registry.torrents(),
-                    gw.tracker.registry.peers()
+            "tracker" => match gw.tracker.health() {
+                (false, why) => ("degraded", why),
+                (true, _) if gw.tracker.redis.is_some() => ("ok", "swarms in redis".into()),
+                (true, _) => (
+                    "ok",
+                    format!(
+                        "{} torrents, {} peers",
+                        gw.tracker.registry.torrents(),
+                        gw.tracker.registry.peers()
+                    ),
                 ),
-            ),
+            },
             "peer_wire" => match &gw.p2p {
                 None => ("disabled", String::new()),
                 Some(p) => {
@@ -216,6 +220,8 @@ fn tracker_stats(gw: &Gateway) -> serde_json::Value {
         "refused": t.stats.refused.get(),
         "bad_requests": t.stats.bad_requests.get(),
         "udp_dropped": t.stats.udp_dropped.get(),
+        "too_fast": t.too_fast(),
+        "backend": if t.redis.is_some() { "redis" } else { "memory" },
     })
 }
 
@@ -383,6 +389,12 @@ pub fn metrics(gw: &Gateway) -> Reply {
             ("{reason=\"malformed\"}", n(&t.stats.bad_requests)),
             ("{reason=\"dropped\"}", n(&t.stats.udp_dropped)),
         ],
+    );
+    metric(
+        "tg_tracker_too_fast_total",
+        "counter",
+        "Re-announces sooner than the client's minimum interval (answered with counts only).",
+        &[("", t.too_fast() as f64)],
     );
     metric(
         "tg_tracker_torrents",

@@ -63,6 +63,13 @@ pub fn announce(gw: &Gateway, req: &Req<'_>) -> Reply {
         q.event,
         q.left
     );
+    let (interval, min_interval) = tracker.config.intervals_for(&q.peer_id);
+    // The requester's family first: numwant is not spent on peers it cannot reach.
+    let family = if ip.is_ipv6() {
+        Family::V6First
+    } else {
+        Family::V4First
+    };
     let a = AnnounceIn {
         info_hash: q.info_hash,
         peer_id: q.peer_id,
@@ -72,14 +79,14 @@ pub fn announce(gw: &Gateway, req: &Req<'_>) -> Reply {
         event: q.event,
         key: q.key,
         numwant: tracker.numwant(q.numwant),
-        family: Family::Both,
+        family,
+        min_interval,
     };
     let mut peers = Vec::new();
     let counts = match tracker.announce(&a, &mut peers) {
         Ok(c) => c,
         Err(refusal) => return failure(refusal.reason()),
     };
-    let config = &tracker.config;
     let body = if q.compact {
         let (mut v4, mut v6) = (Vec::new(), Vec::new());
         for p in &peers {
@@ -87,8 +94,8 @@ pub fn announce(gw: &Gateway, req: &Req<'_>) -> Reply {
         }
         tracker_http::announce_response(
             counts,
-            config.interval_secs,
-            config.min_interval_secs,
+            interval,
+            min_interval,
             &Peers::Compact { v4: &v4, v6: &v6 },
             TRACKER_ID,
         )
@@ -103,8 +110,8 @@ pub fn announce(gw: &Gateway, req: &Req<'_>) -> Reply {
             .collect();
         tracker_http::announce_response(
             counts,
-            config.interval_secs,
-            config.min_interval_secs,
+            interval,
+            min_interval,
             &Peers::Dict(&list),
             TRACKER_ID,
         )
@@ -126,17 +133,15 @@ pub fn scrape(gw: &Gateway, req: &Req<'_>) -> Reply {
         }
     };
     let mut files: Vec<_> = if hashes.is_empty() {
-        if !tracker.config.full_scrape {
+        if !tracker.config.full_scrape || tracker.redis.is_some() {
             return failure("full scrape is disabled; ask for info_hash");
         }
-        tracker
-            .registry
-            .scrape_all(tracker.config.max_torrents)
-            .into_iter()
-            .filter(|(h, _)| tracker.permits(h))
-            .collect()
+        tracker.scrape_all()
     } else {
-        hashes.iter().map(|h| (*h, tracker.scrape(h))).collect()
+        match tracker.scrape_many(&hashes) {
+            Ok(counts) => hashes.iter().copied().zip(counts).collect(),
+            Err(refusal) => return failure(refusal.reason()),
+        }
     };
     files.sort_unstable_by_key(|f| f.0);
     files.dedup_by(|a, b| a.0 == b.0);

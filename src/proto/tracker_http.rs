@@ -253,6 +253,23 @@ pub fn scrape_response(files: &[([u8; 20], SwarmCounts)]) -> Vec<u8> {
 }
 
 /// Builds a failure response.
+/// One compact peer (BEP-23: 4 address bytes and the port; BEP-7: 16 and the port).
+pub fn parse_compact_peer(b: &[u8]) -> Option<std::net::SocketAddr> {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let (ip, port) = match b.len() {
+        6 => (
+            IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3])),
+            [b[4], b[5]],
+        ),
+        18 => {
+            let a: [u8; 16] = b[..16].try_into().ok()?;
+            (IpAddr::V6(Ipv6Addr::from(a)), [b[16], b[17]])
+        }
+        _ => return None,
+    };
+    Some(std::net::SocketAddr::new(ip, u16::from_be_bytes(port)))
+}
+
 pub fn failure(reason: &str) -> Vec<u8> {
     let mut out = b"d".to_vec();
     put_str(&mut out, b"failure reason");
@@ -274,6 +291,17 @@ mod tests {
             escape::encode(ih),
             escape::encode(pid)
         )
+    }
+
+    #[test]
+    fn compact_peers_parse_back() {
+        let v4 = parse_compact_peer(&[127, 0, 0, 1, 0x1a, 0xe1]).unwrap();
+        assert_eq!(v4, "127.0.0.1:6881".parse().unwrap());
+        let mut b = [0u8; 18];
+        b[15] = 1;
+        b[17] = 80;
+        assert_eq!(parse_compact_peer(&b).unwrap(), "[::1]:80".parse().unwrap());
+        assert_eq!(parse_compact_peer(&[1, 2, 3]), None);
     }
 
     #[test]

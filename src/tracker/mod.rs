@@ -1,21 +1,24 @@
 //! The built-in tracker: one swarm [`registry`] shared by the HTTP front end
 //! (`http::tracker`) and the UDP front end ([`udp`]), the policy of which info-hashes it
 //! serves, its counters, and the [`maintenance`] thread that expires peers and persists
-//! completed-download counts.
+//! completed-download counts. The swarms live in this process ([`registry`], the default) or
+//! in Redis ([`redis_swarms`], shared by several gateways); both answer alike.
 
 pub mod maintenance;
+pub mod redis_swarms;
 pub mod registry;
 pub mod udp;
 pub mod udp_batch;
 
-use crate::config::{TrackerConfig, TrackerMode};
+use crate::config::{TrackerBackend, TrackerConfig, TrackerMode};
 use crate::hash::Counter;
 use crate::proto::hex;
 use crate::proto::tracker_http::Event;
 use crate::proto::tracker_http::SwarmCounts;
 use crate::store::db::Db;
 use parking_lot::RwLock;
-use registry::{AnnounceIn, Family, Limits, Peer, PeerSink, Refusal, Registry};
+use redis_swarms::{RedisSettings, RedisSwarms};
+use registry::{AnnounceIn, Limits, Peer, PeerSink, Refusal, Registry};
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::OnceLock;
@@ -51,7 +54,10 @@ pub struct TrackerStats {
 
 pub struct Tracker {
     pub config: TrackerConfig,
+    /// The swarms of the memory backend (empty with Redis).
     pub registry: Registry,
+    /// The swarms of the Redis backend.
+    pub redis: Option<RedisSwarms>,
     pub stats: TrackerStats,
     hosted: HostedFn,
     allowlist: RwLock<HashSet<[u8; 20]>>,
@@ -65,15 +71,22 @@ pub struct Tracker {
 
 impl Tracker {
     /// A tracker with its allowlist and completed counts loaded from `db`.
-    pub fn open(config: TrackerConfig, hosted: HostedFn, db: &Db) -> rusqlite::Result<Tracker> {
+    pub fn open(config: TrackerConfig, hosted: HostedFn, db: &Db) -> Result<Tracker, String> {
         let allowlist = db
-            .allowlist()?
+            .allowlist()
+            .map_err(|e| e.to_string())?
             .iter()
             .filter_map(|h| hex::decode::<20>(h))
             .collect();
-        let tracker = Tracker::new(config, hosted, allowlist);
+        let tracker = Tracker::new(config, hosted, allowlist)?;
+        if tracker.redis.is_some() {
+            return Ok(tracker);
+        }
         let mut loaded = 0;
-        for (hash, n) in db.tracker_downloads(tracker.config.max_torrents)? {
+        let saved = db
+            .tracker_downloads(tracker.config.max_torrents)
+            .map_err(|e| e.to_string())?;
+        for (hash, n) in saved {
             if let Some(ih) = hex::decode::<20>(&hash) {
                 if tracker.permits(&ih) && tracker.registry.preload(ih, n) {
                     loaded += 1;
@@ -84,23 +97,57 @@ impl Tracker {
         Ok(tracker)
     }
 
-    pub fn new(config: TrackerConfig, hosted: HostedFn, allowlist: HashSet<[u8; 20]>) -> Tracker {
+    /// A tracker with the configured backend (an unusable `redis_url` is the only error).
+    pub fn new(
+        config: TrackerConfig,
+        hosted: HostedFn,
+        allowlist: HashSet<[u8; 20]>,
+    ) -> Result<Tracker, String> {
+        let redis = match config.backend {
+            TrackerBackend::Memory => None,
+            TrackerBackend::Redis => Some(RedisSwarms::new(RedisSettings {
+                url: config.redis_url.clone(),
+                pool: config.redis_pool,
+                timeout: std::time::Duration::from_millis(config.redis_timeout_ms),
+                peer_timeout_secs: config.peer_timeout_secs,
+                max_peers_per_torrent: config.max_peers_per_torrent,
+            })?),
+        };
         let registry = Registry::new(Limits {
             max_torrents: config.max_torrents,
             max_peers_per_torrent: config.max_peers_per_torrent,
             max_peers: config.max_peers,
             peer_timeout_secs: config.peer_timeout_secs,
         });
-        Tracker {
+        Ok(Tracker {
             config,
             registry,
+            redis,
             stats: TrackerStats::default(),
             hosted,
             allowlist: RwLock::new(allowlist),
             epoch: Instant::now(),
             own_peer: OnceLock::new(),
             leecher_hint: OnceLock::new(),
+        })
+    }
+
+    /// Re-announces answered from the cheap path (sooner than the client's min interval).
+    pub fn too_fast(&self) -> u64 {
+        self.registry.too_fast.get() + self.redis.as_ref().map_or(0, |r| r.too_fast.get())
+    }
+
+    /// The tracker's health: degraded while Redis is unreachable.
+    pub fn health(&self) -> (bool, String) {
+        match &self.redis {
+            Some(r) => r.health(),
+            None => (true, String::new()),
         }
+    }
+
+    /// Whether the gateway itself seeds this torrent (counted as one more seeder).
+    fn self_seeds(&self, info_hash: &[u8; 20]) -> bool {
+        self.own_peer.get().is_some() && (self.hosted)(info_hash)
     }
 
     /// Seconds since the tracker started (the registry's clock).
@@ -147,33 +194,45 @@ impl Tracker {
         a: &AnnounceIn,
         out: &mut impl PeerSink,
     ) -> Result<SwarmCounts, Refusal> {
+        self.announce_at(a, self.now(), out)
+    }
+
+    /// [`Tracker::announce`] at a clock reading (`now`) the caller already has.
+    pub fn announce_at(
+        &self,
+        a: &AnnounceIn,
+        now: u32,
+        out: &mut impl PeerSink,
+    ) -> Result<SwarmCounts, Refusal> {
         let result = if self.permits(&a.info_hash) {
             let leecher = a.left != Some(0) && a.event != Event::Stopped;
             // Asked at most once per announce, and only when the gateway seeds or dials.
-            let wants_hosted =
-                leecher && (self.own_peer.get().is_some() || self.leecher_hint.get().is_some());
-            let hosted = wants_hosted && (self.hosted)(&a.info_hash);
+            let seeds_it = self.own_peer.get().is_some() && (self.hosted)(&a.info_hash);
+            let hosted = leecher
+                && (seeds_it
+                    || (self.own_peer.get().is_none()
+                        && self.leecher_hint.get().is_some()
+                        && (self.hosted)(&a.info_hash)));
             let mut numwant = a.numwant;
             if let Some(own) = self.own_peer.get() {
-                let family_ok = match a.family {
-                    Family::V4 => own.is_ipv4(),
-                    Family::V6 => own.is_ipv6(),
-                    Family::Both => true,
-                };
+                let family_ok = a.family.admits(own.is_ipv6());
                 let me = SocketAddr::new(a.ip, a.port) == *own;
                 if hosted && numwant > 0 && family_ok && !me {
                     out.take(&Peer::seed(*own));
                     numwant -= 1;
                 }
             }
-            let result = self.registry.announce(
-                &AnnounceIn {
-                    numwant,
-                    ..a.clone()
-                },
-                self.now(),
-                out,
-            );
+            let a = &AnnounceIn {
+                numwant,
+                ..a.clone()
+            };
+            let mut result = match &self.redis {
+                Some(r) => r.announce(a, out),
+                None => self.registry.announce(a, now, out),
+            };
+            if let Ok(c) = &mut result {
+                c.complete += u32::from(seeds_it);
+            }
             if result.is_ok() && hosted && a.event == Event::Started {
                 if let Some(hint) = self.leecher_hint.get() {
                     hint();
@@ -190,12 +249,37 @@ impl Tracker {
     }
 
     /// Counts for one torrent; zeros for torrents the tracker does not serve.
-    pub fn scrape(&self, info_hash: &[u8; 20]) -> SwarmCounts {
-        if self.permits(info_hash) {
-            self.registry.scrape(info_hash)
-        } else {
-            SwarmCounts::default()
+    pub fn scrape(&self, info_hash: &[u8; 20]) -> Result<SwarmCounts, Refusal> {
+        Ok(self.scrape_many(std::slice::from_ref(info_hash))?[0])
+    }
+
+    /// Counts for several torrents (one Redis pipeline), the gateway's own seed included.
+    pub fn scrape_many(&self, hashes: &[[u8; 20]]) -> Result<Vec<SwarmCounts>, Refusal> {
+        let mut out = match &self.redis {
+            Some(r) => r.scrape(hashes)?,
+            None => hashes.iter().map(|h| self.registry.scrape(h)).collect(),
+        };
+        for (h, c) in hashes.iter().zip(out.iter_mut()) {
+            if !self.permits(h) {
+                *c = SwarmCounts::default();
+            } else if self.self_seeds(h) {
+                c.complete += 1;
+            }
         }
+        Ok(out)
+    }
+
+    /// Every tracked torrent's counts (memory backend; Redis has no full scrape), at most
+    /// `max_torrents`, sorted by info-hash.
+    pub fn scrape_all(&self) -> Vec<([u8; 20], SwarmCounts)> {
+        let mut all = self.registry.scrape_all(self.config.max_torrents);
+        all.retain(|(h, _)| self.permits(h));
+        for (h, c) in all.iter_mut() {
+            if self.self_seeds(h) {
+                c.complete += 1;
+            }
+        }
+        all
     }
 
     pub fn allowlisted(&self) -> Vec<[u8; 20]> {
@@ -225,12 +309,19 @@ impl Tracker {
         if !self.permits(&info_hash) {
             self.flush(db);
             self.registry.remove(&info_hash);
+            if let Some(r) = &self.redis {
+                let _ = r.remove(&info_hash);
+            }
         }
         Ok(removed)
     }
 
     /// Writes completed-download counts gathered since the last flush to SQLite.
+    /// (With Redis, also probes it while it is unreachable.)
     pub fn flush(&self, db: &Db) {
+        if let Some(r) = &self.redis {
+            r.probe();
+        }
         let counts = self.registry.take_unsaved();
         if counts.is_empty() {
             return;

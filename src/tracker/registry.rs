@@ -1,7 +1,9 @@
 //! The swarm registry: every tracked torrent's peers, in shards behind parking_lot mutexes.
 //!
-//! A peer that sends a `key` is identified by (peer_id, key), so a client that changes address
-//! stays one peer; a peer without a key is identified by (peer_id, address). Nobody can move
+//! A peer that sends a `key` is identified by (peer_id, key, address family), so a client that
+//! changes address stays one peer while a dual-stack client that announces one key from its
+//! IPv4 and its IPv6 socket is two (as aquatic keeps separate IPv4 and IPv6 swarms); a peer
+//! without a key is identified by (peer_id, address). Nobody can move
 //! or stop another client's entry without its key. Small swarms are scanned linearly (a peer
 //! is 48 bytes); swarms past [`INDEX_FROM`] peers get a hash index. Every table has a cap, and
 //! refusing is a [`Refusal`] with a reason.
@@ -39,6 +41,8 @@ pub enum Refusal {
     TooManyTorrents,
     SwarmFull,
     TooManyPeers,
+    /// The shared backend (Redis) is down or slow.
+    Unavailable,
 }
 
 impl Refusal {
@@ -48,6 +52,7 @@ impl Refusal {
             Refusal::TooManyTorrents => "tracker is full: too many torrents, try again later",
             Refusal::SwarmFull => "swarm is full: too many peers for this torrent",
             Refusal::TooManyPeers => "tracker is full: too many peers, try again later",
+            Refusal::Unavailable => "tracker storage is unavailable, try again later",
         }
     }
 }
@@ -58,6 +63,22 @@ pub enum Family {
     V4,
     V6,
     Both,
+    /// Both, the IPv4 peers first (an HTTP announce from IPv4: `numwant` is not spent on
+    /// peers the client cannot reach while reachable ones are left).
+    V4First,
+    /// Both, the IPv6 peers first.
+    V6First,
+}
+
+impl Family {
+    /// Whether a peer of this family (`v6`) is handed out at all.
+    pub fn admits(self, v6: bool) -> bool {
+        match self {
+            Family::V4 => !v6,
+            Family::V6 => v6,
+            _ => true,
+        }
+    }
 }
 
 /// Where an announce puts the peers it hands out.
@@ -93,6 +114,9 @@ pub struct AnnounceIn {
     pub key: Option<u32>,
     pub numwant: usize,
     pub family: Family,
+    /// Seconds this client was told to wait at least between announces: a plain re-announce
+    /// sooner than that is answered with counts only and counted (0: no such check).
+    pub min_interval: u32,
 }
 
 /// A tracked peer (48 bytes).
@@ -158,6 +182,17 @@ impl Peer {
     }
 }
 
+/// The identity of an announcer as bytes (peer_id, then a tag with the family, then the key
+/// or the address and port): the Redis backend's set member.
+pub(crate) fn ident_bytes(a: &AnnounceIn) -> [u8; 39] {
+    let (ip, v6) = ip_bytes(a.ip);
+    let who = Ident::new(a.peer_id, a.key, &ip, a.port, v6);
+    let mut out = [0u8; 39];
+    out[..20].copy_from_slice(&who.id);
+    out[20..].copy_from_slice(&who.rest);
+    out
+}
+
 /// Who a peer is: (peer_id, key) when it sent a key, else (peer_id, address).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct Ident {
@@ -171,7 +206,7 @@ impl Ident {
         let mut rest = [0u8; 19];
         match key {
             Some(k) => {
-                rest[0] = 1;
+                rest[0] = 1 | (flags & V6);
                 rest[1..5].copy_from_slice(&k.to_be_bytes());
             }
             None => {
@@ -186,9 +221,9 @@ impl Ident {
     /// (key, address, port, family flag) back out of the packed form.
     fn parts(&self) -> (Option<u32>, [u8; 16], u16, u8) {
         let r = &self.rest;
-        if r[0] == 1 {
+        if r[0] & 1 == 1 {
             let key = u32::from_be_bytes([r[1], r[2], r[3], r[4]]);
-            return (Some(key), [0; 16], 0, 0);
+            return (Some(key), [0; 16], 0, r[0] & V6);
         }
         let ip: [u8; 16] = r[1..17].try_into().expect("16 bytes");
         (None, ip, u16::from_be_bytes([r[17], r[18]]), r[0] & V6)
@@ -230,7 +265,9 @@ impl Swarm {
                 self.peers.iter().position(|p| {
                     p.id == who.id
                         && match key {
-                            Some(k) => p.flags & HAS_KEY != 0 && p.key == k,
+                            Some(k) => {
+                                p.flags & HAS_KEY != 0 && p.key == k && p.flags & V6 == flags
+                            }
                             None => p.flags & HAS_KEY == 0 && p.same_address(&ip, port, flags),
                         }
                 })
@@ -294,6 +331,8 @@ pub struct Registry {
     limits: Limits,
     torrents: AtomicUsize,
     peers: AtomicUsize,
+    /// Re-announces sooner than the client's minimum interval (answered with counts only).
+    pub too_fast: crate::hash::Counter,
 }
 
 thread_local! {
@@ -323,6 +362,7 @@ impl Registry {
             limits,
             torrents: AtomicUsize::new(0),
             peers: AtomicUsize::new(0),
+            too_fast: Default::default(),
         }
     }
 
@@ -371,6 +411,14 @@ impl Registry {
         let me = match swarm.find(&who) {
             Some(i) => {
                 let p = &mut swarm.peers[i];
+                if a.event == Event::None
+                    && p.is_seed() == seed
+                    && now.saturating_sub(p.seen) < a.min_interval
+                {
+                    // The cheap path: no write, no peers.
+                    self.too_fast.add(1);
+                    return Ok(swarm.counts());
+                }
                 if a.event == Event::Stopped {
                     swarm.remove(i);
                     self.peers.fetch_sub(1, Ordering::Relaxed);
@@ -571,253 +619,30 @@ fn select(
         return;
     }
     let mine = &swarm.peers[me];
-    let start = (random() % n as u64) as usize;
-    let (first, second) = swarm.peers.split_at(start);
+    let passes: &[Family] = match family {
+        Family::V4First => &[Family::V4, Family::V6],
+        Family::V6First => &[Family::V6, Family::V4],
+        _ => std::slice::from_ref(&family),
+    };
     let mut taken = 0;
-    for p in second.iter().chain(first).take(want * 8 + 64) {
-        if taken == want {
-            break;
-        }
-        let fits = match family {
-            Family::Both => true,
-            Family::V4 => !p.is_v6(),
-            Family::V6 => p.is_v6(),
-        };
-        if fits && !(seed && p.is_seed()) && !p.same_address(&mine.ip, mine.port, mine.flags) {
-            out.take(p);
-            taken += 1;
+    for &pass in passes {
+        let start = (random() % n as u64) as usize;
+        let (first, second) = swarm.peers.split_at(start);
+        for p in second.iter().chain(first).take(want * 8 + 64) {
+            if taken == want {
+                return;
+            }
+            if pass.admits(p.is_v6())
+                && !(seed && p.is_seed())
+                && !p.same_address(&mine.ip, mine.port, mine.flags)
+            {
+                out.take(p);
+                taken += 1;
+            }
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn limits() -> Limits {
-        Limits {
-            max_torrents: 3,
-            max_peers_per_torrent: 100,
-            max_peers: 150,
-            peer_timeout_secs: 60,
-        }
-    }
-
-    fn ann(ih: u8, peer: u32, port: u16, left: u64, event: Event) -> AnnounceIn {
-        let mut peer_id = [b'p'; 20];
-        peer_id[..4].copy_from_slice(&peer.to_be_bytes());
-        AnnounceIn {
-            info_hash: [ih; 20],
-            peer_id,
-            ip: "127.0.0.1".parse().unwrap(),
-            port,
-            left: Some(left),
-            event,
-            key: None,
-            numwant: 50,
-            family: Family::Both,
-        }
-    }
-
-    #[test]
-    fn counts_seeders_leechers_and_completions_once() {
-        let r = Registry::new(limits());
-        let mut out = Vec::new();
-        let c = r
-            .announce(&ann(1, 1, 1001, 0, Event::Started), 0, &mut out)
-            .unwrap();
-        assert_eq!((c.complete, c.incomplete, c.downloaded), (1, 0, 0));
-        assert!(out.is_empty(), "never handed itself");
-        let c = r
-            .announce(&ann(1, 2, 1002, 10, Event::Started), 0, &mut out)
-            .unwrap();
-        assert_eq!((c.complete, c.incomplete), (1, 1));
-        assert_eq!(out.len(), 1);
-        assert_eq!(
-            (out[0].port, out[0].ip()),
-            (1001, "127.0.0.1".parse().unwrap())
-        );
-        for _ in 0..2 {
-            let c = r
-                .announce(&ann(1, 2, 1002, 0, Event::Completed), 1, &mut out)
-                .unwrap();
-            assert_eq!((c.complete, c.incomplete, c.downloaded), (2, 0, 1));
-        }
-        out.clear();
-        r.announce(&ann(1, 1, 1001, 0, Event::None), 1, &mut out)
-            .unwrap();
-        assert!(out.is_empty(), "a seed is not handed seeds");
-        let c = r
-            .announce(&ann(1, 2, 1002, 0, Event::Stopped), 2, &mut out)
-            .unwrap();
-        assert_eq!((c.complete, c.incomplete, c.downloaded), (1, 0, 1));
-        assert_eq!(r.peers(), 1);
-        assert_eq!(r.scrape(&[1; 20]).downloaded, 1);
-        assert_eq!(r.take_unsaved(), vec![([1; 20], 1)]);
-        assert!(r.take_unsaved().is_empty());
-    }
-
-    #[test]
-    fn a_key_makes_a_moving_client_one_peer_and_guards_it() {
-        let r = Registry::new(limits());
-        let mut out = Vec::new();
-        let mut a = ann(1, 1, 1001, 5, Event::Started);
-        a.key = Some(7);
-        r.announce(&a, 0, &mut out).unwrap();
-        a.ip = "10.0.0.2".parse().unwrap();
-        r.announce(&a, 0, &mut out).unwrap();
-        assert_eq!(r.peers(), 1, "moved, still one peer");
-        // The same peer_id elsewhere without the key is somebody else: it can neither move
-        // nor stop the keyed entry.
-        let mut other = ann(1, 1, 1001, 5, Event::Stopped);
-        other.ip = "10.0.0.3".parse().unwrap();
-        other.key = Some(8);
-        r.announce(&other, 0, &mut out).unwrap();
-        other.key = None;
-        r.announce(&other, 0, &mut out).unwrap();
-        assert_eq!(r.peers(), 1);
-        // Without keys, peers with one peer_id at different addresses are different peers.
-        for port in [1, 2, 2] {
-            r.announce(&ann(2, 0, port, 5, Event::None), 0, &mut out)
-                .unwrap();
-        }
-        assert_eq!(r.scrape(&[2; 20]).incomplete, 2);
-        let mut third = ann(1, 2, 1002, 5, Event::Started);
-        third.ip = "10.0.0.9".parse().unwrap();
-        out.clear();
-        r.announce(&third, 0, &mut out).unwrap();
-        assert_eq!(out[0].ip(), "10.0.0.2".parse::<IpAddr>().unwrap());
-    }
-
-    #[test]
-    fn families_and_numwant() {
-        let r = Registry::new(limits());
-        let mut out = Vec::new();
-        for i in 0..60u32 {
-            let mut a = ann(1, i, 2000 + i as u16, 1, Event::Started);
-            if i % 2 == 1 {
-                a.ip = "::1".parse().unwrap();
-            }
-            r.announce(&a, 0, &mut out).unwrap();
-        }
-        let mut a = ann(1, 100, 9, 1, Event::None);
-        a.numwant = 200;
-        a.family = Family::V6;
-        out.clear();
-        r.announce(&a, 0, &mut out).unwrap();
-        assert_eq!(out.len(), 30);
-        assert!(out.iter().all(Peer::is_v6));
-        let mut buf = Vec::new();
-        out[0].write_compact(&mut buf);
-        assert_eq!(buf.len(), 18);
-        a.family = Family::V4;
-        a.numwant = 7;
-        out.clear();
-        r.announce(&a, 0, &mut out).unwrap();
-        assert_eq!(out.len(), 7);
-        assert!(out.iter().all(|p| !p.is_v6()));
-        let mapped = ip_bytes("::ffff:1.2.3.4".parse().unwrap());
-        assert_eq!(mapped.1, 0, "v4-mapped addresses are IPv4");
-    }
-
-    #[test]
-    fn caps_refuse_with_reasons() {
-        let r = Registry::new(Limits {
-            max_torrents: 2,
-            max_peers_per_torrent: 3,
-            max_peers: 4,
-            peer_timeout_secs: 60,
-        });
-        let mut out = Vec::new();
-        for p in 0..3 {
-            r.announce(&ann(1, p, 1, 1, Event::Started), 0, &mut out)
-                .unwrap();
-        }
-        assert_eq!(
-            r.announce(&ann(1, 9, 1, 1, Event::Started), 0, &mut out),
-            Err(Refusal::SwarmFull)
-        );
-        r.announce(&ann(2, 1, 1, 1, Event::Started), 0, &mut out)
-            .unwrap();
-        assert_eq!(
-            r.announce(&ann(2, 2, 1, 1, Event::Started), 0, &mut out),
-            Err(Refusal::TooManyPeers)
-        );
-        assert_eq!(
-            r.announce(&ann(3, 1, 1, 1, Event::Started), 0, &mut out),
-            Err(Refusal::TooManyTorrents)
-        );
-        assert!(Refusal::TooManyTorrents
-            .reason()
-            .contains("too many torrents"));
-        // A stopped announce for an unknown torrent creates nothing.
-        r.announce(&ann(3, 1, 1, 1, Event::Stopped), 0, &mut out)
-            .unwrap();
-        assert_eq!(r.torrents(), 2);
-    }
-
-    #[test]
-    fn expiry_sweeps_peers_and_empty_torrents() {
-        let r = Registry::new(limits());
-        let mut out = Vec::new();
-        for p in 0..60 {
-            r.announce(&ann(1, p, 1, 1, Event::Started), 0, &mut out)
-                .unwrap();
-        }
-        r.announce(&ann(2, 1, 1, 0, Event::Completed), 0, &mut out)
-            .unwrap();
-        r.announce(&ann(1, 7, 1, 0, Event::None), 50, &mut out)
-            .unwrap();
-        assert_eq!(r.sweep(60, false), (0, 0));
-        assert_eq!(
-            r.sweep(61, false),
-            (60, 0),
-            "torrent 2 keeps an unsaved count"
-        );
-        assert_eq!(r.peers(), 1);
-        let c = r.scrape(&[1; 20]);
-        assert_eq!((c.complete, c.incomplete), (1, 0));
-        // The survivor is still found through the rebuilt state.
-        let c = r
-            .announce(&ann(1, 7, 1, 0, Event::Stopped), 62, &mut out)
-            .unwrap();
-        assert_eq!(c.complete, 0);
-        r.take_unsaved();
-        assert_eq!(
-            r.sweep(62, false),
-            (0, 1),
-            "torrent 1 is empty with no completions"
-        );
-        assert_eq!(r.torrents(), 1);
-        assert_eq!(
-            r.sweep(62, true),
-            (0, 1),
-            "under pressure counts-only torrents go"
-        );
-        assert_eq!(r.torrents(), 0);
-    }
-
-    #[test]
-    fn large_swarms_use_the_index_consistently() {
-        let r = Registry::new(Limits {
-            max_peers_per_torrent: 1000,
-            max_peers: 1000,
-            ..limits()
-        });
-        let mut out = Vec::new();
-        for p in 0..200 {
-            r.announce(&ann(1, p, 1, 1, Event::Started), 0, &mut out)
-                .unwrap();
-        }
-        for p in (0..200).step_by(3) {
-            r.announce(&ann(1, p, 1, 1, Event::Stopped), 0, &mut out)
-                .unwrap();
-        }
-        for p in 0..200 {
-            r.announce(&ann(1, p, 1, 1, Event::None), 0, &mut out)
-                .unwrap();
-        }
-        assert_eq!(r.peers(), 200, "re-announces found their entries");
-        assert_eq!(r.scrape(&[1; 20]).incomplete, 200);
-    }
-}
+#[path = "registry_tests.rs"]
+mod tests;

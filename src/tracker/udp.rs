@@ -1,9 +1,12 @@
 //! The UDP tracker (BEP-15): its own mio loop on the `udp-tracker` thread, one socket on the
 //! API port number, answering connect, announce and scrape from the shared registry.
 //!
-//! Connection ids are stateless: a keyed hash of the client's address and a one-minute time
-//! window, accepted for the current and the previous window (one to two minutes), so no table
-//! grows with clients. Packets too short to carry a transaction id are dropped; every other
+//! Connection ids are stateless: a keyed hash of the client's IP (not its port: libtorrent
+//! keeps one id per tracker for the whole process, across sessions and source ports, as
+//! aquatic and opentracker allow) and a one-minute time window (its low byte carried in the
+//! id, so a check hashes once), accepted for the current and the two windows before (two to
+//! three minutes, so always the full two minutes BEP-15 asks), so no table grows with
+//! clients. Packets too short to carry a transaction id are dropped; every other
 //! bad packet gets an error packet no larger than the request (no amplification).
 
 use super::registry::{AnnounceIn, CompactPeers, Family};
@@ -44,8 +47,11 @@ impl Default for ConnectionIds {
 }
 
 impl ConnectionIds {
+    /// The keyed hash of the IP and window, its low byte replaced by the window's, so a
+    /// check knows which window to hash: one hash per check.
     fn make(&self, client: SocketAddr, window: u32) -> u64 {
-        self.key.hash_one((client, window))
+        let h = self.key.hash_one((canonical(client.ip()), window));
+        (h & !0xff) | u64::from(window & 0xff)
     }
 
     /// The id for `client` at time `now` (seconds).
@@ -53,10 +59,11 @@ impl ConnectionIds {
         self.make(client, now / WINDOW_SECS)
     }
 
-    /// Whether `id` was issued to `client` in this window or the one before.
+    /// Whether `id` was issued to `client`'s IP in this window or the two before.
     pub fn valid(&self, id: u64, client: SocketAddr, now: u32) -> bool {
         let w = now / WINDOW_SECS;
-        id == self.make(client, w) || (w > 0 && id == self.make(client, w - 1))
+        let back = (w & 0xff).wrapping_sub(id as u32 & 0xff) & 0xff;
+        back <= w.min(2) && id == self.make(client, w - back)
     }
 }
 
@@ -64,6 +71,8 @@ impl ConnectionIds {
 /// registry: used by the loop and by tests without sockets.
 pub struct Answerer {
     tracker: Arc<Tracker>,
+    /// The clock read once per batch by the loop (`None`: read it per packet).
+    pub clock: Option<u32>,
     ids: ConnectionIds,
     compact: Vec<u8>,
 }
@@ -72,6 +81,7 @@ impl Answerer {
     pub fn new(tracker: Arc<Tracker>) -> Answerer {
         Answerer {
             tracker,
+            clock: None,
             ids: ConnectionIds::default(),
             compact: Vec::with_capacity(MAX_PEERS_V4 * 6),
         }
@@ -93,7 +103,7 @@ impl Answerer {
                 return;
             }
         };
-        let now = self.tracker.now();
+        let now = self.clock.unwrap_or_else(|| self.tracker.now());
         match request {
             Request::Connect { transaction_id } => {
                 stats.udp_connects.add(1);
@@ -130,6 +140,7 @@ impl Answerer {
                     (Family::V6, MAX_PEERS_V6)
                 };
                 let asked = u32::try_from(a.num_want).ok();
+                let (interval, min_interval) = self.tracker.config.intervals_for(&a.peer_id);
                 let announce = AnnounceIn {
                     info_hash: a.info_hash,
                     peer_id: a.peer_id,
@@ -141,16 +152,17 @@ impl Answerer {
                     key: (a.key != 0).then_some(a.key),
                     numwant: self.tracker.numwant(asked).min(cap),
                     family,
+                    min_interval,
                 };
                 self.compact.clear();
                 match self
                     .tracker
-                    .announce(&announce, &mut CompactPeers(&mut self.compact))
+                    .announce_at(&announce, now, &mut CompactPeers(&mut self.compact))
                 {
                     Ok(c) => {
                         Response::Announce {
                             transaction_id: a.transaction_id,
-                            interval: self.tracker.config.interval_secs,
+                            interval,
                             leechers: c.incomplete,
                             seeders: c.complete,
                             peers: &self.compact,
@@ -170,10 +182,17 @@ impl Answerer {
                     return error(out, transaction_id, "connection id expired");
                 }
                 stats.udp_scrapes.add(1);
+                let wanted: Vec<[u8; 20]> = hashes
+                    .chunks_exact(20)
+                    .map(|h| h.try_into().expect("20 bytes"))
+                    .collect();
+                let counts = match self.tracker.scrape_many(&wanted) {
+                    Ok(c) => c,
+                    Err(refusal) => return error(out, transaction_id, refusal.reason()),
+                };
                 out.extend_from_slice(&crate::proto::tracker_udp::ACTION_SCRAPE.to_be_bytes());
                 out.extend_from_slice(&transaction_id.to_be_bytes());
-                for h in hashes.chunks_exact(20) {
-                    let c = self.tracker.scrape(h.try_into().expect("20 bytes"));
+                for c in counts {
                     let s = ScrapeStats {
                         seeders: c.complete,
                         completed: u32::try_from(c.downloaded).unwrap_or(u32::MAX),
@@ -265,6 +284,7 @@ fn run(mut poll: Poll, socket: UdpSocket, mut answerer: Answerer, stop: &AtomicB
             match batch.receive(fd) {
                 Ok(0) => break,
                 Ok(_) => {
+                    answerer.clock = Some(answerer.tracker.now());
                     batch.answer_each(|packet, from, out| answerer.answer(packet, from, out));
                     if let Err(e) = batch.send_answers(fd) {
                         log::trace!("udp tracker: send: {e}");
@@ -290,7 +310,9 @@ mod tests {
             ..TrackerConfig::default()
         };
         let hosted: super::super::HostedFn = Box::new(|h| h[0] == 1);
-        Answerer::new(Arc::new(Tracker::new(config, hosted, Default::default())))
+        Answerer::new(Arc::new(
+            Tracker::new(config, hosted, Default::default()).unwrap(),
+        ))
     }
 
     fn announce(cid: u64, ih: u8, peer: u8, port: u16) -> Vec<u8> {
@@ -383,7 +405,7 @@ mod tests {
             (announce(id ^ 1, 1, 1, 1), c, "connection id expired"),
             (
                 announce(id, 1, 1, 1),
-                "127.0.0.1:4001".parse().unwrap(),
+                "127.0.0.2:4000".parse().unwrap(),
                 "connection id expired",
             ),
             (announce(id, 1, 1, 0), c, "port must be"),
@@ -410,13 +432,21 @@ mod tests {
     }
 
     #[test]
-    fn connection_ids_last_one_to_two_windows() {
+    fn connection_ids_live_two_minutes_and_follow_the_ip_only() {
         let ids = ConnectionIds::default();
         let c: SocketAddr = "10.0.0.1:1".parse().unwrap();
+        // Issued at the end of a window: still the full two minutes.
+        let id = ids.issue(c, 119);
+        assert!(ids.valid(id, c, 119));
+        assert!(ids.valid(id, c, 239));
+        assert!(!ids.valid(id, c, 240));
         let id = ids.issue(c, 61);
-        assert!(ids.valid(id, c, 61));
-        assert!(ids.valid(id, c, 179));
-        assert!(!ids.valid(id, c, 180));
-        assert!(!ids.valid(id, "10.0.0.1:2".parse().unwrap(), 61));
+        assert!(ids.valid(id, c, 239));
+        assert!(!ids.valid(id, c, 240));
+        // Another source port of the same IP (libtorrent's second session) is fine; the
+        // IPv4-mapped form is the same IP; another IP is not.
+        assert!(ids.valid(id, "10.0.0.1:2".parse().unwrap(), 61));
+        assert!(ids.valid(id, "[::ffff:10.0.0.1]:3".parse().unwrap(), 61));
+        assert!(!ids.valid(id, "10.0.0.2:1".parse().unwrap(), 61));
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod nostr;
 pub mod peer;
+pub mod redis;
 pub mod server;
 pub mod tracker;
 

@@ -22,6 +22,7 @@ pub struct Server {
     pub blossom: Option<SocketAddr>,
     pub data: PathBuf,
     config: PathBuf,
+    api_bind: String,
     log: Arc<Mutex<String>>,
 }
 
@@ -30,35 +31,38 @@ impl Server {
     pub fn start(data: &Path, extra_config: &str) -> Server {
         let config = data.with_extension("toml");
         std::fs::write(&config, extra_config).unwrap();
-        Self::start_with(data, &config, None)
+        Self::start_with(data, &config, None, "127.0.0.1:0")
+    }
+
+    /// Like `start`, the API (and UDP tracker) on `[::]` (IPv4 and IPv6 on one port).
+    pub fn start_dual_stack(data: &Path, extra_config: &str) -> Server {
+        let config = data.with_extension("toml");
+        std::fs::write(&config, extra_config).unwrap();
+        Self::start_with(data, &config, None, "[::]:0")
     }
 
     /// Like `start`, logging at `level` (`RUST_LOG` syntax) whatever TG_TEST_LOG says.
     pub fn start_logged(data: &Path, extra_config: &str, level: &str) -> Server {
         let config = data.with_extension("toml");
         std::fs::write(&config, extra_config).unwrap();
-        Self::start_with(data, &config, Some(level))
+        Self::start_with(data, &config, Some(level), "127.0.0.1:0")
     }
 
     /// Like `start`, with the API listening on `api_addr` (e.g. an IPv4-mapped address).
     pub fn start_at(data: &Path, extra_config: &str, api_addr: &str) -> Server {
         let config = data.with_extension("toml");
         std::fs::write(&config, extra_config).unwrap();
-        Self::launch(data, &config, None, api_addr)
+        Self::start_with(data, &config, None, api_addr)
     }
 
-    fn start_with(data: &Path, config: &Path, level: Option<&str>) -> Server {
-        Self::launch(data, config, level, "127.0.0.1:0")
-    }
-
-    fn launch(data: &Path, config: &Path, level: Option<&str>, api_addr: &str) -> Server {
+    fn start_with(data: &Path, config: &Path, level: Option<&str>, api_bind: &str) -> Server {
         let mut child = Command::new(super::bin())
             .args([
                 "serve",
                 "--log-format",
                 "text",
                 "--api-addr",
-                api_addr,
+                api_bind,
                 "--peer-addr",
                 "127.0.0.1:0",
                 "--blossom-addr",
@@ -114,6 +118,12 @@ impl Server {
             let status = child.wait().unwrap();
             panic!("serve did not start ({status}): {}", log.lock().unwrap());
         };
+        // A dual-stack listener reports [::]:port: talk to it over 127.0.0.1.
+        let loopback = |a: SocketAddr| match a.ip().is_unspecified() {
+            true => SocketAddr::from(([127, 0, 0, 1], a.port())),
+            false => a,
+        };
+        let (addr, udp) = (loopback(addr), udp.map(loopback));
         let sink = Arc::clone(&log);
         std::thread::spawn(move || {
             let mut rest = String::new();
@@ -130,6 +140,7 @@ impl Server {
             blossom,
             data: data.to_path_buf(),
             config: config.to_path_buf(),
+            api_bind: api_bind.to_string(),
             log,
         }
     }
@@ -143,7 +154,8 @@ impl Server {
     /// Starts the same data dir and config again (on a new port).
     pub fn restart(mut self) -> Server {
         self.kill9();
-        Self::start_with(&self.data.clone(), &self.config.clone(), None)
+        let api_bind = self.api_bind.clone();
+        Self::start_with(&self.data.clone(), &self.config.clone(), None, &api_bind)
     }
 
     /// Sends SIGTERM and returns the exit code.

@@ -1,0 +1,76 @@
+//! Unit tests of the configuration: the printed defaults are the defaults, and errors name
+//! their key.
+
+use super::*;
+
+#[test]
+fn printed_defaults_are_the_defaults() {
+    let parsed = Config::from_toml(DEFAULT_TOML).unwrap();
+    assert_eq!(parsed, Config::default());
+    parsed.validate().unwrap();
+    assert_eq!(Config::from_toml("").unwrap(), Config::default());
+}
+
+#[test]
+fn errors_name_the_key() {
+    let e = Config::from_toml("[api]\nworkerz = 3\n").unwrap_err();
+    assert!(e.0.starts_with("line 2: unknown field `workerz`"), "{e}");
+    assert!(!e.0.contains('\n'));
+    let e = Config::from_toml("[api]\nworkers = \"x\"\n").unwrap_err();
+    assert!(e.0.contains("line 2"), "{e}");
+    let mut c = Config::default();
+    c.storage.piece_length_bytes = 1000;
+    assert!(c
+        .validate()
+        .unwrap_err()
+        .0
+        .contains("storage.piece_length_bytes"));
+    let mut c = Config::default();
+    c.api.addr = "nowhere".into();
+    assert!(c.validate().unwrap_err().0.contains("api.addr"));
+    let mut c = Config::default();
+    c.api.write_tokens = vec!["short".into()];
+    assert!(c.validate().unwrap_err().0.contains("api.write_tokens"));
+    let mut c = Config::default();
+    c.peer.addr = "6881".into();
+    assert!(c.validate().unwrap_err().0.contains("peer.addr"));
+    let mut c = Config::default();
+    c.peer.advertise_ip = "gw.example".into();
+    assert!(c.validate().unwrap_err().0.contains("peer.advertise_ip"));
+    let mut c = Config::default();
+    c.peer.upload_slots = 0;
+    assert!(c.validate().unwrap_err().0.contains("peer.upload_slots"));
+    let mut c = Config::default();
+    c.rate_limit.ipv6_prefix_bits = 16;
+    assert!(c
+        .validate()
+        .unwrap_err()
+        .0
+        .contains("rate_limit.ipv6_prefix_bits"));
+    let mut c = Config::default();
+    c.peer.max_queued_bytes = 100;
+    assert!(c
+        .validate()
+        .unwrap_err()
+        .0
+        .contains("peer.max_queued_bytes"));
+}
+
+#[test]
+fn public_url_follows_the_bound_address() {
+    let c = Config::default();
+    assert_eq!(
+        c.public_url_for("0.0.0.0:9877".parse().unwrap()),
+        "http://127.0.0.1:9877"
+    );
+    assert_eq!(
+        c.public_url_for("[::]:80".parse().unwrap()),
+        "http://[::1]:80"
+    );
+    let mut c = Config::default();
+    c.api.public_url = "https://gw.example/".into();
+    assert_eq!(
+        c.public_url_for("0.0.0.0:1".parse().unwrap()),
+        "https://gw.example"
+    );
+}

@@ -1,0 +1,447 @@
+//! The Redis backend of the swarm registry, so several gateway processes answer for one
+//! announce URL with one swarm state (the sync `redis` crate: no async runtime).
+//!
+//! Data model, per torrent, every key carrying the `{info_hash}` hash tag so a Redis Cluster
+//! keeps one torrent on one slot: four sorted sets `tg:{ih}:s4`, `:l4`, `:s6`, `:l6` (seeders
+//! and leechers of each address family; member = the compact peer then its identity
+//! (peer_id, then key or address), score = its last announce in Unix seconds), a hash `:p`
+//! (identity → a completion flag and the current member, so a keyed client that moves is
+//! found and moved)
+//! and a hash `:c` (field `d`: completed downloads, grown with HINCRBY). No global counters:
+//! counts are set sizes, so gateways sharing a Redis never drift. One Lua script per
+//! announce drops expired members (at most once a second per swarm), adds or moves the
+//! announcer, hands out `numwant` others (a window of ranks from a random start) and returns both counts (one round trip); every key
+//! gets a TTL, so abandoned swarms vanish on their own. A scrape is one pipeline of ZCOUNTs
+//! and HGETs.
+//!
+//! Connections come from a small bounded pool; every command has a deadline. When Redis is
+//! down or slow an announce fails with [`Refusal::Unavailable`] at once (a new connection is
+//! tried at most every [`RETRY_MS`]), [`RedisSwarms::healthy`] turns false, and the first
+//! announce after Redis returns works again.
+//!
+//! Differences from the memory backend: `max_torrents` and `max_peers` (global caps) are not
+//! enforced here (Redis' own `maxmemory` is that cap); `max_peers_per_torrent` is.
+
+use super::registry::{ident_bytes, AnnounceIn, Family, Peer, PeerSink, Refusal};
+use crate::hash::Counter;
+use crate::proto::hex;
+use crate::proto::tracker_http::{self, Event, SwarmCounts};
+use parking_lot::{Condvar, Mutex};
+use redis::Value;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// Milliseconds between connection attempts while Redis is unreachable.
+pub const RETRY_MS: u64 = 250;
+/// Completed counts outlive swarms: kept this long after the last announce.
+const COUNT_TTL_SECS: u64 = 30 * 24 * 3600;
+/// Expired members dropped per set and announce (the rest go on later announces).
+const EXPIRE_BATCH: u32 = 256;
+/// Bytes of a peer identity (`registry::ident_bytes`), the tail of every set member.
+const IDENT_LEN: usize = 39;
+
+const ANNOUNCE_LUA: &str = r#"
+local now = tonumber(ARGV[1])
+local meta = redis.call('HMGET', KEYS[6], 'd', 'x')
+local downloaded = tonumber(meta[1] or '0')
+if meta[2] ~= ARGV[1] then
+  -- At most once a second per swarm: drop expired members, refresh every TTL.
+  local cutoff = now - tonumber(ARGV[2])
+  for i = 1, 4 do
+    local old = redis.call('ZRANGEBYSCORE', KEYS[i], '-inf', '(' .. cutoff, 'LIMIT', 0, tonumber(ARGV[13]))
+    if #old > 0 then
+      redis.call('ZREM', KEYS[i], unpack(old))
+      local idents = {}
+      for j, m in ipairs(old) do idents[j] = string.sub(m, -39) end
+      redis.call('HDEL', KEYS[5], unpack(idents))
+    end
+    redis.call('EXPIRE', KEYS[i], tonumber(ARGV[12]))
+  end
+  redis.call('EXPIRE', KEYS[5], tonumber(ARGV[12]))
+  redis.call('HSET', KEYS[6], 'x', ARGV[1])
+  redis.call('EXPIRE', KEYS[6], tonumber(ARGV[14]))
+end
+local n = {}
+for i = 1, 4 do n[i] = redis.call('ZCARD', KEYS[i]) end
+local function counts(code)
+  return {n[1] + n[3], n[2] + n[4], downloaded, code}
+end
+local ident, member, seed, event = ARGV[3], ARGV[4], ARGV[6] == '1', ARGV[7]
+local fam = (ARGV[5] == '1') and 3 or 1
+local mi = seed and fam or fam + 1
+local oi = seed and fam + 1 or fam
+local prev = redis.call('HGET', KEYS[5], ident)
+local old = prev and string.sub(prev, 2)
+if event == 'x' then
+  if prev then
+    n[mi] = n[mi] - redis.call('ZREM', KEYS[mi], old)
+    n[oi] = n[oi] - redis.call('ZREM', KEYS[oi], old)
+    redis.call('HDEL', KEYS[5], ident)
+  end
+  return counts(0)
+end
+if prev and event == 'n' then
+  local seen = redis.call('ZSCORE', KEYS[mi], old)
+  if seen and now - tonumber(seen) < tonumber(ARGV[11]) then
+    return counts(1)
+  end
+end
+if not prev and n[1] + n[2] + n[3] + n[4] >= tonumber(ARGV[10]) then
+  return counts(-1)
+end
+local counted = prev and string.byte(prev, 1) == 49
+if event == 'c' and not counted then
+  downloaded = redis.call('HINCRBY', KEYS[6], 'd', 1)
+  counted = true
+end
+redis.call('HSET', KEYS[5], ident, (counted and '1' or '0') .. member)
+if prev then
+  if old ~= member then n[mi] = n[mi] - redis.call('ZREM', KEYS[mi], old) end
+  n[oi] = n[oi] - redis.call('ZREM', KEYS[oi], old)
+end
+local before = n[mi]
+n[mi] = n[mi] + redis.call('ZADD', KEYS[mi], now, member)
+-- A key just made gets its TTL now; the once-a-second sweep refreshes the others.
+if before == 0 then redis.call('EXPIRE', KEYS[mi], tonumber(ARGV[12])) end
+if not prev then redis.call('EXPIRE', KEYS[5], tonumber(ARGV[12])) end
+local out = counts(0)
+-- Samples: members (address, then the identity, whose first 20 bytes are the peer_id)
+-- appended as arrays; the caller drops its own address and anything past numwant (one
+-- more than wanted is asked for, as the announcer may be among them).
+local left = tonumber(ARGV[8])
+local order = ARGV[9]
+local rnd = tonumber(ARGV[15])
+for j = 1, #order do
+  local f = (string.sub(order, j, j) == '6') and 3 or 1
+  for k = (seed and f + 1 or f), f + 1 do
+    if left > 0 and n[k] > 0 then
+      -- A window of ranks from a random start, wrapping (cheaper than ZRANDMEMBER).
+      local take = math.min(left + 1, n[k])
+      local start = rnd % n[k]
+      local got = redis.call('ZRANGE', KEYS[k], start, start + take - 1)
+      out[#out + 1] = got
+      if #got < take then
+        out[#out + 1] = redis.call('ZRANGE', KEYS[k], 0, take - #got - 1)
+      end
+      left = left - take + 1
+    end
+  end
+end
+return out
+"#;
+
+/// Settings of the Redis backend.
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    pub url: String,
+    pub pool: usize,
+    pub timeout: Duration,
+    pub peer_timeout_secs: u32,
+    pub max_peers_per_torrent: usize,
+}
+
+/// Swarms kept in Redis.
+pub struct RedisSwarms {
+    client: redis::Client,
+    settings: RedisSettings,
+    script: redis::Script,
+    idle: Mutex<Vec<redis::Connection>>,
+    freed: Condvar,
+    open: AtomicUsize,
+    /// While set and in the future, no connection is tried (Redis was unreachable).
+    retry_at: Mutex<Option<Instant>>,
+    healthy: AtomicBool,
+    /// The last error, for the health endpoint.
+    last_error: Mutex<String>,
+    pub errors: Counter,
+    pub too_fast: Counter,
+}
+
+fn key(info_hash: &[u8; 20], part: &str) -> String {
+    format!("tg:{{{}}}:{part}", hex::encode(info_hash))
+}
+
+/// A per-thread xorshift number (where in a set sampling starts).
+fn random_u32() -> u32 {
+    use std::cell::Cell;
+    use std::hash::{BuildHasher, Hasher};
+    thread_local! {
+        static RNG: Cell<u64> = Cell::new({
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u8(1);
+            h.finish() | 1
+        });
+    }
+    RNG.with(|c| {
+        let mut x = c.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        c.set(x);
+        (x >> 32) as u32
+    })
+}
+
+fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A compact address (6 or 18 bytes) and the peer_id (20) as a peer handed out.
+fn peer_of(bytes: &[u8]) -> Option<Peer> {
+    let split = bytes.len().checked_sub(20)?;
+    let mut p = Peer::seed(tracker_http::parse_compact_peer(&bytes[..split])?);
+    p.id = bytes[split..].try_into().ok()?;
+    Some(p)
+}
+
+fn int(v: &Value) -> i64 {
+    match v {
+        Value::Int(n) => *n,
+        Value::BulkString(b) => std::str::from_utf8(b)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0),
+        _ => 0,
+    }
+}
+
+fn count(v: &Value) -> u32 {
+    u32::try_from(int(v).max(0)).unwrap_or(u32::MAX)
+}
+
+impl RedisSwarms {
+    /// A backend for `settings.url`; connects lazily, so a Redis that is down at start-up
+    /// only makes announces fail until it is up.
+    pub fn new(settings: RedisSettings) -> Result<RedisSwarms, String> {
+        let client = redis::Client::open(settings.url.as_str())
+            .map_err(|e| format!("tracker.redis_url: {e}"))?;
+        Ok(RedisSwarms {
+            client,
+            settings,
+            script: redis::Script::new(ANNOUNCE_LUA),
+            idle: Mutex::new(Vec::new()),
+            freed: Condvar::new(),
+            open: AtomicUsize::new(0),
+            retry_at: Mutex::new(None),
+            healthy: AtomicBool::new(true),
+            last_error: Mutex::new(String::new()),
+            errors: Counter::default(),
+            too_fast: Counter::default(),
+        })
+    }
+
+    /// Whether the last command reached Redis (and, if not, why).
+    pub fn health(&self) -> (bool, String) {
+        let ok = self.healthy.load(Ordering::Relaxed);
+        (
+            ok,
+            if ok {
+                String::new()
+            } else {
+                self.last_error.lock().clone()
+            },
+        )
+    }
+
+    /// While Redis is unreachable, one PING (the maintenance thread calls this), so the
+    /// health turns back to ok without waiting for an announce.
+    pub fn probe(&self) {
+        if !self.healthy.load(Ordering::Relaxed) {
+            let _ = self.with(|c| redis::cmd("PING").query::<String>(c));
+        }
+    }
+
+    fn fail(&self, e: &str) -> Refusal {
+        self.errors.add(1);
+        if self.healthy.swap(false, Ordering::Relaxed) {
+            log::warn!("tracker: redis unavailable: {e}");
+        }
+        *self.last_error.lock() = format!("redis: {e}");
+        *self.retry_at.lock() = Some(Instant::now() + Duration::from_millis(RETRY_MS));
+        Refusal::Unavailable
+    }
+
+    /// A pooled connection, or a new one while fewer than `pool` are open; waits for one
+    /// to be returned at most the command deadline.
+    fn take(&self) -> Result<redis::Connection, Refusal> {
+        let deadline = Instant::now() + self.settings.timeout;
+        let mut idle = self.idle.lock();
+        loop {
+            if let Some(c) = idle.pop() {
+                return Ok(c);
+            }
+            if self.open.load(Ordering::Relaxed) < self.settings.pool {
+                break;
+            }
+            if self.freed.wait_until(&mut idle, deadline).timed_out() {
+                self.errors.add(1);
+                return Err(Refusal::Unavailable);
+            }
+        }
+        if let Some(at) = *self.retry_at.lock() {
+            if Instant::now() < at {
+                return Err(Refusal::Unavailable);
+            }
+        }
+        self.open.fetch_add(1, Ordering::Relaxed);
+        drop(idle);
+        let t = self.settings.timeout;
+        let made = self.client.get_connection_with_timeout(t).and_then(|c| {
+            c.set_read_timeout(Some(t))?;
+            c.set_write_timeout(Some(t))?;
+            Ok(c)
+        });
+        match made {
+            Ok(c) => Ok(c),
+            Err(e) => {
+                self.open.fetch_sub(1, Ordering::Relaxed);
+                self.freed.notify_one();
+                Err(self.fail(&e.to_string()))
+            }
+        }
+    }
+
+    /// Runs `f` on a pooled connection; a connection that failed is dropped, not returned.
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
+    ) -> Result<T, Refusal> {
+        let mut conn = self.take()?;
+        match f(&mut conn) {
+            Ok(v) => {
+                self.idle.lock().push(conn);
+                self.freed.notify_one();
+                if !self.healthy.swap(true, Ordering::Relaxed) {
+                    log::info!("tracker: redis reachable again");
+                    *self.retry_at.lock() = None;
+                }
+                Ok(v)
+            }
+            Err(e) => {
+                self.open.fetch_sub(1, Ordering::Relaxed);
+                self.freed.notify_one();
+                Err(self.fail(&e.to_string()))
+            }
+        }
+    }
+
+    /// Records an announce and appends up to `numwant` other peers to `out`.
+    pub fn announce(
+        &self,
+        a: &AnnounceIn,
+        out: &mut impl PeerSink,
+    ) -> Result<SwarmCounts, Refusal> {
+        let seed = a.left == Some(0) || (a.left.is_none() && a.event == Event::Completed);
+        let ident = ident_bytes(a);
+        let announcer = Peer::seed(SocketAddr::new(a.ip, a.port));
+        let mut addr = Vec::with_capacity(18);
+        announcer.write_compact(&mut addr);
+        let event = match a.event {
+            Event::None => "n",
+            Event::Started => "s",
+            Event::Completed => "c",
+            Event::Stopped => "x",
+        };
+        let order = match a.family {
+            Family::V4 => "4",
+            Family::V6 => "6",
+            Family::V6First => "64",
+            Family::Both | Family::V4First => "46",
+        };
+        let ih = &a.info_hash;
+        let s = &self.settings;
+        let mut inv = self.script.prepare_invoke();
+        for part in ["s4", "l4", "s6", "l6", "p", "c"] {
+            inv.key(key(ih, part));
+        }
+        inv.arg(now_unix())
+            .arg(s.peer_timeout_secs)
+            .arg(&ident[..])
+            .arg([&addr[..], &ident[..]].concat())
+            .arg(u8::from(announcer.is_v6()))
+            .arg(u8::from(seed))
+            .arg(event)
+            .arg(a.numwant)
+            .arg(order)
+            .arg(s.max_peers_per_torrent)
+            .arg(a.min_interval)
+            .arg(u64::from(s.peer_timeout_secs) + 60)
+            .arg(EXPIRE_BATCH)
+            .arg(COUNT_TTL_SECS)
+            .arg(random_u32());
+        let reply: Vec<Value> = self.with(|c| inv.invoke(c))?;
+        if reply.len() < 4 {
+            return Err(self.fail("announce script answered too little"));
+        }
+        match int(&reply[3]) {
+            -1 => return Err(Refusal::SwarmFull),
+            1 => self.too_fast.add(1),
+            _ => {}
+        }
+        let mut taken = 0;
+        let sampled = reply[4..].iter().filter_map(|v| match v {
+            Value::Array(a) => Some(a.iter()),
+            _ => None,
+        });
+        for v in sampled.flatten() {
+            let Value::BulkString(m) = v else { continue };
+            // (address, identity); never the announcer's own address.
+            let Some(alen) = m.len().checked_sub(IDENT_LEN) else {
+                continue;
+            };
+            if taken == a.numwant || m[..alen] == addr[..] {
+                continue;
+            }
+            if let Some(p) = peer_of(&m[..alen + 20]) {
+                out.take(&p);
+                taken += 1;
+            }
+        }
+        Ok(SwarmCounts {
+            complete: count(&reply[0]),
+            incomplete: count(&reply[1]),
+            downloaded: u64::try_from(int(&reply[2]).max(0)).unwrap_or(0),
+        })
+    }
+
+    /// Counts of several torrents in one pipeline.
+    pub fn scrape(&self, hashes: &[[u8; 20]]) -> Result<Vec<SwarmCounts>, Refusal> {
+        if hashes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let cutoff = now_unix().saturating_sub(u64::from(self.settings.peer_timeout_secs));
+        let mut pipe = redis::pipe();
+        for ih in hashes {
+            for part in ["s4", "s6", "l4", "l6"] {
+                pipe.cmd("ZCOUNT")
+                    .arg(key(ih, part))
+                    .arg(cutoff)
+                    .arg("+inf");
+            }
+            pipe.cmd("HGET").arg(key(ih, "c")).arg("d");
+        }
+        let v: Vec<Value> = self.with(|c| pipe.query(c))?;
+        if v.len() != hashes.len() * 5 {
+            return Err(self.fail("scrape pipeline answered too little"));
+        }
+        Ok(v.chunks_exact(5)
+            .map(|r| SwarmCounts {
+                complete: count(&r[0]) + count(&r[1]),
+                incomplete: count(&r[2]) + count(&r[3]),
+                downloaded: u64::try_from(int(&r[4]).max(0)).unwrap_or(0),
+            })
+            .collect())
+    }
+
+    /// Forgets one torrent's peers (it stopped being allowed); its count stays.
+    pub fn remove(&self, info_hash: &[u8; 20]) -> Result<(), Refusal> {
+        let keys: Vec<String> = ["s4", "l4", "s6", "l6", "p"]
+            .iter()
+            .map(|p| key(info_hash, p))
+            .collect();
+        self.with(|c| redis::cmd("DEL").arg(keys).query::<()>(c))
+    }
+}
