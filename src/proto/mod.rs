@@ -5,6 +5,7 @@
 pub mod base64;
 pub mod bech32;
 pub mod bencode;
+pub mod dht;
 pub mod hex;
 pub mod http;
 pub mod magnet;
