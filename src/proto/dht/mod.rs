@@ -7,5 +7,6 @@
 pub mod compact;
 pub mod krpc;
 pub mod node_id;
+pub mod routing;
 
 pub use node_id::NodeId;
