@@ -8,5 +8,7 @@ pub mod compact;
 pub mod krpc;
 pub mod node_id;
 pub mod routing;
+pub mod storage;
+pub mod tokens;
 
 pub use node_id::NodeId;
