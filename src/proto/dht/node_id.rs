@@ -5,7 +5,8 @@
 //! the number of leading bits it shares with ours. BEP-42 ties an id to the node's external IP:
 //! the first 21 bits must equal the CRC32C (Castagnoli) of the masked IP with a 3-bit random
 //! number `r`, and the last byte of the id carries `r`. Local and private addresses are exempt.
-//! CRC32C is written here (a 256-entry table built at compile time). Randomness is passed in.
+//! [`IpVotes`] learns our external IP from the `ip` fields of responses by majority. CRC32C
+//! is written here (a 256-entry table built at compile time). Randomness is passed in.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -177,6 +178,85 @@ pub fn id_matches_ip(id: &NodeId, ip: IpAddr) -> bool {
     id.0[0] == crc[0] && id.0[1] == crc[1] && id.0[2] & 0xf8 == crc[2] & 0xf8
 }
 
+/// Votes on our external IP from the BEP-42 `ip` field of responses: one vote per voter
+/// /24 (IPv4) or /64 (IPv6), the latest vote of a subnet replacing its earlier one, at most
+/// `max_voters` kept (the oldest goes first). [`IpVotes::leader`] is the IP more than half of
+/// the votes name, once there are enough votes.
+#[derive(Debug, Clone)]
+pub struct IpVotes {
+    /// (voter subnet, reported IP), oldest first.
+    votes: Vec<(Subnet, IpAddr)>,
+    max_voters: usize,
+}
+
+/// A voter's /24 or /64.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Subnet {
+    V4([u8; 3]),
+    V6([u8; 8]),
+}
+
+fn subnet(ip: IpAddr) -> Subnet {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            Subnet::V4([o[0], o[1], o[2]])
+        }
+        IpAddr::V6(v6) => {
+            let mut k = [0u8; 8];
+            k.copy_from_slice(&v6.octets()[..8]);
+            Subnet::V6(k)
+        }
+    }
+}
+
+impl IpVotes {
+    pub fn new(max_voters: usize) -> IpVotes {
+        IpVotes {
+            votes: Vec::new(),
+            max_voters,
+        }
+    }
+
+    /// Records that a node at `voter` saw us at `reported`.
+    pub fn vote(&mut self, voter: IpAddr, reported: IpAddr) {
+        let key = subnet(voter);
+        self.votes.retain(|(k, _)| *k != key);
+        if self.max_voters == 0 {
+            return;
+        }
+        if self.votes.len() >= self.max_voters {
+            self.votes.remove(0);
+        }
+        self.votes.push((key, reported.to_canonical()));
+    }
+
+    /// Votes kept.
+    pub fn len(&self) -> usize {
+        self.votes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.votes.is_empty()
+    }
+
+    /// The IP named by a strict majority of at least `min_votes` votes.
+    pub fn leader(&self, min_votes: usize) -> Option<IpAddr> {
+        if self.votes.len() < min_votes.max(1) {
+            return None;
+        }
+        let mut best: Option<(IpAddr, usize)> = None;
+        for (_, ip) in &self.votes {
+            let n = self.votes.iter().filter(|(_, other)| other == ip).count();
+            if best.is_none_or(|(_, m)| n > m) {
+                best = Some((*ip, n));
+            }
+        }
+        best.filter(|(_, n)| 2 * n > self.votes.len())
+            .map(|(ip, _)| ip)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -299,5 +379,35 @@ mod tests {
         assert_eq!(NodeId([0; 20]).leading_zeros(), 160);
         assert_eq!(format!("{:?}", NodeId([0xab; 20])).len(), 40);
         assert!(NodeId::from_slice(&[0; 19]).is_none());
+    }
+
+    #[test]
+    fn external_ip_by_majority_of_subnets() {
+        let ours: IpAddr = "203.0.113.9".parse().expect("ip");
+        let liar: IpAddr = "198.51.100.1".parse().expect("ip");
+        let mut v = IpVotes::new(10);
+        assert_eq!(v.leader(1), None);
+        // Many voters from one /24 count once.
+        for last in 1..=50u8 {
+            v.vote(IpAddr::V4(Ipv4Addr::new(192, 0, 2, last)), liar);
+        }
+        assert_eq!(v.len(), 1);
+        for third in 1..=3u8 {
+            v.vote(IpAddr::V4(Ipv4Addr::new(8, 8, third, 1)), ours);
+        }
+        assert_eq!(v.leader(5), None, "not enough votes");
+        assert_eq!(v.leader(3), Some(ours));
+        let v6: IpAddr = "2001:db8:1:2::3".parse().expect("ip");
+        v.vote(v6, liar);
+        v.vote("2001:db8:1:2::4".parse().expect("ip"), liar);
+        assert_eq!(v.len(), 5);
+        v.vote("2001:db8:9::1".parse().expect("ip"), liar);
+        assert_eq!(v.leader(3), None, "3 of 6 is no majority");
+        let mut small = IpVotes::new(2);
+        for third in 1..=5u8 {
+            small.vote(IpAddr::V4(Ipv4Addr::new(9, 9, third, 1)), ours);
+        }
+        assert_eq!(small.len(), 2);
+        assert!(IpVotes::new(0).is_empty());
     }
 }
