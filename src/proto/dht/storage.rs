@@ -158,6 +158,9 @@ impl Storage {
         random: u64,
     ) -> Result<(), Full> {
         let addr = super::compact::canonical(addr);
+        if self.limits.max_peers_per_hash == 0 {
+            return Err(Full);
+        }
         let expires = now + PEER_TTL_SECS + random % (PEER_TTL_JITTER_SECS + 1);
         if !self.swarms.contains_key(&info_hash) && self.swarms.len() >= self.limits.max_info_hashes
         {
@@ -178,9 +181,7 @@ impl Storage {
                 peers.swap_remove(i);
             }
         }
-        if self.limits.max_peers_per_hash > 0 {
-            peers.push(StoredPeer { addr, expires });
-        }
+        peers.push(StoredPeer { addr, expires });
         Ok(())
     }
 

@@ -223,6 +223,12 @@ fn peer_and_info_hash_caps() {
     );
     assert!(s.info_hash_count() <= 3);
     assert_eq!(s.peers(&ih, 10, false, 2, 1).len(), 2);
+    let mut none = Storage::new(Limits {
+        max_peers_per_hash: 0,
+        ..Limits::default()
+    });
+    assert_eq!(none.announce(ih, peer(1), 0, 0), Err(Full));
+    assert_eq!(none.info_hash_count(), 0);
 }
 
 #[test]
