@@ -10,6 +10,19 @@ use std::process::Command;
 use support::server::Server;
 use support::*;
 
+/// `serve` from `binary` on loopback port 0 with `data`, its stderr piped.
+fn spawn_serve(binary: &Path, log_format: &str, data: &Path) -> std::process::Child {
+    Command::new(binary)
+        .args(["serve", "--log-format", log_format])
+        .args(["--api-addr", "127.0.0.1:0", "--peer-addr", "127.0.0.1:0"])
+        .args(["--blossom-addr", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
+        .env_remove("RUST_LOG")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
@@ -104,24 +117,7 @@ fn json_logs_are_one_object_per_line() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     // A bad address is a CLI error (plain line); a start that logs gives JSON lines.
-    let mut child = Command::new(bin())
-        .args([
-            "serve",
-            "--log-format",
-            "json",
-            "--api-addr",
-            "127.0.0.1:0",
-            "--peer-addr",
-            "127.0.0.1:0",
-            "--blossom-addr",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(tmp.path().join("data"))
-        .env_remove("RUST_LOG")
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_serve(Path::new(bin()), "json", &tmp.path().join("data"));
     // Every line up to the start-up line is a JSON object with the keys.
     let mut started = None;
     for line in std::io::BufRead::lines(std::io::BufReader::new(child.stderr.take().unwrap())) {
@@ -157,24 +153,7 @@ fn build_release_makes_a_static_binary_that_serves() {
         "{text}"
     );
     let tmp = tempdir();
-    let mut child = Command::new(&path)
-        .args([
-            "serve",
-            "--log-format",
-            "text",
-            "--api-addr",
-            "127.0.0.1:0",
-            "--peer-addr",
-            "127.0.0.1:0",
-            "--blossom-addr",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(tmp.path().join("data"))
-        .env_remove("RUST_LOG")
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_serve(Path::new(&path), "text", &tmp.path().join("data"));
     let mut addr = None;
     for line in std::io::BufRead::lines(std::io::BufReader::new(child.stderr.take().unwrap())) {
         let line = line.unwrap();

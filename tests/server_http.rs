@@ -15,16 +15,6 @@ use support::*;
 
 const RSS_CAP: u64 = 32 << 20;
 
-fn raise_own_fd_limit() {
-    // SAFETY: getrlimit/setrlimit with a valid struct; raising the soft limit to the hard one.
-    unsafe {
-        let mut lim: libc::rlimit = std::mem::zeroed();
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
-        lim.rlim_cur = lim.rlim_max;
-        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-    }
-}
-
 /// Peak threads and RSS of the server, sampled every 10 ms until stopped.
 struct Sampler {
     stop: Arc<AtomicBool>,

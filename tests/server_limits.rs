@@ -13,16 +13,6 @@ use support::*;
 const MAX_CONNECTIONS: usize = 64;
 const WORKERS: usize = 4;
 
-fn raise_own_fd_limit() {
-    // SAFETY: getrlimit/setrlimit with a valid struct; raising the soft limit to the hard one.
-    unsafe {
-        let mut lim: libc::rlimit = std::mem::zeroed();
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
-        lim.rlim_cur = lim.rlim_max;
-        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-    }
-}
-
 #[test]
 fn a_thousand_waiting_connections_do_not_starve_a_client() {
     raise_own_fd_limit();

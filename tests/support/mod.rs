@@ -17,6 +17,17 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_torrent-gateway")
 }
 
+/// Raises this test process's open-files soft limit to the hard one (floods need many).
+pub fn raise_own_fd_limit() {
+    // SAFETY: getrlimit/setrlimit with a valid struct; raising the soft limit to the hard one.
+    unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        lim.rlim_cur = lim.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+    }
+}
+
 /// Runs the binary with `args` in `dir`.
 pub fn run(dir: &Path, args: &[&str]) -> Output {
     Command::new(bin())
