@@ -385,3 +385,57 @@ fn large_bodies_sent_too_slowly_are_cut_and_free_the_worker() {
     assert!(get_ok(pool.addr));
     assert!(pool.stop(Duration::from_secs(2)));
 }
+
+#[test]
+fn uploads_in_progress_never_take_the_last_worker() {
+    let (_tx, rx) = crossbeam_channel::unbounded();
+    let pool = start(2, rx);
+    let head = b"PUT /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n";
+    let part = vec![b'a'; 20_000];
+    // The first upload is under way: its worker waits for the rest of the body.
+    let mut first = connect(pool.addr);
+    first.write_all(head).unwrap();
+    first.write_all(&part).unwrap();
+    // Wait (bounded) until a worker reads it.
+    let state = pool.state();
+    for _ in 0..200 {
+        if state
+            .stats
+            .body_readers
+            .load(std::sync::atomic::Ordering::SeqCst)
+            == 1
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(
+        state
+            .stats
+            .body_readers
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+    // A second one is refused at once rather than taking the last worker...
+    let mut second = connect(pool.addr);
+    second.write_all(head).unwrap();
+    second.write_all(&part).unwrap();
+    let refused = read_until(&mut second, b"\r\n\r\n");
+    assert!(
+        refused.starts_with(b"HTTP/1.1 503"),
+        "{}",
+        String::from_utf8_lossy(&refused)
+    );
+    assert!(String::from_utf8_lossy(&refused).contains("Retry-After: 2"));
+    // ...which still serves ordinary requests.
+    assert!(get_ok(pool.addr));
+    // The first upload completes.
+    first.write_all(&vec![b'a'; 80_000]).unwrap();
+    let reply = read_until(&mut first, b"\r\n\r\n");
+    assert!(
+        reply.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&reply)
+    );
+    assert!(pool.stop(Duration::from_secs(2)));
+}

@@ -552,20 +552,23 @@ pub(super) fn body_ready(head: &Head, buf: &[u8]) -> bool {
     match head.framing {
         Framing::None => true,
         Framing::Length(n) => n > PREBUFFER as u64 || buf.len() as u64 >= n,
-        Framing::Chunked => {
-            let mut d = Decoder::new();
-            let mut at = 0;
-            while at < buf.len() && !d.is_done() {
-                match d.step(&buf[at..]) {
-                    Ok(s) if s.consumed == 0 => break,
-                    Ok(s) => at += s.consumed,
-                    // A malformed body goes to the worker, whose reader reports it.
-                    Err(_) => return true,
-                }
-            }
-            d.is_done()
+        Framing::Chunked => chunked_complete(buf).unwrap_or(true),
+    }
+}
+
+/// Whether `buf` holds a whole chunked body; None if it is malformed (the worker's reader
+/// reports that).
+pub(super) fn chunked_complete(buf: &[u8]) -> Option<bool> {
+    let mut d = Decoder::new();
+    let mut at = 0;
+    while at < buf.len() && !d.is_done() {
+        match d.step(&buf[at..]) {
+            Ok(s) if s.consumed == 0 => break,
+            Ok(s) => at += s.consumed,
+            Err(_) => return None,
         }
     }
+    Some(d.is_done())
 }
 
 /// Writes a short refusal to a fresh connection (its send buffer is empty) and closes it.

@@ -63,6 +63,8 @@ pub struct LayerStats {
     pub waiting_write: AtomicUsize,
     pub busy_workers: AtomicUsize,
     pub streams: Arc<AtomicUsize>,
+    /// Workers reading a request body from the socket now.
+    pub body_readers: Arc<AtomicUsize>,
 }
 
 impl LayerStats {
@@ -85,6 +87,7 @@ impl LayerStats {
             "parked": g(&self.parked),
             "waiting_write": g(&self.waiting_write),
             "streams": g(&self.streams),
+            "body_readers": g(&self.body_readers),
             "busy_workers": g(&self.busy_workers),
         })
     }
@@ -388,6 +391,30 @@ fn serve(shared: &Shared, handler: &Handler, mut conn: Conn, head: Head) -> (Con
         grace: state.limits.header_timeout,
         min_bytes_per_sec: state.limits.min_body_bytes_per_sec,
     };
+    // A body still to come from the socket holds this worker while it arrives: at most all
+    // workers but one do that at once, so reads are always served.
+    let streaming = match framing {
+        Framing::None => false,
+        Framing::Length(n) => (conn.buf.len() as u64) < n,
+        Framing::Chunked => poller::chunked_complete(&conn.buf) != Some(true),
+    };
+    let _slot = match streaming.then(|| BodySlot::take(state)) {
+        Some(None) => {
+            state.stats.refused_busy.fetch_add(1, Ordering::Relaxed);
+            let mut refusal = Reply::error(503, "too many uploads in progress, try again shortly")
+                .header("Retry-After", "2");
+            // The layer's own refusal headers (Blossom's CORS) go on this one too.
+            for line in state.limits.refusal_headers.split("\r\n") {
+                if let Some((k, v)) = line.split_once(": ") {
+                    refusal = refusal.header(k, v);
+                }
+            }
+            let out = Outgoing::new(refusal, method == Method::Head, true, head.minor);
+            return (conn, out);
+        }
+        Some(Some(slot)) => Some(slot),
+        None => None,
+    };
     let mut reader = BodyReader::new(&mut conn, framing, head.expect_continue, timeout, pace);
     let reply = {
         let mut req = Req {
@@ -436,6 +463,28 @@ fn serve(shared: &Shared, handler: &Handler, mut conn: Conn, head: Head) -> (Con
         }
     }
     (conn, out)
+}
+
+/// One of the listener's places for a worker reading a body from the socket.
+struct BodySlot(Arc<AtomicUsize>);
+
+impl BodySlot {
+    fn take(state: &PoolState) -> Option<BodySlot> {
+        let max = state.limits.workers.saturating_sub(1).max(1);
+        let readers = &state.stats.body_readers;
+        readers
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| BodySlot(Arc::clone(readers)))
+    }
+}
+
+impl Drop for BodySlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Writes a reply until it is done or the socket (or source) makes it wait. Returns the
