@@ -13,7 +13,7 @@ use support::server::{request, upload, Server};
 use support::tracker::{announce_query, eventually, lt_seed, make_torrent, scrape};
 use support::{require_tool, tempdir};
 use torrent_gateway::proto::bt::bencode::{self, Value};
-use torrent_gateway::proto::tracker_udp::{AnnounceRequest, Request, Response, UdpEvent};
+use torrent_gateway::proto::tracker::udp::{AnnounceRequest, Request, Response, UdpEvent};
 
 fn redis_config(redis: &Redis) -> String {
     format!(

@@ -11,7 +11,7 @@ use support::server::{request, upload, Server};
 use support::tempdir;
 use support::tracker::{announce_query, eventually, scrape};
 use torrent_gateway::proto::bt::bencode::{self, Value};
-use torrent_gateway::proto::tracker_udp::{AnnounceRequest, Request, Response, UdpEvent};
+use torrent_gateway::proto::tracker::udp::{AnnounceRequest, Request, Response, UdpEvent};
 use torrent_gateway::proto::{hex, http::escape};
 use torrent_gateway::store::db::Db;
 
@@ -409,7 +409,7 @@ fn a_hosted_torrent_scrapes_with_the_gateways_own_seed() {
     let Some(Response::Scrape { stats, .. }) = Response::parse(&answer, 6) else {
         panic!("no scrape answer")
     };
-    let stats = torrent_gateway::proto::tracker_udp::read_scrape_stats(stats);
+    let stats = torrent_gateway::proto::tracker::udp::read_scrape_stats(stats);
     assert!(stats[0].seeders >= 1, "{:?}", stats[0]);
     let body = announce(&server, &announce_query(&ih, 0, 6881, 5, "started"), &[]);
     let v = bencode::decode(&body).unwrap();

@@ -8,7 +8,7 @@ mod support;
 use std::net::SocketAddr;
 use support::redis::Redis;
 use torrent_gateway::config::{TrackerBackend, TrackerConfig, TrackerMode};
-use torrent_gateway::proto::tracker_http::Event;
+use torrent_gateway::proto::tracker::http::Event;
 use torrent_gateway::tracker::registry::{AnnounceIn, Family, Peer, Refusal};
 use torrent_gateway::tracker::Tracker;
 

@@ -4,11 +4,11 @@
 
 use libfuzzer_sys::fuzz_target;
 use torrent_gateway::proto::http::escape;
-use torrent_gateway::proto::tracker_http;
+use torrent_gateway::proto::tracker::http as tracker_http;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(answer) = torrent_gateway::proto::tracker_client::parse_answer(data) {
-        assert!(answer.peers.len() <= torrent_gateway::proto::tracker_client::MAX_PEERS);
+    if let Ok(answer) = torrent_gateway::proto::tracker::client::parse_answer(data) {
+        assert!(answer.peers.len() <= torrent_gateway::proto::tracker::client::MAX_PEERS);
     }
     let Ok(query) = std::str::from_utf8(data) else {
         return;

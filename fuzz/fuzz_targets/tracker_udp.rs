@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use torrent_gateway::proto::tracker_udp::{self, Request, Response};
+use torrent_gateway::proto::tracker::udp::{self as tracker_udp, Request, Response};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(req) = Request::parse(data) {

@@ -4,7 +4,7 @@
 
 use super::router::{Reply, Req};
 use crate::proto::hex;
-use crate::proto::tracker_http::{self, DictPeer, Peers};
+use crate::proto::tracker::http::{self as tracker_http, DictPeer, Peers};
 use crate::server::Gateway;
 use crate::tracker::canonical;
 use crate::tracker::registry::{AnnounceIn, Family};

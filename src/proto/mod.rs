@@ -3,7 +3,7 @@
 //! unit-tested and fuzzed on its own. Grouped by protocol family: `bt` (BitTorrent: bencode,
 //! metainfo, magnets, the peer wire and its state machine, MSE), `http` (request heads,
 //! chunked bodies, Range, dates, media types, escaping, hosts and origins), `dht` (KRPC, node ids, the
-//! routing table's rules, tokens, storage), `nostr` (events, auth, NIP-94, bech32, base64), the trackers' formats (`tracker_http`, `tracker_udp`; `tracker_client`: the announcing side over HTTP), and
+//! routing table's rules, tokens, storage), `nostr` (events, auth, NIP-94, bech32, base64), `tracker` (HTTP and UDP tracker messages, and the client's side of announcing), and
 //! `hex` (hex and base32), which they all use.
 
 pub mod bt;
@@ -11,6 +11,4 @@ pub mod dht;
 pub mod hex;
 pub mod http;
 pub mod nostr;
-pub mod tracker_client;
-pub mod tracker_http;
-pub mod tracker_udp;
+pub mod tracker;

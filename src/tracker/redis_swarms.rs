@@ -25,7 +25,7 @@
 use super::registry::{ident_bytes, AnnounceIn, Family, Peer, PeerSink, Refusal};
 use crate::hash::Counter;
 use crate::proto::hex;
-use crate::proto::tracker_http::{self, Event, SwarmCounts};
+use crate::proto::tracker::http::{self as tracker_http, Event, SwarmCounts};
 use parking_lot::{Condvar, Mutex};
 use redis::Value;
 use std::net::SocketAddr;

@@ -8,7 +8,7 @@
 //! is 48 bytes); swarms past [`INDEX_FROM`] peers get a hash index. Every table has a cap, and
 //! refusing is a [`Refusal`] with a reason.
 
-use crate::proto::tracker_http::{Event, SwarmCounts};
+use crate::proto::tracker::http::{Event, SwarmCounts};
 use parking_lot::Mutex;
 use std::cell::Cell;
 use std::collections::HashMap;

@@ -12,8 +12,8 @@
 use super::registry::{AnnounceIn, CompactPeers, Family};
 use super::udp_batch::Batch;
 use super::{canonical, Tracker};
-use crate::proto::tracker_http::Event;
-use crate::proto::tracker_udp::{write_scrape_stats, Request, Response, ScrapeStats, UdpEvent};
+use crate::proto::tracker::http::Event;
+use crate::proto::tracker::udp::{write_scrape_stats, Request, Response, ScrapeStats, UdpEvent};
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
 use std::collections::hash_map::RandomState;
@@ -190,7 +190,7 @@ impl Answerer {
                     Ok(c) => c,
                     Err(refusal) => return error(out, transaction_id, refusal.reason()),
                 };
-                out.extend_from_slice(&crate::proto::tracker_udp::ACTION_SCRAPE.to_be_bytes());
+                out.extend_from_slice(&crate::proto::tracker::udp::ACTION_SCRAPE.to_be_bytes());
                 out.extend_from_slice(&transaction_id.to_be_bytes());
                 for c in counts {
                     let s = ScrapeStats {
@@ -302,7 +302,7 @@ fn run(mut poll: Poll, socket: UdpSocket, mut answerer: Answerer, stop: &AtomicB
 mod tests {
     use super::*;
     use crate::config::{TrackerConfig, TrackerMode};
-    use crate::proto::tracker_udp::{read_scrape_stats, AnnounceRequest};
+    use crate::proto::tracker::udp::{read_scrape_stats, AnnounceRequest};
 
     fn answerer(mode: TrackerMode) -> Answerer {
         let config = TrackerConfig {

@@ -11,7 +11,7 @@ use std::os::fd::RawFd;
 pub const BATCH: usize = 32;
 /// Bytes kept per received datagram: a byte more than the largest request accepted, so an
 /// oversized one is seen as such (the kernel truncates it to this).
-const SLOT: usize = crate::proto::tracker_udp::MAX_REQUEST_LEN + 1;
+const SLOT: usize = crate::proto::tracker::udp::MAX_REQUEST_LEN + 1;
 
 /// Buffers for one batch of requests and their answers.
 pub struct Batch {

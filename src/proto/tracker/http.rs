@@ -43,8 +43,8 @@ fn decode_exact<const N: usize>(raw: &str) -> Option<[u8; N]> {
             return None;
         }
         if b[i] == b'%' {
-            let hi = super::hex::nibble(*b.get(i + 1)?)?;
-            let lo = super::hex::nibble(*b.get(i + 2)?)?;
+            let hi = crate::proto::hex::nibble(*b.get(i + 1)?)?;
+            let lo = crate::proto::hex::nibble(*b.get(i + 2)?)?;
             out[n] = hi << 4 | lo;
             i += 3;
         } else {

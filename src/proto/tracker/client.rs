@@ -5,7 +5,7 @@
 
 use crate::proto::bt::bencode::{self, Kind, Limits, Value};
 use crate::proto::http::escape;
-use crate::proto::tracker_http::Event;
+use crate::proto::tracker::http::Event;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 /// Most peers taken from one answer.
@@ -191,7 +191,7 @@ pub fn parse_answer(body: &[u8]) -> Result<Answer, TrackerError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::tracker_http::{self as server, DictPeer, Peers, SwarmCounts};
+    use crate::proto::tracker::http::{self as server, DictPeer, Peers, SwarmCounts};
 
     fn announce() -> Announce {
         Announce {
