@@ -160,9 +160,10 @@ upload_slots = 8
 max_requests = 500
 # Bytes of piece data queued for one peer (in flight from disk or unsent).
 max_queued_bytes = 1048576
-# Seconds to finish a handshake, to go silent, and to stall with unsent data.
+# Seconds to finish a handshake, to go silent (longer than the usual 120 s keep-alive
+# interval, so choked peers that only send keep-alives stay), and to stall with unsent data.
 handshake_timeout_secs = 10
-idle_timeout_secs = 120
+idle_timeout_secs = 210
 stall_timeout_secs = 60
 # Connect out to leechers our tracker knows of (clients that never connect out to
 # loopback or private peers need this): at most this many outgoing connections, and
@@ -332,7 +333,7 @@ impl Default for PeerConfig {
             max_requests: 500,
             max_queued_bytes: 1 << 20,
             handshake_timeout_secs: 10,
-            idle_timeout_secs: 120,
+            idle_timeout_secs: 210,
             stall_timeout_secs: 60,
             max_outgoing: 50,
             connect_backoff_secs: 30,

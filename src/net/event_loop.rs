@@ -77,8 +77,9 @@ struct Conn {
 }
 
 enum Mse {
-    /// Nothing received yet: the first byte tells plaintext (19) from MSE.
-    Undecided,
+    /// Not decided yet: the first 20 bytes tell plaintext from MSE (`mse::is_plaintext`);
+    /// what arrived so far.
+    Undecided(Vec<u8>),
     Running(Box<mse::Receiver>),
     /// Handshake done or never used; `Some` decrypts what the peer sends (RC4 chosen).
     Off(Option<Box<Rc4>>),
@@ -144,6 +145,12 @@ fn random_bytes<const N: usize>() -> [u8; N] {
         chunk.copy_from_slice(&r[..chunk.len()]);
     }
     out
+}
+
+/// MSE padding of a random length from 0 to 512 bytes (a fixed length is a fingerprint).
+fn random_pad() -> Vec<u8> {
+    let len = (super::random_u64() % (mse::MAX_PAD as u64 + 1)) as usize;
+    random_bytes::<{ mse::MAX_PAD }>()[..len].to_vec()
 }
 
 fn now_ms(epoch: Instant) -> u64 {
@@ -350,7 +357,7 @@ impl Loop {
             mse: if outgoing {
                 Mse::Off(None)
             } else {
-                Mse::Undecided
+                Mse::Undecided(Vec::new())
             },
         });
         self.count += 1;
@@ -435,17 +442,28 @@ impl Loop {
                         log::trace!("peer {}: read {n} bytes", c.addr);
                         self.stats.bytes_down.add(n as u64);
                         c.last_recv = Instant::now();
-                        let data = &mut scratch[..n];
-                        if matches!(c.mse, Mse::Undecided) {
-                            c.mse = if data[0] == 19 {
-                                Mse::Off(None)
-                            } else {
-                                Mse::Running(Box::new(mse::Receiver::new(
-                                    random_bytes(),
-                                    random_bytes::<16>().to_vec(),
-                                )))
-                            };
+                        let mut early = None;
+                        if let Mse::Undecided(seen) = &mut c.mse {
+                            seen.extend_from_slice(&scratch[..n]);
+                            match mse::is_plaintext(seen) {
+                                None => continue,
+                                Some(plain) => {
+                                    early = Some(std::mem::take(seen));
+                                    c.mse = if plain {
+                                        Mse::Off(None)
+                                    } else {
+                                        Mse::Running(Box::new(mse::Receiver::new(
+                                            random_bytes(),
+                                            random_pad(),
+                                        )))
+                                    };
+                                }
+                            }
                         }
+                        let data: &mut [u8] = match early.as_mut() {
+                            Some(bytes) => bytes,
+                            None => &mut scratch[..n],
+                        };
                         match &mut c.mse {
                             Mse::Running(rx) => {
                                 // Built on the first MSE handshake, then kept in step by the

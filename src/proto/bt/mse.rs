@@ -21,7 +21,24 @@ const PRIME: [u8; 96] = [
     0xF4, 0x4C, 0x42, 0xE9, 0xA6, 0x3A, 0x36, 0x21, 0x00, 0x00, 0x00, 0x00, 0x00, 0x09, 0x05, 0x63,
 ];
 /// Longest padding either side may send.
-const MAX_PAD: usize = 512;
+pub const MAX_PAD: usize = 512;
+
+/// The first 20 bytes of a plaintext handshake: length 19 and "BitTorrent protocol".
+const PLAIN_PREFIX: &[u8; 20] = b"\x13BitTorrent protocol";
+
+/// Tells a plaintext handshake from MSE by the first 20 bytes (as libtorrent does): `Some(true)`
+/// plaintext, `Some(false)` MSE (as soon as a byte differs), `None` to wait for more. The first
+/// byte alone would take the 1 in 256 MSE public keys that start with 0x13 for plaintext.
+pub fn is_plaintext(prefix: &[u8]) -> Option<bool> {
+    let n = prefix.len().min(PLAIN_PREFIX.len());
+    if prefix[..n] != PLAIN_PREFIX[..n] {
+        Some(false)
+    } else if n == PLAIN_PREFIX.len() {
+        Some(true)
+    } else {
+        None
+    }
+}
 pub const KEY_LEN: usize = 96;
 pub const CRYPTO_PLAIN: u32 = 1;
 pub const CRYPTO_RC4: u32 = 2;
@@ -539,5 +556,14 @@ mod tests {
             rx.receive(&[0u8; 600], &mut out, &lookup).is_err(),
             "no sync"
         );
+    }
+
+    #[test]
+    fn plaintext_is_told_from_mse_by_twenty_bytes() {
+        assert_eq!(is_plaintext(b"\x13BitTorrent protocol\0\0"), Some(true));
+        assert_eq!(is_plaintext(b"\x13BitTor"), None, "wait for more");
+        // An MSE public key that happens to start with 0x13.
+        assert_eq!(is_plaintext(b"\x13\x9a\x01"), Some(false));
+        assert_eq!(is_plaintext(b"\x42"), Some(false));
     }
 }

@@ -663,9 +663,8 @@ impl PeerConn {
 
     fn extended(&mut self, id: u8, payload: &[u8], now_ms: u64, events: &mut Vec<Event>) {
         match id {
-            0 => match ExtHandshake::parse(payload) {
-                Ok(h) => {
-                    self.peer.ext = h;
+            0 => match self.peer.ext.merge(payload) {
+                Ok(()) => {
                     events.push(Event::ExtHandshake);
                     self.chatter(now_ms, events);
                 }

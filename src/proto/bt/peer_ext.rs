@@ -65,27 +65,45 @@ fn small_int<T: TryFrom<i64>>(v: Option<&bencode::Value<'_>>) -> Option<T> {
 impl ExtHandshake {
     /// Parses a handshake; unknown keys are ignored, ids of 0 mean "disabled" (BEP-10).
     pub fn parse(payload: &[u8]) -> Result<ExtHandshake, ExtError> {
+        let mut h = ExtHandshake::default();
+        h.merge(payload)?;
+        Ok(h)
+    }
+
+    /// Applies a later extension handshake: only the keys it carries change (BEP-10), and an
+    /// extension id of 0 in `m` turns that extension off.
+    pub fn merge(&mut self, payload: &[u8]) -> Result<(), ExtError> {
         let v = bencode::decode_with(payload, limits(payload.len()))
             .map_err(|_| ExtError("extension handshake is not bencode"))?;
         if v.as_dict().is_none() {
             return Err(ExtError("extension handshake is not a dictionary"));
         }
-        let m = v.get("m");
-        let ext_id = |name: &str| -> Option<u8> {
-            small_int::<u8>(m.and_then(|m| m.get(name))).filter(|&i| i != 0)
-        };
-        Ok(ExtHandshake {
-            ut_metadata: ext_id("ut_metadata"),
-            ut_pex: ext_id("ut_pex"),
-            metadata_size: small_int(v.get("metadata_size")),
-            client: v
-                .get("v")
-                .and_then(|v| v.as_bytes())
-                .map(|b| String::from_utf8_lossy(&b[..b.len().min(64)]).into_owned()),
-            reqq: small_int(v.get("reqq")),
-            port: small_int::<u16>(v.get("p")).filter(|&p| p != 0),
-            yourip: v.get("yourip").and_then(|v| v.as_bytes()).and_then(ip_from),
-        })
+        if let Some(m) = v.get("m") {
+            for (name, slot) in [
+                ("ut_metadata", &mut self.ut_metadata),
+                ("ut_pex", &mut self.ut_pex),
+            ] {
+                if let Some(id) = m.get(name) {
+                    *slot = small_int::<u8>(Some(id)).filter(|&i| i != 0);
+                }
+            }
+        }
+        if let Some(n) = v.get("metadata_size") {
+            self.metadata_size = small_int(Some(n));
+        }
+        if let Some(c) = v.get("v").and_then(|v| v.as_bytes()) {
+            self.client = Some(String::from_utf8_lossy(&c[..c.len().min(64)]).into_owned());
+        }
+        if let Some(q) = v.get("reqq") {
+            self.reqq = small_int(Some(q));
+        }
+        if let Some(p) = v.get("p") {
+            self.port = small_int::<u16>(Some(p)).filter(|&p| p != 0);
+        }
+        if let Some(ip) = v.get("yourip").and_then(|v| v.as_bytes()) {
+            self.yourip = ip_from(ip);
+        }
+        Ok(())
     }
 }
 
@@ -354,5 +372,18 @@ mod tests {
         // A ragged tail and port 0 are skipped.
         let odd = Pex::parse(b"d5:added8:\x01\x02\x03\x04\x00\x00\x05\x06e").unwrap();
         assert!(odd.added.is_empty());
+    }
+
+    #[test]
+    fn a_later_handshake_changes_only_its_keys() {
+        let mut h =
+            ExtHandshake::parse(b"d1:md11:ut_metadatai3e6:ut_pexi2ee1:pi6881e1:v4:teste").unwrap();
+        h.merge(b"d1:md6:ut_pexi0eee").unwrap();
+        assert_eq!(h.ut_metadata, Some(3), "kept");
+        assert_eq!(h.ut_pex, None, "turned off by id 0");
+        assert_eq!(h.port, Some(6881), "kept");
+        h.merge(b"d4:reqqi250ee").unwrap();
+        assert_eq!((h.reqq, h.client.as_deref()), (Some(250), Some("test")));
+        assert!(h.merge(b"le").is_err());
     }
 }
