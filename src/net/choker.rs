@@ -1,6 +1,9 @@
-//! Which peers may download (BEP-3 choking), as a pure function the loop calls every
-//! rotation: the fastest downloaders keep their slots, one slot rotates optimistically among
-//! the others so new peers get a chance to show their rate.
+//! Which peers may download (BEP-3 choking), as pure functions the loop calls every
+//! rotation. Seeding ([`round_robin`], what the gateway does for stored files, libtorrent's
+//! seeding default): every interested peer gets a turn, the ones that waited longest first,
+//! and a peer keeps its slot for a quantum before it yields. Downloading ([`choose`], for the
+//! coming client's reciprocation): the fastest keep their slots and one slot rotates
+//! optimistically.
 
 /// One interested peer as the choker sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -11,6 +14,28 @@ pub struct Candidate {
     /// When it was last unchoked (or connected), in any monotonic unit: the smallest waited
     /// longest.
     pub last_unchoked: u64,
+    /// It may download now.
+    pub unchoked: bool,
+}
+
+/// Seeding slots round-robin: peers unchoked less than `quantum` ago keep their slot; the
+/// remaining slots go to the peers that waited longest (choked ones first, then unchoked
+/// ones whose quantum is over, so an uncontended peer is not choked for nothing). Times are
+/// in one monotonic unit.
+pub fn round_robin(interested: &[Candidate], slots: usize, now: u64, quantum: u64) -> Vec<usize> {
+    let mut order: Vec<&Candidate> = interested.iter().collect();
+    // Within quantum first (oldest turn first), then the waiting choked peers (longest
+    // waiting first), then unchoked peers past their quantum.
+    order.sort_by_key(|c| {
+        let in_turn = c.unchoked && now.saturating_sub(c.last_unchoked) < quantum;
+        let rank = match (in_turn, c.unchoked) {
+            (true, _) => 0,
+            (false, false) => 1,
+            (false, true) => 2,
+        };
+        (rank, c.last_unchoked, c.id)
+    });
+    order.iter().take(slots).map(|c| c.id).collect()
 }
 
 /// Picks the peers to unchoke among `interested` (everyone else is choked): `slots - 1` by
@@ -69,7 +94,45 @@ mod tests {
             id,
             rate,
             last_unchoked: last,
+            unchoked: false,
         }
+    }
+
+    #[test]
+    fn seeding_slots_go_round() {
+        let up = |id, last| Candidate {
+            id,
+            rate: 1_000_000,
+            last_unchoked: last,
+            unchoked: true,
+        };
+        // Two fast peers hold both slots; three others wait.
+        let mut peers = vec![up(1, 0), up(2, 0), c(3, 0, 0), c(4, 0, 5), c(5, 0, 9)];
+        // Within their quantum they keep the slots, however fast the others might be.
+        assert_eq!(round_robin(&peers, 2, 10, 30), vec![1, 2]);
+        // Past it, the peers that waited longest take over.
+        assert_eq!(round_robin(&peers, 2, 40, 30), vec![3, 4]);
+        // After enough rounds everyone had a turn.
+        let mut served = std::collections::BTreeSet::new();
+        let mut now = 40;
+        for _ in 0..5 {
+            let chosen = round_robin(&peers, 2, now, 30);
+            for p in &mut peers {
+                let on = chosen.contains(&p.id);
+                if on && !p.unchoked {
+                    p.last_unchoked = now;
+                }
+                if !on && p.unchoked {
+                    p.last_unchoked = now;
+                }
+                p.unchoked = on;
+            }
+            served.extend(chosen);
+            now += 30;
+        }
+        assert_eq!(served.len(), 5);
+        // No contention: nobody is choked for nothing.
+        assert_eq!(round_robin(&[up(7, 0)], 2, 1000, 30), vec![7]);
     }
 
     #[test]

@@ -34,8 +34,8 @@ const FIRST_CONN: usize = 2;
 const MAX_CONTROL_BYTES: usize = 256 * 1024;
 const TICK: Duration = Duration::from_secs(1);
 const CHOKE_EVERY: Duration = Duration::from_secs(10);
-/// Every third choke rotation moves the optimistic unchoke (30 s).
-const OPTIMISTIC_EVERY: u32 = 3;
+/// A seeding turn: an unchoked peer keeps its slot this long before the ones waiting get it.
+const SEED_TURN: Duration = Duration::from_secs(30);
 const PEX_EVERY: Duration = Duration::from_secs(60);
 const KEEPALIVE_EVERY: Duration = Duration::from_secs(60);
 const DIAL_EVERY: Duration = Duration::from_secs(30);
@@ -124,8 +124,6 @@ pub struct Loop {
     /// Connections whose requests wait for room in the disk queue.
     starved: HashSet<usize>,
     accept_paused: bool,
-    optimistic: Option<usize>,
-    rounds: u32,
     epoch: Instant,
     next_tick: Instant,
     next_choke: Instant,
@@ -203,8 +201,6 @@ impl Loop {
             dialing: HashSet::new(),
             starved: HashSet::new(),
             accept_paused: false,
-            optimistic: None,
-            rounds: 0,
             epoch: now,
             next_tick: now + TICK,
             next_choke: now + CHOKE_EVERY,
@@ -1002,8 +998,6 @@ impl Loop {
     }
 
     fn rotate_chokes(&mut self) {
-        self.rounds = self.rounds.wrapping_add(1);
-        let rotate = self.rounds % OPTIMISTIC_EVERY == 0;
         // One choker over all torrents: slots are a property of our upload, not of a torrent.
         let cands: Vec<Candidate> = self
             .conns
@@ -1015,11 +1009,13 @@ impl Loop {
                 id: i,
                 rate: c.sent_period,
                 last_unchoked: c.last_unchoked.duration_since(self.epoch).as_millis() as u64,
+                unchoked: !c.wire.is_choking(),
             })
             .collect();
-        let (chosen, opt) =
-            choker::choose(&cands, self.config.upload_slots, self.optimistic, rotate);
-        self.optimistic = opt;
+        // Everything here is seeding: slots go round, a turn lasting SEED_TURN.
+        let now_ms = self.epoch.elapsed().as_millis() as u64;
+        let turn = SEED_TURN.as_millis() as u64;
+        let chosen = choker::round_robin(&cands, self.config.upload_slots, now_ms, turn);
         let now = Instant::now();
         for slot in 0..self.conns.len() {
             let Some(c) = self.conns[slot].as_mut() else {
@@ -1034,8 +1030,10 @@ impl Loop {
                     c.wire.unchoke();
                     c.last_unchoked = now;
                 }
-            } else {
+            } else if !c.wire.is_choking() {
+                // Its wait for the next turn starts now.
                 c.wire.choke();
+                c.last_unchoked = now;
             }
             self.flush(slot);
         }
