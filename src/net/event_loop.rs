@@ -1041,10 +1041,15 @@ impl Loop {
 
     fn send_pex(&mut self) {
         let mut by_torrent: HashMap<[u8; 20], Vec<SocketAddr>> = HashMap::new();
+        // Peers we dialed ourselves are known reachable; incoming ones may not be.
+        let mut reached: HashSet<SocketAddr> = HashSet::new();
         for c in self.conns.iter().flatten() {
             if let (Some(t), Some(l)) = (&c.torrent, c.listen) {
                 if c.wire.is_established() {
                     by_torrent.entry(t.shape.info_hash).or_default().push(l);
+                    if c.outgoing {
+                        reached.insert(l);
+                    }
                 }
             }
         }
@@ -1072,7 +1077,16 @@ impl Loop {
             if added.is_empty() && dropped.is_empty() {
                 continue;
             }
-            let pex = Pex { added, dropped };
+            let reachable = added
+                .iter()
+                .filter(|a| reached.contains(a))
+                .copied()
+                .collect();
+            let pex = Pex {
+                added,
+                dropped,
+                reachable,
+            };
             if c.wire.send_pex(&pex) {
                 for a in &pex.dropped {
                     c.pex_sent.remove(a);

@@ -237,6 +237,9 @@ pub fn metadata_piece(metadata: &[u8], piece: u32) -> Option<&[u8]> {
 pub struct Pex {
     pub added: Vec<SocketAddr>,
     pub dropped: Vec<SocketAddr>,
+    /// Of `added`, those we connected to ourselves (flag 0x10, "reachable"); peers that only
+    /// connected to us may sit behind a NAT and are sent without it.
+    pub reachable: Vec<SocketAddr>,
 }
 
 fn compact(addrs: &[SocketAddr], v6: bool) -> Owned {
@@ -252,15 +255,35 @@ fn compact(addrs: &[SocketAddr], v6: bool) -> Owned {
     Owned::Bytes(out)
 }
 
-fn uncompact(bytes: Option<&bencode::Value<'_>>, width: usize, out: &mut Vec<SocketAddr>) {
+/// Compact peers into `out`; with `flags`, those flagged reachable (0x10) into `reachable`.
+fn uncompact(
+    bytes: Option<&bencode::Value<'_>>,
+    width: usize,
+    out: &mut Vec<SocketAddr>,
+    flags: Option<(&[u8], &mut Vec<SocketAddr>)>,
+) {
     let Some(bytes) = bytes.and_then(|b| b.as_bytes()) else {
         return;
     };
-    for entry in bytes.chunks_exact(width + 2).take(MAX_PEX_PEERS) {
+    let (flags, mut reachable) = match flags {
+        Some((f, r)) => (f, Some(r)),
+        None => (&[][..], None),
+    };
+    for (i, entry) in bytes
+        .chunks_exact(width + 2)
+        .take(MAX_PEX_PEERS)
+        .enumerate()
+    {
         if let Some(ip) = ip_from(&entry[..width]) {
             let port = u16::from_be_bytes([entry[width], entry[width + 1]]);
             if port != 0 {
-                out.push(SocketAddr::new(ip, port));
+                let addr = SocketAddr::new(ip, port);
+                out.push(addr);
+                if flags.get(i).is_some_and(|f| f & 0x10 != 0) {
+                    if let Some(r) = reachable.as_mut() {
+                        r.push(addr);
+                    }
+                }
             }
         }
     }
@@ -274,22 +297,37 @@ impl Pex {
             return Err(ExtError("ut_pex message is not a dictionary"));
         }
         let mut pex = Pex::default();
-        uncompact(v.get("added"), 4, &mut pex.added);
-        uncompact(v.get("added6"), 16, &mut pex.added);
-        uncompact(v.get("dropped"), 4, &mut pex.dropped);
-        uncompact(v.get("dropped6"), 16, &mut pex.dropped);
+        let flags = |key: &str| v.get(key).and_then(|f| f.as_bytes()).unwrap_or_default();
+        let (f4, f6) = (flags("added.f"), flags("added6.f"));
+        uncompact(
+            v.get("added"),
+            4,
+            &mut pex.added,
+            Some((f4, &mut pex.reachable)),
+        );
+        uncompact(
+            v.get("added6"),
+            16,
+            &mut pex.added,
+            Some((f6, &mut pex.reachable)),
+        );
+        uncompact(v.get("dropped"), 4, &mut pex.dropped, None);
+        uncompact(v.get("dropped6"), 16, &mut pex.dropped, None);
         Ok(pex)
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        let flags = Owned::Bytes(vec![
-            0x10;
-            self.added.iter().filter(|a| a.is_ipv4()).count()
-        ]);
-        let flags6 = Owned::Bytes(vec![
-            0x10;
-            self.added.iter().filter(|a| a.is_ipv6()).count()
-        ]);
+        let flags_of = |v6: bool| {
+            Owned::Bytes(
+                self.added
+                    .iter()
+                    .filter(|a| a.is_ipv6() == v6)
+                    .take(MAX_PEX_PEERS)
+                    .map(|a| if self.reachable.contains(a) { 0x10 } else { 0 })
+                    .collect(),
+            )
+        };
+        let (flags, flags6) = (flags_of(false), flags_of(true));
         dict([
             ("added", compact(&self.added, false)),
             ("added.f", flags),
@@ -365,10 +403,21 @@ mod tests {
     #[test]
     fn pex_round_trip() {
         let pex = Pex {
-            added: vec!["1.2.3.4:5".parse().unwrap(), "[::1]:7".parse().unwrap()],
+            added: vec![
+                "1.2.3.4:5".parse().unwrap(),
+                "[::1]:7".parse().unwrap(),
+                "5.6.7.8:9".parse().unwrap(),
+            ],
             dropped: vec!["9.9.9.9:9".parse().unwrap()],
+            reachable: vec!["5.6.7.8:9".parse().unwrap()],
         };
-        assert_eq!(Pex::parse(&pex.encode()).unwrap(), pex);
+        let back = Pex::parse(&pex.encode()).unwrap();
+        assert_eq!(back.added.len(), 3);
+        assert_eq!(back.dropped, pex.dropped);
+        assert_eq!(
+            back.reachable, pex.reachable,
+            "only the peer we reached is flagged 0x10"
+        );
         // A ragged tail and port 0 are skipped.
         let odd = Pex::parse(b"d5:added8:\x01\x02\x03\x04\x00\x00\x05\x06e").unwrap();
         assert!(odd.added.is_empty());
