@@ -562,7 +562,11 @@ impl Registry {
         max: usize,
         wanted: impl Fn(&[u8; 20]) -> bool,
     ) -> Vec<([u8; 20], [u8; 20], std::net::SocketAddr)> {
+        // From a random shard and a random point of each swarm, at most a quarter of `max`
+        // per swarm: one big swarm cannot crowd out the others, and repeated calls do not
+        // hand out the same first leechers.
         let mut out = Vec::new();
+        let per_swarm = (max / 4).max(1);
         let start = random() as usize % SHARDS;
         for i in 0..SHARDS {
             let shard = self.shards[(start + i) % SHARDS].lock();
@@ -570,7 +574,13 @@ impl Registry {
                 if s.peers.len() as u32 == s.seeders || !wanted(h) {
                     continue;
                 }
-                for p in s.peers.iter().filter(|p| !p.is_seed()) {
+                let n = s.peers.len();
+                let from = random() as usize % n.max(1);
+                let leechers = (0..n)
+                    .map(|k| &s.peers[(from + k) % n])
+                    .filter(|p| !p.is_seed())
+                    .take(per_swarm);
+                for p in leechers {
                     if out.len() >= max {
                         return out;
                     }

@@ -230,3 +230,32 @@ fn large_swarms_use_the_index_consistently() {
     assert_eq!(r.peers(), 200, "re-announces found their entries");
     assert_eq!(r.scrape(&[1; 20]).incomplete, 200);
 }
+
+#[test]
+fn leechers_to_dial_rotate_within_and_across_swarms() {
+    let r = Registry::new(Limits {
+        max_torrents: 10,
+        max_peers_per_torrent: 1000,
+        max_peers: 1000,
+        peer_timeout_secs: 60,
+    });
+    let mut out = Vec::new();
+    for ih in [1u8, 2] {
+        for peer in 0..100u32 {
+            r.announce(
+                &ann(ih, peer, 2000 + peer as u16, 10, Event::Started),
+                0,
+                &mut out,
+            )
+            .unwrap();
+        }
+    }
+    let got = r.leechers(40, |_| true);
+    assert_eq!(got.len(), 20, "at most a quarter of the budget per swarm");
+    let swarms: std::collections::BTreeSet<[u8; 20]> = got.iter().map(|(h, _, _)| *h).collect();
+    assert_eq!(swarms.len(), 2, "both swarms get a share");
+    // Repeated calls do not hand out the same first leechers every time.
+    let firsts: std::collections::BTreeSet<std::net::SocketAddr> =
+        (0..20).map(|_| r.leechers(4, |_| true)[0].2).collect();
+    assert!(firsts.len() > 1, "{firsts:?}");
+}
