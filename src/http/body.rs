@@ -81,6 +81,12 @@ impl<'c> BodyReader<'c> {
         }
     }
 
+    /// Waits at most `t` for each read from now on (draining an unread body should not
+    /// hold a worker for the full inactivity timeout).
+    pub fn shorten_timeout(&mut self, t: Duration) {
+        self.timeout = self.timeout.min(t);
+    }
+
     /// True if `100 Continue` was wanted and not sent (the client may not send the body).
     pub fn continue_unsent(&self) -> bool {
         self.expect_continue

@@ -304,8 +304,10 @@ fn work(shared: &Shared, handler: &Handler, jobs: &Receiver<Job>) {
     }
 }
 
-/// The most of an unread body drained to keep a connection alive.
+/// The most of an unread body drained to keep a connection alive, and how long each read of
+/// it may wait (a client that holds its body back gets closed instead).
 const DRAIN_MAX: u64 = 256 * 1024;
+const DRAIN_WAIT: Duration = Duration::from_secs(1);
 /// How long a worker waits for a slow socket before the poller takes the connection over.
 const LINGER: Duration = Duration::from_millis(25);
 
@@ -445,6 +447,7 @@ fn serve(shared: &Shared, handler: &Handler, mut conn: Conn, head: Head) -> (Con
         // body, so this connection cannot carry another request reliably.
         close = true;
     }
+    reader.shorten_timeout(DRAIN_WAIT);
     if !close && !body::drain(&mut reader, DRAIN_MAX) {
         close = true;
     }
