@@ -72,6 +72,26 @@ impl Backoff {
     }
 }
 
+/// Which of two connections to one peer survives (libtorrent's rule, `peer_list.cpp`
+/// `new_connection`, which the remote applies too, so both sides close the same one): the
+/// outgoing connection of the side with the lower listen port; on a tie, the existing one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    Existing,
+    New,
+}
+
+/// `new_is_outgoing`: the new connection is ours (the existing one is then theirs).
+pub fn keep_on_duplicate(new_is_outgoing: bool, our_port: u16, their_port: u16) -> Keep {
+    use std::cmp::Ordering::*;
+    match (our_port.cmp(&their_port), new_is_outgoing) {
+        (Equal, _) => Keep::Existing,
+        // Our port is lower: our outgoing connection is the one to keep.
+        (Less, true) | (Greater, false) => Keep::New,
+        (Less, false) | (Greater, true) => Keep::Existing,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,5 +117,16 @@ mod tests {
             b.failed(SocketAddr::new(a.ip(), port), t0);
         }
         assert!(b.len() <= 2);
+    }
+
+    #[test]
+    fn both_sides_keep_the_same_duplicate() {
+        // We listen on 6881, the peer on 51413: our outgoing connection stays, whichever came
+        // first; the peer, applying the same rule with the ports swapped, agrees.
+        assert_eq!(keep_on_duplicate(true, 6881, 51413), Keep::New);
+        assert_eq!(keep_on_duplicate(false, 6881, 51413), Keep::Existing);
+        assert_eq!(keep_on_duplicate(true, 51413, 6881), Keep::Existing);
+        assert_eq!(keep_on_duplicate(false, 51413, 6881), Keep::New);
+        assert_eq!(keep_on_duplicate(true, 7000, 7000), Keep::Existing);
     }
 }

@@ -7,7 +7,7 @@
 //! with its disk jobs so a result for a closed connection is dropped, never misdelivered.
 
 use super::choker::{self, Candidate};
-use super::dialer::Backoff;
+use super::dialer::{self, Backoff};
 use super::disk::{Done, Job, Torrent};
 use super::outbound::Outbound;
 use super::stats::{NetStats, TorrentStats};
@@ -576,6 +576,9 @@ impl Loop {
                             .ext
                             .port
                             .map(|p| SocketAddr::new(c.addr.ip(), p));
+                        if self.settle_by_listen_addr(slot) {
+                            return;
+                        }
                     }
                 }
                 Event::Pex(p) => log::trace!("peer {slot}: pex with {} peers", p.added.len()),
@@ -693,10 +696,44 @@ impl Loop {
             self.backoff.succeeded(c.addr, now);
         }
         if !self.peers.insert((ih, pid)) {
-            // Counted as established so `close` undoes the counts of the other one only.
-            let c = self.conns[slot].as_mut().expect("established connection");
-            c.torrent = None;
-            return self.close(slot, "already connected to this peer", false);
+            let other = self.find_conn(slot, |o| {
+                o.wire.is_established()
+                    && o.wire.peer().peer_id == pid
+                    && o.torrent.as_ref().is_some_and(|t| t.shape.info_hash == ih)
+            });
+            match other.map(|o| (o, self.loser(slot, o))) {
+                Some((o, loser)) if loser == o => {
+                    // The existing one goes (its counts with it); this one takes its place.
+                    self.close_silently(o, "duplicate connection to this peer");
+                    self.peers.insert((ih, pid));
+                }
+                _ => {
+                    // Not counted yet, so `close` must not undo the other one's counts.
+                    let c = self.conns[slot].as_mut().expect("established connection");
+                    c.torrent = None;
+                    return self.close_silently(slot, "already connected to this peer");
+                }
+            }
+        } else if self.conns[slot].as_ref().is_some_and(|c| c.outgoing) {
+            // libtorrent 1.2+ sends a fresh peer id per connection: the same peer may be
+            // connected to us already, known by the listen port its handshake named.
+            let addr = self.conns[slot].as_ref().expect("established").addr;
+            let other = self.find_conn(slot, |o| {
+                !o.outgoing
+                    && o.listen == Some(addr)
+                    && o.wire.is_established()
+                    && o.torrent.as_ref().is_some_and(|t| t.shape.info_hash == ih)
+            });
+            if let Some(o) = other {
+                let loser = self.loser(slot, o);
+                if loser == slot {
+                    self.peers.remove(&(ih, pid));
+                    let c = self.conns[slot].as_mut().expect("established connection");
+                    c.torrent = None;
+                    return self.close_silently(slot, "duplicate connection to this peer");
+                }
+                self.close_silently(o, "duplicate connection to this peer");
+            }
         }
         // An outgoing connection may complete after its idle torrent entry was evicted.
         let e = self.torrents.entry(ih).or_insert_with(|| Entry {
@@ -712,6 +749,72 @@ impl Loop {
         if self.accept_paused {
             self.accept();
         }
+    }
+
+    /// Another live connection than `slot` that `pred` accepts.
+    fn find_conn(&self, slot: usize, pred: impl Fn(&Conn) -> bool) -> Option<usize> {
+        self.conns
+            .iter()
+            .enumerate()
+            .find(|(i, c)| *i != slot && c.as_ref().is_some_and(&pred))
+            .map(|(i, _)| i)
+    }
+
+    /// Of two connections to one peer, the one to close (`slot` is the newer): libtorrent's
+    /// rule when their directions differ (see `dialer::keep_on_duplicate`), else the newer.
+    fn loser(&self, slot: usize, other: usize) -> usize {
+        let (Some(new), Some(old)) = (&self.conns[slot], &self.conns[other]) else {
+            return slot;
+        };
+        if new.outgoing == old.outgoing {
+            return slot;
+        }
+        let ours = self.listener.local_addr().map_or(0, |a| a.port());
+        let theirs = if new.outgoing {
+            new.addr.port()
+        } else {
+            old.addr.port()
+        };
+        match dialer::keep_on_duplicate(new.outgoing, ours, theirs) {
+            dialer::Keep::Existing => slot,
+            dialer::Keep::New => other,
+        }
+    }
+
+    /// An incoming connection's listen address is now known: if we also dialed that address
+    /// for the same torrent, one of the two goes. True if `slot` itself was closed.
+    fn settle_by_listen_addr(&mut self, slot: usize) -> bool {
+        let Some(c) = self.conns[slot].as_ref() else {
+            return true;
+        };
+        let (Some(listen), Some(ih)) = (c.listen, c.torrent.as_ref().map(|t| t.shape.info_hash))
+        else {
+            return false;
+        };
+        if !c.wire.is_established() {
+            return false;
+        }
+        let other = self.find_conn(slot, |o| {
+            o.outgoing
+                && o.addr == listen
+                && o.wire.is_established()
+                && o.torrent.as_ref().is_some_and(|t| t.shape.info_hash == ih)
+        });
+        let Some(o) = other else {
+            return false;
+        };
+        let loser = self.loser(slot, o);
+        self.close_silently(loser, "duplicate connection to this peer");
+        loser == slot
+    }
+
+    /// Closes without last words: what the loser of a duplicate had queued (our bitfield,
+    /// our extension handshake) must not reach the peer, which keeps the other connection.
+    fn close_silently(&mut self, slot: usize, why: &str) {
+        if let Some(c) = self.conns[slot].as_mut() {
+            let _ = c.wire.take_output();
+        }
+        self.close(slot, why, false);
     }
 
     /// Unchokes interested peers, those waiting longest first, while slots are free.
@@ -1128,6 +1231,11 @@ impl Loop {
                 || pid == self.settings.peer_id
                 || self.peers.contains(&(ih, pid))
                 || self.dialing.contains(&addr)
+                || self
+                    .conns
+                    .iter()
+                    .flatten()
+                    .any(|c| !c.outgoing && c.listen == Some(addr))
                 || !self.backoff.ready(&addr, now)
                 || self.per_ip.get(&addr.ip()).copied().unwrap_or(0)
                     >= self.config.max_connections_per_ip
