@@ -55,6 +55,17 @@ impl Gateway {
         self.api.get().map_or(0, |p| p.connections())
     }
 
+    /// Connections the API's connection layer refused (caps, accept rates, busy uploads).
+    pub fn api_refused(&self) -> u64 {
+        self.api.get().map_or(0, |p| {
+            let st = &p.stats;
+            [&st.refused_busy, &st.refused_rate, &st.refused_per_ip]
+                .iter()
+                .map(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+                .sum()
+        })
+    }
+
     pub fn api_overloaded(&self) -> bool {
         self.api.get().is_some_and(|p| p.overloaded())
     }

@@ -44,24 +44,12 @@ fn libtorrent_seeder_and_aria2c_leecher_meet_through_the_http_tracker() {
         scrape(server.addr, &ih)
     );
     let out = dir.path().join("aria2");
-    let status = Command::new(require_tool("aria2c"))
-        .args([
-            "--enable-dht=false",
-            "--enable-dht6=false",
-            "--bt-enable-lpd=false",
-            "--enable-peer-exchange=false",
-            "--seed-time=0",
-            "--bt-stop-timeout=60",
-            "--summary-interval=0",
-            "--console-log-level=warn",
-            "-d",
-        ])
-        .arg(&out)
-        .arg(&torrent)
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success(), "aria2c failed: {status}");
+    let o = support::aria2c(&torrent, &out);
+    assert!(
+        o.status.success(),
+        "aria2c failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert_eq!(
         std::fs::read(out.join("movie.bin")).unwrap(),
         std::fs::read(dir.path().join("data/movie.bin")).unwrap()

@@ -6,12 +6,11 @@
 mod support;
 
 use std::net::{SocketAddr, UdpSocket};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use support::redis::Redis;
 use support::server::{request, upload, Server};
+use support::tempdir;
 use support::tracker::{announce_query, eventually, lt_seed, make_torrent, scrape};
-use support::{require_tool, tempdir};
 use torrent_gateway::proto::bt::bencode::{self, Value};
 use torrent_gateway::proto::tracker::udp::{AnnounceRequest, Request, Response, UdpEvent};
 
@@ -71,24 +70,12 @@ fn two_gateways_on_one_redis_bring_a_libtorrent_seeder_and_an_aria2c_leecher_tog
         scrape(gw2.addr, &ih)
     );
     let out = dir.path().join("aria2");
-    let status = Command::new(require_tool("aria2c"))
-        .args([
-            "--enable-dht=false",
-            "--enable-dht6=false",
-            "--bt-enable-lpd=false",
-            "--enable-peer-exchange=false",
-            "--seed-time=0",
-            "--bt-stop-timeout=60",
-            "--summary-interval=0",
-            "--console-log-level=warn",
-            "-d",
-        ])
-        .arg(&out)
-        .arg(&leech_torrent)
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success(), "aria2c failed: {status}");
+    let o = support::aria2c(&leech_torrent, &out);
+    assert!(
+        o.status.success(),
+        "aria2c failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert_eq!(
         std::fs::read(out.join("film.bin")).unwrap(),
         std::fs::read(dir.path().join("data/film.bin")).unwrap()

@@ -160,7 +160,7 @@ pub fn stats_json(gw: &Gateway) -> Result<serde_json::Value, String> {
                 "4xx": s.responses_4xx.get(),
                 "5xx": s.responses_5xx.get(),
                 "rate_limited": s.rate_limited.get(),
-                "overloaded": s.overloaded.get(),
+                "overloaded": gw.api_refused(),
             },
             "served": {
                 "bytes": s.download_bytes.get() + s.webseed_bytes.get(),
@@ -319,10 +319,10 @@ pub fn metrics(gw: &Gateway) -> Reply {
     metric(
         "tg_http_shed_total",
         "counter",
-        "Requests refused for load.",
+        "Requests refused for load (overloaded: the API connection layer's refusals).",
         &[
             ("{reason=\"rate_limited\"}", n(&s.rate_limited)),
-            ("{reason=\"overloaded\"}", n(&s.overloaded)),
+            ("{reason=\"overloaded\"}", gw.api_refused() as f64),
         ],
     );
     metric(
