@@ -332,8 +332,8 @@ fn start_net(
         listener,
         config.peer.clone(),
         Deps {
-            db: catalog.shared_db(),
-            store: catalog.shared_store(),
+            db: Some(catalog.shared_db()),
+            store: Some(catalog.shared_store()),
             hosted: catalog.hosted_index(),
             tracker: Some(Arc::clone(tracker)),
         },

@@ -5,6 +5,7 @@
 //! program quietly.
 
 mod create;
+mod download;
 mod info;
 mod logging;
 mod nostr_verify;
@@ -29,6 +30,7 @@ struct Cli {
 #[argh(subcommand)]
 enum Command {
     Create(create::Args),
+    Download(download::Args),
     Info(info::Args),
     NostrVerify(nostr_verify::Args),
     Serve(serve::Args),
@@ -91,6 +93,7 @@ pub fn main() -> ExitCode {
     logging::init(level, format);
     let result = match cli.command {
         Command::Create(a) => create::run(a),
+        Command::Download(a) => download::run(a),
         Command::Info(a) => info::run(a),
         Command::NostrVerify(a) => nostr_verify::run(a),
         Command::Serve(a) => serve::run(a),

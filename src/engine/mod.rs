@@ -11,6 +11,8 @@
 //! - `bitfield`: the compact piece sets both use.
 
 pub mod bitfield;
+pub mod download;
+pub mod peers;
 pub mod picker;
 pub mod smart_ban;
 

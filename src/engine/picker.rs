@@ -86,6 +86,9 @@ pub struct Picker {
     partial: HashMap<u32, Partial>,
     random_first: u32,
     rng: Rng,
+    /// Pieces in progress at most (the caller's memory budget): past it only pieces already
+    /// started (and deadline pieces) are handed out.
+    max_in_progress: usize,
 }
 
 impl Picker {
@@ -102,6 +105,7 @@ impl Picker {
             partial: HashMap::new(),
             random_first: 4,
             rng: Rng::new(seed),
+            max_in_progress: usize::MAX,
         }
     }
 
@@ -123,6 +127,23 @@ impl Picker {
         (0..self.layout.piece_count)
             .filter(|&i| self.priority[i as usize] > 0 && !self.have.get(i))
             .count() as u32
+    }
+
+    /// Caps the pieces in progress (see the `max_in_progress` field).
+    pub fn set_max_in_progress(&mut self, n: usize) {
+        self.max_in_progress = n.max(1);
+    }
+
+    /// Pieces started and not yet had (in memory somewhere: arriving, hashing or writing).
+    pub fn in_progress(&self) -> usize {
+        self.partial.len()
+    }
+
+    /// Whether `piece` is wanted (priority above 0) and not had yet.
+    pub fn wants(&self, piece: u32) -> bool {
+        piece < self.layout.piece_count
+            && self.priority[piece as usize] > 0
+            && !self.have.get(piece)
     }
 
     pub fn set_priority(&mut self, piece: u32, priority: u8) {
@@ -209,7 +230,7 @@ impl Picker {
             }
             self.take_free(piece, peer, max, &mut out);
         }
-        while out.len() < max {
+        while out.len() < max && self.partial.len() < self.max_in_progress {
             let Some(piece) = self.choose_new(has) else {
                 break;
             };

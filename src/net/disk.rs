@@ -4,13 +4,15 @@
 //!
 //! Jobs arrive on a bounded channel; results go back on another and wake the loop. Mapped
 //! chunk and blob files are kept in a small LRU ([`MapCache`]), so a piece's 128 blocks map
-//! their file once.
+//! their file once. For a torrent being downloaded ([`Torrent::files`]) they write verified
+//! pieces with `pwrite` and read blocks back with `pread` to seed them.
 
 use crate::proto::bt::peer_conn::Shape;
 use crate::proto::bt::peer_wire::BlockRef;
 use crate::proto::hex;
 use crate::store::content::ContentStore;
 use crate::store::db::{Db, Storage};
+use crate::store::files::TorrentFiles;
 use crate::store::mmap::MappedFile;
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
@@ -20,23 +22,44 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-/// A stored file being seeded.
-#[derive(Debug)]
+/// A torrent the loop serves: a stored file, or a download (`files`).
 pub struct Torrent {
     pub shape: Arc<Shape>,
     pub sha256: String,
     pub storage: Storage,
+    /// Set for a torrent being downloaded: its files in the user's directory.
+    pub files: Option<Arc<TorrentFiles>>,
 }
 
-/// Resident bytes of a stored file, ready to send.
+impl std::fmt::Debug for Torrent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Torrent")
+            .field("info_hash", &hex::encode(&self.shape.info_hash))
+            .field("download", &self.files.is_some())
+            .finish()
+    }
+}
+
+/// Where a block's bytes live.
+pub enum Bytes {
+    /// A mapped stored file, made resident.
+    Map(Arc<MappedFile>),
+    /// Read from a download's files.
+    Owned(Vec<u8>),
+}
+
+/// Bytes of a torrent ready to send.
 pub struct Block {
-    pub map: Arc<MappedFile>,
+    pub map: Bytes,
     pub range: Range<usize>,
 }
 
 impl Block {
     pub fn bytes(&self) -> &[u8] {
-        &self.map.bytes()[self.range.clone()]
+        match &self.map {
+            Bytes::Map(m) => &m.bytes()[self.range.clone()],
+            Bytes::Owned(v) => &v[self.range.clone()],
+        }
     }
 }
 
@@ -54,6 +77,14 @@ pub enum Job {
     Forget {
         sha256: String,
     },
+    /// Write a verified piece of a download.
+    Write {
+        info_hash: [u8; 20],
+        files: Arc<TorrentFiles>,
+        piece: u32,
+        offset: u64,
+        data: Vec<u8>,
+    },
 }
 
 pub enum Done {
@@ -66,6 +97,20 @@ pub enum Done {
         conn: u64,
         block: BlockRef,
         result: Result<Block, String>,
+    },
+    Written {
+        info_hash: [u8; 20],
+        piece: u32,
+        result: Result<(), String>,
+    },
+    /// A piece's hash check (from the rayon pool). `blocks`: each block's SHA-1, when asked
+    /// for or when the check failed.
+    Hashed {
+        info_hash: [u8; 20],
+        piece: u32,
+        data: Vec<u8>,
+        ok: bool,
+        blocks: Option<Vec<[u8; 20]>>,
     },
 }
 
@@ -124,15 +169,16 @@ impl MapCache {
 }
 
 struct Worker {
-    db: Arc<Db>,
-    store: Arc<ContentStore>,
+    db: Option<Arc<Db>>,
+    store: Option<Arc<ContentStore>>,
     maps: Arc<Mutex<MapCache>>,
 }
 
 impl Worker {
     fn lookup(&self, info_hash: [u8; 20]) -> Option<Arc<Torrent>> {
         let hexed = hex::encode(&info_hash);
-        let rec = match self.db.by_info_hash(&hexed) {
+        let db = self.db.as_ref()?;
+        let rec = match db.by_info_hash(&hexed) {
             Ok(Some(r)) => r,
             Ok(None) => return None,
             Err(e) => {
@@ -140,7 +186,7 @@ impl Worker {
                 return None;
             }
         };
-        let info = match self.db.info_bytes(&rec.sha256) {
+        let info = match db.info_bytes(&rec.sha256) {
             Ok(Some(i)) => i,
             Ok(None) => return None,
             Err(e) => {
@@ -157,14 +203,23 @@ impl Worker {
             )),
             sha256: rec.sha256,
             storage: rec.storage,
+            files: None,
         }))
     }
 
     fn read(&self, t: &Torrent, b: &BlockRef) -> Result<Block, String> {
         let offset = t.shape.offset(b);
-        let (path, holds) = self
-            .store
-            .locate(&t.sha256, t.storage, t.shape.total, offset);
+        if let Some(files) = &t.files {
+            let data = files
+                .read(offset, b.length as usize)
+                .map_err(|e| e.to_string())?;
+            return Ok(Block {
+                range: 0..data.len(),
+                map: Bytes::Owned(data),
+            });
+        }
+        let store = self.store.as_ref().ok_or("no content store")?;
+        let (path, holds) = store.locate(&t.sha256, t.storage, t.shape.total, offset);
         let cached = self.maps.lock().get(&path);
         let map = match cached {
             Some(m) => m,
@@ -190,7 +245,10 @@ impl Worker {
             return Err("block past the end of its file".into());
         }
         map.prefault(range.clone());
-        Ok(Block { map, range })
+        Ok(Block {
+            map: Bytes::Map(map),
+            range,
+        })
     }
 }
 
@@ -207,8 +265,8 @@ impl DiskPool {
         threads: usize,
         map_cache: usize,
         queue: usize,
-        db: Arc<Db>,
-        store: Arc<ContentStore>,
+        db: Option<Arc<Db>>,
+        store: Option<Arc<ContentStore>>,
         done: Sender<Done>,
         wake: Arc<dyn Fn() + Send + Sync>,
     ) -> std::io::Result<DiskPool> {
@@ -217,8 +275,8 @@ impl DiskPool {
         let mut handles = Vec::new();
         for n in 0..threads {
             let worker = Worker {
-                db: Arc::clone(&db),
-                store: Arc::clone(&store),
+                db: db.clone(),
+                store: store.clone(),
                 maps: Arc::clone(&maps),
             };
             let rx = rx.clone();
@@ -247,6 +305,17 @@ impl DiskPool {
                                     worker.maps.lock().forget(&sha256);
                                     continue;
                                 }
+                                Job::Write {
+                                    info_hash,
+                                    files,
+                                    piece,
+                                    offset,
+                                    data,
+                                } => Done::Written {
+                                    info_hash,
+                                    piece,
+                                    result: files.write(offset, &data).map_err(|e| e.to_string()),
+                                },
                             };
                             if done.send(out).is_err() {
                                 break;

@@ -27,6 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod housekeeping;
+mod leech;
 mod swarm;
 
 pub const LISTENER: Token = Token(0);
@@ -49,6 +50,9 @@ const CLIENT: &str = concat!("torrent-gateway/", env!("CARGO_PKG_VERSION"));
 pub struct Channels {
     pub commands: Receiver<Command>,
     pub done: Receiver<Done>,
+    /// For results produced off the disk threads (hash checks on the rayon pool).
+    pub done_tx: Sender<Done>,
+    pub wake: Arc<dyn Fn() + Send + Sync>,
     pub jobs: Sender<Job>,
 }
 
@@ -77,6 +81,8 @@ struct Conn {
     pex_sent: HashSet<SocketAddr>,
     /// The obfuscated handshake, while it runs (incoming connections only).
     mse: Mse,
+    /// Its id in the download engine, for a connection of a torrent we download.
+    dl: Option<crate::engine::PeerId>,
 }
 
 enum Mse {
@@ -135,6 +141,11 @@ pub struct Loop {
     scratch: Vec<u8>,
     /// HASH('req2', info-hash) of every stored torrent, for MSE handshakes.
     req2: HashMap<[u8; 20], [u8; 20]>,
+    /// Torrents being downloaded (then seeded from the user's directory).
+    downloads: HashMap<[u8; 20], leech::Dl>,
+    /// Verified pieces waiting for room in the disk queue (bounded by the engines' memory
+    /// budgets: a piece here is still in progress for its engine).
+    write_backlog: std::collections::VecDeque<Job>,
     stop: bool,
 }
 
@@ -211,6 +222,8 @@ impl Loop {
             next_dial: now + Duration::from_secs(2),
             scratch: vec![0; 64 * 1024],
             req2: HashMap::new(),
+            downloads: HashMap::new(),
+            write_backlog: std::collections::VecDeque::new(),
             stop: false,
         })
     }
@@ -358,6 +371,7 @@ impl Loop {
             } else {
                 Mse::Undecided(Vec::new())
             },
+            dl: None,
         });
         self.count += 1;
         self.half_open += 1;
@@ -381,6 +395,7 @@ impl Loop {
         }
         let _ = self.poll.registry().deregister(&mut c.sock);
         log::debug!("peer {}: closed: {why}", c.addr);
+        self.download_peer_gone(&c, failed_dial || (c.outgoing && c.half_open));
         self.free.push(slot);
         self.starved.remove(&slot);
         self.count -= 1;
@@ -467,12 +482,15 @@ impl Loop {
                             Mse::Running(rx) => {
                                 // Built on the first MSE handshake, then kept in step by the
                                 // Added/Removed commands; rebuilt if one was dropped.
-                                if self.req2.len() != self.deps.hosted.read().len() {
+                                if self.req2.len()
+                                    != self.deps.hosted.read().len() + self.downloads.len()
+                                {
                                     self.req2 = self
                                         .deps
                                         .hosted
                                         .read()
                                         .iter()
+                                        .chain(self.downloads.keys())
                                         .map(|ih| (mse::req2_hash(ih), *ih))
                                         .collect();
                                 }
@@ -558,9 +576,20 @@ impl Loop {
             if self.conns.get(slot).and_then(Option::as_ref).is_none() {
                 return;
             }
+            if self.download_event(slot, &ev) {
+                continue;
+            }
             match ev {
                 Event::Lookup(ih) => self.lookup(slot, ih),
-                Event::Established => self.established(slot),
+                Event::Established => {
+                    self.established(slot);
+                    if self.conns[slot]
+                        .as_ref()
+                        .is_some_and(|c| c.wire.is_established())
+                    {
+                        self.download_peer_added(slot);
+                    }
+                }
                 Event::Interested(true) => self.fill_slots(),
                 Event::Interested(false) => {
                     let c = self.conns[slot].as_mut().expect("checked");
@@ -593,8 +622,7 @@ impl Loop {
                         }
                     }
                 }
-                // The loop only seeds today: what a leeching connection reports is not
-                // acted on yet (we never ask for anything, so no block can be ours).
+                // Seeding only (not a download's connection): nothing to act on.
                 Event::PeerHave(_)
                 | Event::PeerBitfield
                 | Event::Choked { .. }
@@ -614,6 +642,10 @@ impl Loop {
     }
 
     fn lookup(&mut self, slot: usize, ih: [u8; 20]) {
+        if let Some(dl) = self.downloads.get(&ih) {
+            let t = Arc::clone(&dl.torrent);
+            return self.attach(slot, t);
+        }
         if !self.deps.hosted.read().contains(&ih) {
             self.stats.refused.add(1);
             return self.close(slot, "unknown info-hash", false);
@@ -673,9 +705,13 @@ impl Loop {
     fn attach(&mut self, slot: usize, t: Arc<Torrent>) {
         let now = now_ms(self.epoch);
         let mut events = Vec::new();
+        let ours = self.ours_for(&t.shape.info_hash);
         let Some(c) = self.conns[slot].as_mut() else {
             return;
         };
+        if let Some(bits) = ours {
+            c.wire.set_ours(bits);
+        }
         c.torrent = Some(Arc::clone(&t));
         c.wire.attach(Arc::clone(&t.shape), now, &mut events);
         self.on_events(slot, events);
@@ -849,9 +885,22 @@ impl Loop {
     // ---- channels ----------------------------------------------------------------------
 
     fn disk_results(&mut self) {
+        self.retry_writes();
         let mut touched = HashSet::new();
         while let Ok(done) = self.ch.done.try_recv() {
             match done {
+                Done::Written {
+                    info_hash,
+                    piece,
+                    result,
+                } => self.written(info_hash, piece, result),
+                Done::Hashed {
+                    info_hash,
+                    piece,
+                    data,
+                    ok,
+                    blocks,
+                } => self.hashed(info_hash, piece, data, ok, blocks),
                 Done::Lookup { info_hash, torrent } => {
                     let waiters = self.lookups.remove(&info_hash).unwrap_or_default();
                     self.lookup_done(info_hash, torrent, waiters);

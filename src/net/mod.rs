@@ -8,6 +8,7 @@
 pub mod choker;
 pub mod dialer;
 pub mod disk;
+pub mod download;
 pub mod event_loop;
 pub mod outbound;
 pub mod stats;
@@ -37,13 +38,21 @@ pub enum Command {
     },
     /// The tracker saw a new leecher of a hosted torrent.
     Leecher,
+    /// Download (then seed) a torrent.
+    Download(Box<download::DownloadSpec>),
+    /// Peers for a download (from a tracker).
+    Peers {
+        info_hash: [u8; 20],
+        peers: Vec<SocketAddr>,
+    },
     Stop,
 }
 
 /// What the loop reads from the rest of the gateway.
 pub struct Deps {
-    pub db: Arc<Db>,
-    pub store: Arc<ContentStore>,
+    /// The catalog's database and content store (None when only downloading).
+    pub db: Option<Arc<Db>>,
+    pub store: Option<Arc<ContentStore>>,
     pub hosted: HostedIndex,
     pub tracker: Option<Arc<Tracker>>,
 }
@@ -122,10 +131,10 @@ impl Net {
             config.disk_threads,
             config.map_cache,
             4096,
-            Arc::clone(&deps.db),
-            Arc::clone(&deps.store),
-            done_tx,
-            wake,
+            deps.db.clone(),
+            deps.store.clone(),
+            done_tx.clone(),
+            Arc::clone(&wake),
         )?;
         let (commands, cmd_rx) = crossbeam_channel::bounded(1024);
         let stats = Arc::new(stats::NetStats::default());
@@ -139,6 +148,8 @@ impl Net {
             event_loop::Channels {
                 commands: cmd_rx,
                 done: done_rx,
+                done_tx,
+                wake,
                 jobs: disk.jobs.clone(),
             },
             Arc::clone(&stats),
@@ -161,6 +172,12 @@ impl Net {
             thread: Some(thread),
             disk: Some(disk),
         })
+    }
+
+    /// Hands a download to the loop (waits for room in the command queue).
+    pub fn add_download(&self, spec: download::DownloadSpec) {
+        let _ = self.commands.send(Command::Download(Box::new(spec)));
+        let _ = self.waker.wake();
     }
 
     /// Sends a command to the loop; dropped (with a debug line) if its queue is full.

@@ -178,7 +178,7 @@ mod tests {
         q.push_block(
             b"H".to_vec(),
             Block {
-                map: Arc::clone(&map),
+                map: crate::net::disk::Bytes::Map(Arc::clone(&map)),
                 range: 2..6,
             },
         );

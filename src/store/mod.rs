@@ -6,6 +6,7 @@ pub mod content;
 pub mod db;
 pub mod db_nostr;
 pub mod dirs;
+pub mod files;
 pub mod layout;
 pub mod mmap;
 pub mod resume;

@@ -25,6 +25,11 @@ impl Loop {
                     self.next_tick = self.next_tick.min(self.next_dial);
                 }
                 Ok(Command::Removed { info_hash, sha256 }) => self.removed(info_hash, sha256),
+                Ok(Command::Download(spec)) => self.add_download(*spec),
+                Ok(Command::Peers { info_hash, peers }) => {
+                    self.add_peers(info_hash, &peers, crate::engine::peers::Source::Tracker);
+                    self.dial_downloads();
+                }
                 Err(TryRecvError::Empty) => return,
             }
         }
@@ -87,6 +92,7 @@ impl Loop {
             self.next_pex = now + PEX_EVERY;
             self.send_pex();
         }
+        self.tick_downloads();
         if now >= self.next_dial {
             self.next_dial = now + DIAL_EVERY;
             self.dial_leechers();
@@ -114,8 +120,9 @@ impl Loop {
             .count();
         let hosted = Arc::clone(&self.deps.hosted);
         let hosted = hosted.read();
+        let downloads = &self.downloads;
         self.torrents
-            .retain(|ih, e| e.peers > 0 || hosted.contains(ih));
+            .retain(|ih, e| e.peers > 0 || hosted.contains(ih) || downloads.contains_key(ih));
         if idle > IDLE_TORRENTS {
             let mut by_age: Vec<([u8; 20], Instant)> = self
                 .torrents

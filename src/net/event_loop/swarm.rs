@@ -275,11 +275,14 @@ impl Loop {
             "peer {addr}: dialing for {}",
             crate::proto::hex::encode(&t.shape.info_hash)
         );
-        let wire = PeerConn::outgoing(
+        let mut wire = PeerConn::outgoing(
             Arc::clone(&self.settings),
             Some(addr.ip()),
             Arc::clone(&t.shape),
         );
+        if let Some(bits) = self.ours_for(&t.shape.info_hash) {
+            wire.set_ours(bits);
+        }
         if let Some(slot) = self.insert(sock, addr, wire, true, Some(Arc::clone(&t))) {
             // The handshake waits in the output until the connection completes.
             let c = self.conns[slot].as_mut().expect("inserted");

@@ -1,0 +1,610 @@
+//! One torrent's download, sans-IO: fed what its peers do (pieces they have, chokes, blocks,
+//! rejects, departures), hash results and finished writes, and a clock reading on each tick;
+//! returns [`Action`]s for the caller to carry out (requests, cancels, interest, a piece to
+//! verify, a verified piece to write, a `have` to broadcast, a peer to drop).
+//!
+//! - Requests: each unchoked peer gets about [`QUEUE_SECS`] of data in flight at its
+//!   measured rate (libtorrent's `request_queue_time`), at least a few blocks, at most its
+//!   `reqq` and ours; a snubbed peer (nothing for [`Limits::request_timeout_ms`] while it
+//!   owed us blocks) gets one, and what it owed goes to others.
+//! - Memory: blocks live in piece buffers until the piece is whole; no new piece starts
+//!   while [`Limits::max_buffered`] bytes of pieces are in progress (arriving, hashing or
+//!   waiting for the disk), so a slow disk stops requests instead of growing memory.
+//! - Bad data: a piece that fails its check is fetched again and its senders are remembered
+//!   ([`SmartBan`]); when it passes, exactly the peers whose blocks differed are banned by
+//!   address until the download ends. A peer that alone sent [`SOLE_FAILURES`] bad pieces
+//!   is banned too.
+//! - A piece counts as had only once it is verified *and* written.
+
+use super::bitfield::Bitfield;
+use super::picker::{Arrival, Layout, Picker};
+use super::smart_ban::{BlockRecord, SmartBan};
+use super::{Block, PeerId, BLOCK};
+use crate::proto::bt::peer_wire::BlockRef;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+
+/// Seconds of data a peer should have in flight at its rate.
+pub const QUEUE_SECS: u64 = 3;
+/// Requests a peer gets before its rate is known.
+const START_QUEUE: usize = 16;
+/// Fewest requests in flight for a peer that is not snubbed.
+const MIN_QUEUE: usize = 4;
+/// Pieces a peer may be the only sender of and fail before it is banned.
+pub const SOLE_FAILURES: u32 = 2;
+/// Gone peers remembered for smart ban (their address, to ban later).
+const GONE_KEPT: usize = 4096;
+
+/// The engine's caps.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Our cap on requests in flight to one peer.
+    pub max_requests: usize,
+    /// Bytes of pieces in progress at most (at least two pieces are always allowed).
+    pub max_buffered: u64,
+    /// A peer that owes blocks and sends nothing for this long is snubbed.
+    pub request_timeout_ms: u64,
+    /// Blocks nobody asked for a peer may send before it is dropped.
+    pub max_unrequested: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_requests: 250,
+            max_buffered: 16 << 20,
+            request_timeout_ms: 20_000,
+            max_unrequested: 64,
+        }
+    }
+}
+
+/// What the caller must do.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Action {
+    Interested(PeerId, bool),
+    Request(PeerId, BlockRef),
+    Cancel(PeerId, BlockRef),
+    /// Hash this whole piece; `blocks`: also return each block's SHA-1 (for smart ban).
+    Verify {
+        piece: u32,
+        data: Vec<u8>,
+        blocks: bool,
+    },
+    /// This piece passed: write it, then call [`Download::written`].
+    Write {
+        piece: u32,
+        data: Vec<u8>,
+    },
+    /// Tell every peer we have this piece now.
+    Have(u32),
+    Close(PeerId, String),
+    /// Every wanted piece is verified and written.
+    Complete,
+}
+
+/// Counters for progress displays.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Payload bytes received in blocks we kept.
+    pub downloaded: u64,
+    /// Payload bytes received and thrown away (duplicates, failed pieces, unrequested).
+    pub wasted: u64,
+    pub failed_pieces: u32,
+}
+
+#[derive(Debug)]
+struct Peer {
+    addr: SocketAddr,
+    bits: Bitfield,
+    choking: bool,
+    interested: bool,
+    asked: VecDeque<(Block, u64)>,
+    reqq: usize,
+    /// Bytes per second, smoothed over ticks.
+    rate: u64,
+    period_bytes: u64,
+    last_data_ms: u64,
+    snubbed: bool,
+    unrequested: u32,
+    sole_failures: u32,
+}
+
+pub struct Download {
+    layout: Layout,
+    hashes: Vec<[u8; 20]>,
+    limits: Limits,
+    picker: Picker,
+    peers: HashMap<PeerId, Peer>,
+    next_id: PeerId,
+    gone: VecDeque<(PeerId, SocketAddr)>,
+    buffers: HashMap<u32, Vec<u8>>,
+    /// Pieces verified and handed to the disk.
+    writing: HashSet<u32>,
+    ban: SmartBan,
+    banned: HashSet<IpAddr>,
+    banned_addrs: Vec<SocketAddr>,
+    counters: Counters,
+    last_tick_ms: u64,
+    complete_sent: bool,
+    out: Vec<Action>,
+}
+
+impl Download {
+    /// `have`: pieces already verified on disk; `priorities`: one per piece (0 = skip).
+    pub fn new(
+        layout: Layout,
+        hashes: Vec<[u8; 20]>,
+        have: Bitfield,
+        priorities: &[u8],
+        limits: Limits,
+        seed: u64,
+    ) -> Download {
+        let mut picker = Picker::new(layout, have, seed);
+        for (i, &p) in priorities.iter().enumerate() {
+            picker.set_priority(i as u32, p);
+        }
+        Download {
+            layout,
+            hashes,
+            limits,
+            picker,
+            peers: HashMap::new(),
+            next_id: 1,
+            gone: VecDeque::new(),
+            buffers: HashMap::new(),
+            writing: HashSet::new(),
+            ban: SmartBan::default(),
+            banned: HashSet::new(),
+            banned_addrs: Vec::new(),
+            counters: Counters::default(),
+            last_tick_ms: 0,
+            complete_sent: false,
+            out: Vec::new(),
+        }
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    pub fn have(&self) -> &Bitfield {
+        self.picker.have()
+    }
+
+    pub fn picker_mut(&mut self) -> &mut Picker {
+        &mut self.picker
+    }
+
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.picker.is_done() && self.writing.is_empty()
+    }
+
+    /// Bytes of wanted pieces not had yet.
+    pub fn left(&self) -> u64 {
+        (0..self.layout.piece_count)
+            .filter(|&p| self.picker.wants(p))
+            .map(|p| u64::from(self.layout.piece_len(p)))
+            .sum()
+    }
+
+    pub fn is_banned(&self, ip: IpAddr) -> bool {
+        self.banned.contains(&ip)
+    }
+
+    /// Addresses banned so far, in the order they were.
+    pub fn banned(&self) -> &[SocketAddr] {
+        &self.banned_addrs
+    }
+
+    pub fn peer_count(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Connected peers that have every piece.
+    pub fn seed_count(&self) -> usize {
+        self.peers.values().filter(|p| p.bits.is_full()).count()
+    }
+
+    /// Actions decided since the last call.
+    pub fn take_actions(&mut self) -> Vec<Action> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// A connection is established; the returned id names it from now on.
+    pub fn peer_added(&mut self, addr: SocketAddr, now_ms: u64) -> PeerId {
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1).max(1);
+        self.peers.insert(
+            id,
+            Peer {
+                addr,
+                bits: Bitfield::new(self.layout.piece_count),
+                choking: true,
+                interested: false,
+                asked: VecDeque::new(),
+                reqq: self.limits.max_requests,
+                rate: 0,
+                period_bytes: 0,
+                last_data_ms: now_ms,
+                snubbed: false,
+                unrequested: 0,
+                sole_failures: 0,
+            },
+        );
+        id
+    }
+
+    /// The peer's extension handshake named its request queue size (`reqq`).
+    pub fn peer_reqq(&mut self, peer: PeerId, reqq: u32) {
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.reqq = (reqq as usize).clamp(1, self.limits.max_requests);
+        }
+    }
+
+    pub fn peer_gone(&mut self, peer: PeerId) {
+        let Some(p) = self.peers.remove(&peer) else {
+            return;
+        };
+        self.picker.peer_gone(peer, &p.bits);
+        if self.gone.len() >= GONE_KEPT {
+            self.gone.pop_front();
+        }
+        self.gone.push_back((peer, p.addr));
+        if !p.asked.is_empty() {
+            self.fill_all();
+        }
+    }
+
+    /// The peer announced all its pieces (bitfield, have-all or have-none).
+    pub fn peer_bitfield(&mut self, peer: PeerId, bits: Bitfield) {
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        if bits.len() != self.layout.piece_count {
+            return;
+        }
+        self.picker.peer_gone(peer, &p.bits);
+        self.picker.peer_has(&bits);
+        p.bits = bits;
+        // peer_gone above freed its requests: ask again.
+        let asked: Vec<Block> = p.asked.drain(..).map(|(b, _)| b).collect();
+        for b in asked {
+            let r = self.block_ref(b);
+            self.out.push(Action::Cancel(peer, r));
+        }
+        self.update_interest(peer);
+        self.fill(peer);
+    }
+
+    pub fn peer_have(&mut self, peer: PeerId, piece: u32) {
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        if piece >= self.layout.piece_count || !p.bits.set(piece) {
+            return;
+        }
+        self.picker.peer_has_one(piece);
+        if !p.interested && self.picker.wants(piece) {
+            p.interested = true;
+            self.out.push(Action::Interested(peer, true));
+        }
+        self.fill(peer);
+    }
+
+    /// The peer choked us; `dropped` are our requests it will not answer.
+    pub fn choked(&mut self, peer: PeerId, dropped: &[BlockRef]) {
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        p.choking = true;
+        let mut freed = false;
+        for r in dropped {
+            let b = to_block(r);
+            if let Some(i) = p.asked.iter().position(|(a, _)| *a == b) {
+                p.asked.remove(i);
+                self.picker.request_failed(peer, b);
+                freed = true;
+            }
+        }
+        // Without the fast extension a choke drops every request.
+        for (b, _) in p.asked.drain(..) {
+            self.picker.request_failed(peer, b);
+            freed = true;
+        }
+        if freed {
+            self.fill_all();
+        }
+    }
+
+    pub fn unchoked(&mut self, peer: PeerId, now_ms: u64) {
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.choking = false;
+            p.last_data_ms = now_ms;
+        }
+        self.fill(peer);
+    }
+
+    pub fn rejected(&mut self, peer: PeerId, r: BlockRef) {
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        let b = to_block(&r);
+        if let Some(i) = p.asked.iter().position(|(a, _)| *a == b) {
+            p.asked.remove(i);
+            self.picker.request_failed(peer, b);
+            self.fill_all();
+        }
+    }
+
+    /// A block nobody asked for.
+    pub fn unrequested(&mut self, peer: PeerId, length: u32) {
+        self.counters.wasted += u64::from(length);
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.unrequested += 1;
+            if p.unrequested > self.limits.max_unrequested {
+                self.out
+                    .push(Action::Close(peer, "sends blocks nobody asked for".into()));
+            }
+        }
+    }
+
+    /// A block arrived.
+    pub fn block(&mut self, peer: PeerId, r: BlockRef, data: &[u8], now_ms: u64) {
+        let b = to_block(&r);
+        let expected = self.layout.block_len(b);
+        if r.begin % BLOCK != 0
+            || data.len() != expected as usize
+            || b.piece >= self.layout.piece_count
+        {
+            return self.unrequested(peer, data.len() as u32);
+        }
+        if let Some(p) = self.peers.get_mut(&peer) {
+            if let Some(i) = p.asked.iter().position(|(a, _)| *a == b) {
+                p.asked.remove(i);
+            }
+            p.period_bytes += data.len() as u64;
+            p.last_data_ms = now_ms;
+            p.snubbed = false;
+        }
+        match self.picker.received(peer, b) {
+            Arrival::Kept { complete, cancel } => {
+                self.counters.downloaded += data.len() as u64;
+                for other in cancel {
+                    if let Some(o) = self.peers.get_mut(&other) {
+                        if let Some(i) = o.asked.iter().position(|(a, _)| *a == b) {
+                            o.asked.remove(i);
+                            self.out.push(Action::Cancel(other, r));
+                        }
+                    }
+                }
+                let len = self.layout.piece_len(b.piece) as usize;
+                let buf = self.buffers.entry(b.piece).or_insert_with(|| vec![0; len]);
+                let at = r.begin as usize;
+                buf[at..at + data.len()].copy_from_slice(data);
+                if complete {
+                    let data = self.buffers.remove(&b.piece).unwrap_or_default();
+                    let blocks = self.ban.remembered() > 0;
+                    self.out.push(Action::Verify {
+                        piece: b.piece,
+                        data,
+                        blocks,
+                    });
+                }
+            }
+            Arrival::Duplicate => self.counters.wasted += data.len() as u64,
+            Arrival::Unrequested => {
+                return self.unrequested(peer, data.len() as u32);
+            }
+        }
+        self.fill(peer);
+    }
+
+    /// The expected SHA-1 of a piece.
+    pub fn piece_hash(&self, piece: u32) -> Option<[u8; 20]> {
+        self.hashes.get(piece as usize).copied()
+    }
+
+    /// A hash check ended. `blocks`: the SHA-1 of each block, when asked for or when the
+    /// piece failed (the caller computes them then).
+    pub fn verified(&mut self, piece: u32, data: Vec<u8>, ok: bool, blocks: Option<Vec<[u8; 20]>>) {
+        if ok {
+            if let Some(good) = &blocks {
+                let bad = self.ban.piece_passed(piece, good);
+                for peer in bad {
+                    self.ban_peer(peer, "sent corrupt data (smart ban)");
+                }
+            }
+            self.writing.insert(piece);
+            self.out.push(Action::Write { piece, data });
+            return;
+        }
+        let senders = self.picker.senders(piece);
+        self.counters.failed_pieces += 1;
+        self.counters.wasted += data.len() as u64;
+        self.counters.downloaded = self.counters.downloaded.saturating_sub(data.len() as u64);
+        let hashes = blocks.unwrap_or_default();
+        let records: Vec<BlockRecord> = senders
+            .iter()
+            .enumerate()
+            .map(|(i, s)| s.zip(hashes.get(i).copied()))
+            .collect();
+        let mut distinct: Vec<PeerId> = senders.iter().flatten().copied().collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        self.ban.piece_failed(piece, records);
+        self.picker.hashed(piece, false);
+        if let [only] = distinct[..] {
+            let sole = self.peers.get_mut(&only).map(|p| {
+                p.sole_failures += 1;
+                p.sole_failures
+            });
+            if sole.is_some_and(|n| n >= SOLE_FAILURES) {
+                self.ban_peer(only, "sent only corrupt pieces");
+            }
+        }
+        self.fill_all();
+    }
+
+    /// A verified piece is on disk (`Err`: the write failed, it is fetched again).
+    pub fn written(&mut self, piece: u32, ok: bool) {
+        if !self.writing.remove(&piece) {
+            return;
+        }
+        self.picker.hashed(piece, ok);
+        if ok {
+            self.out.push(Action::Have(piece));
+            for (&id, p) in &mut self.peers {
+                if p.interested && !p.bits.iter().any(|i| self.picker.wants(i)) {
+                    p.interested = false;
+                    self.out.push(Action::Interested(id, false));
+                }
+            }
+            if self.is_done() && !self.complete_sent {
+                self.complete_sent = true;
+                self.out.push(Action::Complete);
+            }
+        }
+        self.fill_all();
+    }
+
+    /// The once-a-second clock: rates, snubs and request timeouts.
+    pub fn tick(&mut self, now_ms: u64) {
+        let dt = now_ms.saturating_sub(self.last_tick_ms).max(1);
+        self.last_tick_ms = now_ms;
+        let timeout = self.limits.request_timeout_ms;
+        let mut snubbed = Vec::new();
+        for (&id, p) in &mut self.peers {
+            let now_rate = p.period_bytes * 1000 / dt;
+            p.rate = if p.rate == 0 {
+                now_rate
+            } else {
+                (p.rate * 2 + now_rate) / 3
+            };
+            p.period_bytes = 0;
+            if !p.asked.is_empty() && now_ms.saturating_sub(p.last_data_ms) > timeout {
+                snubbed.push(id);
+            }
+        }
+        for id in snubbed {
+            let p = self.peers.get_mut(&id).expect("listed");
+            p.snubbed = true;
+            p.last_data_ms = now_ms;
+            for (b, _) in p.asked.drain(..) {
+                self.picker.request_failed(id, b);
+                let r = BlockRef {
+                    index: b.piece,
+                    begin: b.index * BLOCK,
+                    length: self.layout.block_len(b),
+                };
+                self.out.push(Action::Cancel(id, r));
+            }
+        }
+        self.fill_all();
+    }
+
+    fn ban_peer(&mut self, peer: PeerId, why: &str) {
+        let addr = self
+            .peers
+            .get(&peer)
+            .map(|p| p.addr)
+            .or_else(|| self.gone.iter().find(|(id, _)| *id == peer).map(|g| g.1));
+        let Some(addr) = addr else {
+            return;
+        };
+        if self.banned.insert(addr.ip()) {
+            log::info!("peer {addr}: banned: {why}");
+            self.banned_addrs.push(addr);
+        }
+        let ip = addr.ip();
+        for (&id, p) in &self.peers {
+            if p.addr.ip() == ip {
+                self.out.push(Action::Close(id, format!("banned: {why}")));
+            }
+        }
+    }
+
+    fn update_interest(&mut self, peer: PeerId) {
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        let want = p.bits.iter().any(|i| self.picker.wants(i));
+        if want != p.interested {
+            p.interested = want;
+            self.out.push(Action::Interested(peer, want));
+        }
+    }
+
+    fn block_ref(&self, b: Block) -> BlockRef {
+        BlockRef {
+            index: b.piece,
+            begin: b.index * BLOCK,
+            length: self.layout.block_len(b),
+        }
+    }
+
+    fn fill_all(&mut self) {
+        let ids: Vec<PeerId> = self.peers.keys().copied().collect();
+        for id in ids {
+            self.fill(id);
+        }
+    }
+
+    /// Tops up one peer's requests.
+    fn fill(&mut self, peer: PeerId) {
+        let budget = self
+            .limits
+            .max_buffered
+            .max(2 * u64::from(self.layout.piece_length));
+        let pieces = budget / u64::from(self.layout.piece_length.max(1));
+        self.picker.set_max_in_progress(pieces as usize);
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        if p.choking || !p.interested {
+            return;
+        }
+        let target = if p.snubbed {
+            1
+        } else if p.rate == 0 {
+            START_QUEUE
+        } else {
+            ((p.rate * QUEUE_SECS) / u64::from(BLOCK)) as usize
+        }
+        .max(if p.snubbed { 1 } else { MIN_QUEUE })
+        .min(p.reqq)
+        .min(self.limits.max_requests);
+        if p.asked.len() >= target {
+            return;
+        }
+        let whole = p.rate >= u64::from(self.layout.piece_length);
+        let picked = self
+            .picker
+            .pick(peer, &p.bits, target - p.asked.len(), whole);
+        let now = self.last_tick_ms;
+        for b in picked {
+            p.asked.push_back((b, now));
+            let r = BlockRef {
+                index: b.piece,
+                begin: b.index * BLOCK,
+                length: self.layout.block_len(b),
+            };
+            self.out.push(Action::Request(peer, r));
+        }
+    }
+}
+
+fn to_block(r: &BlockRef) -> Block {
+    Block {
+        piece: r.index,
+        index: r.begin / BLOCK,
+    }
+}
+
+#[cfg(test)]
+#[path = "download_tests.rs"]
+mod tests;

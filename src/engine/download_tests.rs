@@ -1,0 +1,272 @@
+//! Tests of the download engine: a whole download from honest peers, chokes, snubs, smart
+//! ban, the memory budget and unrequested blocks, all without sockets.
+
+use super::*;
+use sha1::{Digest, Sha1};
+
+const PIECE: u32 = 4 * BLOCK;
+
+fn data(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 7 % 251) as u8).collect()
+}
+
+fn setup(len: usize, limits: Limits) -> (Download, Vec<u8>) {
+    let content = data(len);
+    let layout = Layout {
+        piece_count: (len as u64).div_ceil(u64::from(PIECE)) as u32,
+        piece_length: PIECE,
+        total: len as u64,
+    };
+    let hashes = content
+        .chunks(PIECE as usize)
+        .map(|c| Sha1::digest(c).into())
+        .collect();
+    let prio = vec![4; layout.piece_count as usize];
+    let d = Download::new(
+        layout,
+        hashes,
+        Bitfield::new(layout.piece_count),
+        &prio,
+        limits,
+        7,
+    );
+    (d, content)
+}
+
+fn addr(n: u8) -> SocketAddr {
+    SocketAddr::from(([10, 0, 0, n], 6881))
+}
+
+/// Answers every action like a cooperative world: peers in `corrupt` flip a byte of each
+/// block they send; hashing and writing succeed. Returns the pieces written.
+fn run(d: &mut Download, content: &[u8], corrupt: &[PeerId], rounds: usize) -> Vec<u32> {
+    let mut written = Vec::new();
+    let mut now = 1000;
+    for _ in 0..rounds {
+        let actions = d.take_actions();
+        if actions.is_empty() {
+            now += 1000;
+            d.tick(now);
+            if d.take_actions_peek_empty() {
+                break;
+            }
+            continue;
+        }
+        for a in actions {
+            match a {
+                Action::Request(peer, r) => {
+                    let at = (r.index * PIECE + r.begin) as usize;
+                    let mut bytes = content[at..at + r.length as usize].to_vec();
+                    if corrupt.contains(&peer) {
+                        bytes[0] ^= 0xff;
+                    }
+                    d.block(peer, r, &bytes, now);
+                }
+                Action::Verify { piece, data, .. } => {
+                    let ok = d.piece_hash(piece) == Some(Sha1::digest(&data).into());
+                    let blocks = data.chunks(BLOCK as usize).map(|c| Sha1::digest(c).into());
+                    d.verified(piece, data.clone(), ok, Some(blocks.collect()));
+                }
+                Action::Close(peer, _) => d.peer_gone(peer),
+                Action::Write { piece, .. } => {
+                    written.push(piece);
+                    d.written(piece, true);
+                }
+                _ => {}
+            }
+        }
+    }
+    written
+}
+
+impl Download {
+    fn take_actions_peek_empty(&self) -> bool {
+        self.out.is_empty()
+    }
+}
+
+fn connect(d: &mut Download, n: u8) -> PeerId {
+    let id = d.peer_added(addr(n), 0);
+    let pieces = d.layout().piece_count;
+    d.peer_bitfield(id, Bitfield::full(pieces));
+    d.unchoked(id, 0);
+    id
+}
+
+#[test]
+fn downloads_everything_from_one_peer() {
+    let (mut d, content) = setup(10 * PIECE as usize + 100, Limits::default());
+    let p = connect(&mut d, 1);
+    assert!(d
+        .take_actions_peek_interest(p)
+        .contains(&Action::Interested(p, true)));
+    let written = run(&mut d, &content, &[], 10_000);
+    assert_eq!(written.len(), 11);
+    assert!(d.is_done());
+    assert_eq!(d.left(), 0);
+    assert_eq!(d.counters().downloaded, content.len() as u64);
+}
+
+impl Download {
+    /// Puts the actions back after looking (the test's `run` consumes them).
+    fn take_actions_peek_interest(&mut self, _p: PeerId) -> Vec<Action> {
+        let a = self.take_actions();
+        let keep: Vec<Action> = a
+            .iter()
+            .filter_map(|x| match x {
+                Action::Request(p, r) => Some(Action::Request(*p, *r)),
+                _ => None,
+            })
+            .collect();
+        self.out = keep;
+        a
+    }
+}
+
+#[test]
+fn a_choke_frees_requests_for_other_peers() {
+    let (mut d, _) = setup(8 * PIECE as usize, Limits::default());
+    let a = connect(&mut d, 1);
+    let asked: Vec<BlockRef> = d
+        .take_actions()
+        .into_iter()
+        .filter_map(|x| match x {
+            Action::Request(p, r) if p == a => Some(r),
+            _ => None,
+        })
+        .collect();
+    assert!(!asked.is_empty());
+    d.choked(a, &[]);
+    let b = connect(&mut d, 2);
+    let to_b: Vec<BlockRef> = d
+        .take_actions()
+        .into_iter()
+        .filter_map(|x| match x {
+            Action::Request(p, r) if p == b => Some(r),
+            _ => None,
+        })
+        .collect();
+    assert!(asked.iter().any(|r| to_b.contains(r)), "a's blocks go to b");
+}
+
+#[test]
+fn a_silent_peer_is_snubbed_and_its_blocks_go_elsewhere() {
+    let (mut d, _) = setup(10 * PIECE as usize, Limits::default());
+    let a = connect(&mut d, 1);
+    let owed: Vec<BlockRef> = d
+        .take_actions()
+        .into_iter()
+        .filter_map(|x| match x {
+            Action::Request(p, r) if p == a => Some(r),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(owed.len(), START_QUEUE);
+    d.tick(25_000);
+    let after = d.take_actions();
+    let cancelled = after
+        .iter()
+        .filter(|x| matches!(x, Action::Cancel(p, _) if *p == a))
+        .count();
+    assert_eq!(cancelled, START_QUEUE, "what a owed is withdrawn");
+    let to_a = after
+        .iter()
+        .filter(|x| matches!(x, Action::Request(p, _) if *p == a))
+        .count();
+    assert_eq!(to_a, 1, "a snubbed peer gets one request");
+    let b = d.peer_added(addr(2), 25_000);
+    d.peer_bitfield(b, Bitfield::full(10));
+    d.unchoked(b, 25_000);
+    let to_b: Vec<BlockRef> = d
+        .take_actions()
+        .into_iter()
+        .filter_map(|x| match x {
+            Action::Request(p, r) if p == b => Some(r),
+            _ => None,
+        })
+        .collect();
+    let moved = owed.iter().filter(|r| to_b.contains(r)).count();
+    assert!(moved >= START_QUEUE - 1, "b gets what a owed ({moved})");
+}
+
+#[test]
+fn smart_ban_names_only_the_peer_that_sent_bad_blocks() {
+    let (mut d, content) = setup(6 * PIECE as usize, Limits::default());
+    let honest = connect(&mut d, 1);
+    let liar = connect(&mut d, 2);
+    let written = run(&mut d, &content, &[liar], 100_000);
+    assert_eq!(written.len(), 6, "completes despite the liar");
+    assert!(d.is_done());
+    assert!(d.is_banned(addr(2).ip()));
+    assert!(!d.is_banned(addr(1).ip()));
+    assert_eq!(d.banned(), &[addr(2)]);
+    assert!(d.counters().failed_pieces >= 1);
+    let _ = honest;
+}
+
+#[test]
+fn new_pieces_wait_while_the_memory_budget_is_spent() {
+    let limits = Limits {
+        max_buffered: u64::from(PIECE),
+        ..Limits::default()
+    };
+    let (mut d, _) = setup(20 * PIECE as usize, limits);
+    let a = connect(&mut d, 1);
+    let pieces: HashSet<u32> = d
+        .take_actions()
+        .into_iter()
+        .filter_map(|x| match x {
+            Action::Request(p, r) if p == a => Some(r.index),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(pieces.len(), 2, "two pieces at most in memory: {pieces:?}");
+}
+
+#[test]
+fn a_peer_sending_unrequested_blocks_is_dropped_past_the_cap() {
+    let (mut d, _) = setup(2 * PIECE as usize, Limits::default());
+    let a = d.peer_added(addr(1), 0);
+    let r = BlockRef {
+        index: 1,
+        begin: 0,
+        length: BLOCK,
+    };
+    for _ in 0..=Limits::default().max_unrequested {
+        d.block(a, r, &vec![0; BLOCK as usize], 0);
+    }
+    assert!(d
+        .take_actions()
+        .iter()
+        .any(|x| matches!(x, Action::Close(p, _) if *p == a)));
+    assert!(d.counters().wasted > 0);
+    assert_eq!(d.counters().downloaded, 0);
+}
+
+#[test]
+fn pieces_count_only_once_written() {
+    let (mut d, content) = setup(PIECE as usize, Limits::default());
+    let a = connect(&mut d, 1);
+    for x in d.take_actions() {
+        if let Action::Request(_, r) = x {
+            let at = r.begin as usize;
+            d.block(a, r, &content[at..at + r.length as usize], 0);
+        }
+    }
+    let verify = d
+        .take_actions()
+        .into_iter()
+        .find_map(|x| match x {
+            Action::Verify { piece, data, .. } => Some((piece, data)),
+            _ => None,
+        })
+        .expect("a verify");
+    d.verified(verify.0, verify.1, true, None);
+    assert!(!d.have().get(0), "verified but not written");
+    assert!(!d.is_done());
+    d.written(0, true);
+    assert!(d.have().get(0));
+    let acts = d.take_actions();
+    assert!(acts.contains(&Action::Have(0)));
+    assert!(acts.contains(&Action::Complete));
+}

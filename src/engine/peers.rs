@@ -1,0 +1,252 @@
+//! A download's peer list: every address any source named (trackers, `--peer`, the magnet's
+//! `x.pe`, PEX, incoming connections, later the DHT), each once, capped, and ranked for
+//! dialing: fewest failures first, then the more trusted source, then the BEP-40 priority
+//! (CRC32-C of the two masked addresses) so that all peers of a swarm agree on which pairs
+//! connect. Failed attempts back off exponentially; banned and connected peers are skipped.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+
+/// Where an address came from, most trusted first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Source {
+    /// Named by the user (`--peer`, the magnet's `x.pe`).
+    User,
+    Tracker,
+    Dht,
+    Incoming,
+    Pex,
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    source: Source,
+    failures: u32,
+    next_try_ms: u64,
+    connected: bool,
+    priority: u32,
+}
+
+pub struct PeerList {
+    cap: usize,
+    our_ip: Option<IpAddr>,
+    peers: HashMap<SocketAddr, Entry>,
+}
+
+/// First retry after a failure; doubles per failure.
+const BACKOFF_MS: u64 = 5_000;
+const MAX_BACKOFF_MS: u64 = 10 * 60_000;
+/// Failures after which an address is forgotten (unless the user named it).
+const MAX_FAILURES: u32 = 6;
+
+impl PeerList {
+    pub fn new(cap: usize, our_ip: Option<IpAddr>) -> PeerList {
+        PeerList {
+            cap: cap.max(1),
+            our_ip,
+            peers: HashMap::new(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.peers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.peers.is_empty()
+    }
+
+    /// Adds an address (a known one keeps its record and takes the more trusted source).
+    /// False when the list is full of better candidates.
+    pub fn add(&mut self, addr: SocketAddr, source: Source) -> bool {
+        if addr.port() == 0 || addr.ip().is_unspecified() || addr.ip().is_multicast() {
+            return false;
+        }
+        if let Some(e) = self.peers.get_mut(&addr) {
+            e.source = e.source.min(source);
+            return true;
+        }
+        if self.peers.len() >= self.cap && !self.evict_for(source) {
+            return false;
+        }
+        let priority = self
+            .our_ip
+            .map_or(0, |ours| bep40_priority(ours, addr.ip()));
+        self.peers.insert(
+            addr,
+            Entry {
+                source,
+                failures: 0,
+                next_try_ms: 0,
+                connected: false,
+                priority,
+            },
+        );
+        true
+    }
+
+    /// Up to `n` addresses to dial now, best first; they count as tried.
+    pub fn candidates(
+        &mut self,
+        now_ms: u64,
+        n: usize,
+        skip: impl Fn(&SocketAddr) -> bool,
+    ) -> Vec<SocketAddr> {
+        let mut ready: Vec<(&SocketAddr, &Entry)> = self
+            .peers
+            .iter()
+            .filter(|(a, e)| !e.connected && e.next_try_ms <= now_ms && !skip(a))
+            .collect();
+        ready.sort_by_key(|(_, e)| (e.failures, e.source, u32::MAX - e.priority));
+        let chosen: Vec<SocketAddr> = ready.into_iter().take(n).map(|(a, _)| *a).collect();
+        for a in &chosen {
+            if let Some(e) = self.peers.get_mut(a) {
+                // Not dialed again until this attempt ends one way or the other.
+                e.next_try_ms = now_ms + MAX_BACKOFF_MS;
+            }
+        }
+        chosen
+    }
+
+    pub fn connected(&mut self, addr: SocketAddr) {
+        if let Some(e) = self.peers.get_mut(&addr) {
+            e.connected = true;
+            e.failures = 0;
+        }
+    }
+
+    /// A connection ended. `failed`: it never worked (refused, timed out, bad handshake).
+    pub fn disconnected(&mut self, addr: SocketAddr, failed: bool, now_ms: u64) {
+        let Some(e) = self.peers.get_mut(&addr) else {
+            return;
+        };
+        e.connected = false;
+        if failed {
+            e.failures += 1;
+            if e.failures >= MAX_FAILURES && e.source != Source::User {
+                self.peers.remove(&addr);
+                return;
+            }
+            let shift = (e.failures - 1).min(16);
+            e.next_try_ms = now_ms + (BACKOFF_MS << shift).min(MAX_BACKOFF_MS);
+        } else {
+            e.next_try_ms = now_ms + BACKOFF_MS;
+        }
+    }
+
+    pub fn remove_ip(&mut self, ip: IpAddr) {
+        self.peers.retain(|a, _| a.ip() != ip);
+    }
+
+    /// Makes room for a `source` address by dropping the worst unconnected entry that is
+    /// worse than it.
+    fn evict_for(&mut self, source: Source) -> bool {
+        let worst = self
+            .peers
+            .iter()
+            .filter(|(_, e)| !e.connected)
+            .max_by_key(|(_, e)| (e.failures, e.source))
+            .map(|(a, e)| (*a, e.failures, e.source));
+        match worst {
+            Some((a, failures, s)) if failures > 0 || s > source => {
+                self.peers.remove(&a);
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// BEP-40: CRC32-C of the two addresses, masked (IPv4: /16 when the /16s differ, /24 when
+/// only the /24s differ, the full address otherwise), lower one first.
+pub fn bep40_priority(a: IpAddr, b: IpAddr) -> u32 {
+    let (IpAddr::V4(a), IpAddr::V4(b)) = (a, b) else {
+        let (a, b) = (ip_bytes(a), ip_bytes(b));
+        let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+        return crc32c(&[lo, hi].concat());
+    };
+    let (a, b) = (a.octets(), b.octets());
+    let mask: [u8; 4] = if a[..2] != b[..2] {
+        [0xff, 0xff, 0x55, 0x55]
+    } else if a[..3] != b[..3] {
+        [0xff, 0xff, 0xff, 0x55]
+    } else {
+        [0xff; 4]
+    };
+    let m = |x: [u8; 4]| {
+        [
+            x[0] & mask[0],
+            x[1] & mask[1],
+            x[2] & mask[2],
+            x[3] & mask[3],
+        ]
+    };
+    let (a, b) = (m(a), m(b));
+    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+    crc32c(&[lo, hi].concat())
+}
+
+fn ip_bytes(ip: IpAddr) -> Vec<u8> {
+    match ip {
+        IpAddr::V4(v) => v.octets().to_vec(),
+        IpAddr::V6(v) => v.octets().to_vec(),
+    }
+}
+
+fn crc32c(data: &[u8]) -> u32 {
+    crate::proto::dht::node_id::crc32c(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn each_address_once_and_capped() {
+        let mut l = PeerList::new(2, None);
+        assert!(l.add(a("1.1.1.1:1"), Source::Pex));
+        assert!(l.add(a("1.1.1.1:1"), Source::Tracker));
+        assert_eq!(l.len(), 1);
+        assert!(l.add(a("2.2.2.2:1"), Source::Pex));
+        assert!(l.add(a("3.3.3.3:1"), Source::User), "evicts a PEX entry");
+        assert!(
+            !l.add(a("4.4.4.4:1"), Source::Pex),
+            "nothing worse to evict"
+        );
+        assert_eq!(l.len(), 2);
+        assert!(!l.add(a("0.0.0.0:5"), Source::User));
+    }
+
+    #[test]
+    fn failures_back_off_and_rank_last() {
+        let mut l = PeerList::new(10, None);
+        l.add(a("1.1.1.1:1"), Source::Tracker);
+        l.add(a("2.2.2.2:1"), Source::Tracker);
+        let first = l.candidates(0, 1, |_| false)[0];
+        l.disconnected(first, true, 0);
+        let next = l.candidates(0, 5, |_| false);
+        assert_eq!(next.len(), 1, "the failed one waits: {next:?}");
+        assert_ne!(next[0], first);
+        l.disconnected(next[0], false, 0);
+        let later = l.candidates(60_000, 5, |_| false);
+        assert_eq!(later[0], next[0], "fewer failures first");
+        assert_eq!(later.len(), 2);
+    }
+
+    #[test]
+    fn bep40_matches_the_spec_examples() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            bep40_priority(ip("123.213.32.10"), ip("98.76.54.32")),
+            0xec2d7224
+        );
+        assert_eq!(
+            bep40_priority(ip("123.213.32.10"), ip("123.213.32.234")),
+            0x99568189
+        );
+    }
+}

@@ -1,0 +1,81 @@
+//! A download as the rest of the program hands it to the `net` loop ([`DownloadSpec`]) and
+//! watches it ([`DownloadStatus`], updated by the loop every tick and on every verified
+//! piece, read by the `download` command's progress display and by `/api/p2p/stats`).
+
+use super::disk::Torrent;
+use crate::engine::bitfield::Bitfield;
+use crate::engine::download::Limits;
+use parking_lot::Mutex;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// Everything the loop needs to download (and then seed) one torrent.
+pub struct DownloadSpec {
+    /// The torrent's shape and its files in the user's directory (`files` is set).
+    pub torrent: Arc<Torrent>,
+    pub hashes: Vec<[u8; 20]>,
+    /// Pieces already verified on disk.
+    pub have: Bitfield,
+    /// One per piece; 0 = not wanted.
+    pub priorities: Vec<u8>,
+    /// Addresses to try first (`--peer`, the magnet's `x.pe`).
+    pub peers: Vec<SocketAddr>,
+    pub max_peers: usize,
+    pub limits: Limits,
+    pub status: Arc<DownloadStatus>,
+}
+
+impl std::fmt::Debug for DownloadSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DownloadSpec")
+            .field("torrent", &self.torrent)
+            .field("peers", &self.peers)
+            .finish()
+    }
+}
+
+/// Live numbers of a download, shared with the threads that display them.
+#[derive(Default)]
+pub struct DownloadStatus {
+    /// Payload bytes received and kept (this run).
+    pub downloaded: AtomicU64,
+    /// Payload bytes received and thrown away (duplicates, failed pieces, unrequested).
+    pub wasted: AtomicU64,
+    /// Payload bytes sent to peers (this run).
+    pub uploaded: AtomicU64,
+    /// Bytes of wanted pieces still missing.
+    pub left: AtomicU64,
+    /// Pieces verified and on disk.
+    pub verified: AtomicUsize,
+    pub failed_pieces: AtomicUsize,
+    pub peers: AtomicUsize,
+    pub seeds: AtomicUsize,
+    /// Addresses known to dial.
+    pub known_peers: AtomicUsize,
+    /// Every wanted piece is verified and written.
+    pub complete: AtomicBool,
+    /// A failure that ends the download (a disk write failed).
+    pub error: Mutex<Option<String>>,
+    /// Verified pieces, wire-order bits (for resume data).
+    pub have: Mutex<Vec<u8>>,
+    pub banned: Mutex<Vec<SocketAddr>>,
+}
+
+impl DownloadStatus {
+    pub fn is_complete(&self) -> bool {
+        self.complete.load(Ordering::Acquire)
+    }
+
+    pub fn error(&self) -> Option<String> {
+        self.error.lock().clone()
+    }
+
+    pub fn get(&self, n: &AtomicU64) -> u64 {
+        n.load(Ordering::Relaxed)
+    }
+
+    pub fn count(&self, n: &AtomicUsize) -> usize {
+        n.load(Ordering::Relaxed)
+    }
+}

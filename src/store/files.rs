@@ -1,0 +1,227 @@
+//! A download's files on disk: created (with their folders) in the torrent's own layout
+//! before the first byte arrives, written with `pwrite` by the `disk-N` threads and read back
+//! with `pread` to seed. Byte ranges of the concatenated data go through
+//! [`Layout::spans`], so BEP-47 padding is never written (it reads as zeros) and the bytes of
+//! unwanted files that shared pieces carry go to the hidden parts file, not a visible one.
+
+use crate::store::layout::{Dest, Layout};
+use crate::store::resume::FileStamp;
+use parking_lot::Mutex;
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+
+pub struct TorrentFiles {
+    layout: Layout,
+    parts: PathBuf,
+    /// Open handles, one per torrent file (None: padding, unwanted or not opened yet).
+    handles: Mutex<Vec<Option<File>>>,
+    parts_file: Mutex<Option<File>>,
+}
+
+impl TorrentFiles {
+    /// Creates the folders and every wanted file at its full length (sparse), so that a later
+    /// write cannot fail on a path. `parts`: where bytes of unwanted files go.
+    pub fn create(layout: Layout, parts: PathBuf) -> io::Result<TorrentFiles> {
+        let n = layout.info().files.len();
+        let mut handles = Vec::with_capacity(n);
+        for i in 0..n {
+            if !layout.is_wanted(i) {
+                handles.push(None);
+                continue;
+            }
+            let path = layout.path(i);
+            if let Some(dir) = path.parent() {
+                fs::create_dir_all(dir).map_err(|e| with_path(e, dir))?;
+            }
+            let f = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+                .map_err(|e| with_path(e, &path))?;
+            let len = layout.info().files[i].length;
+            if f.metadata()?.len() != len {
+                f.set_len(len).map_err(|e| with_path(e, &path))?;
+            }
+            handles.push(Some(f));
+        }
+        Ok(TorrentFiles {
+            layout,
+            parts,
+            handles: Mutex::new(handles),
+            parts_file: Mutex::new(None),
+        })
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// Writes `data` at torrent offset `at`.
+    pub fn write(&self, at: u64, data: &[u8]) -> io::Result<()> {
+        let end = at + data.len() as u64;
+        for span in self.layout.spans(at..end) {
+            let bytes = &data[span.within.start as usize..span.within.end as usize];
+            match span.dest {
+                Dest::File { index, offset } => {
+                    let handles = self.handles.lock();
+                    let f = handles[index]
+                        .as_ref()
+                        .ok_or_else(|| io::Error::other("write to a file not opened"))?;
+                    f.write_all_at(bytes, offset)
+                        .map_err(|e| with_path(e, &self.layout.path(index)))?;
+                }
+                Dest::Parts { offset } => {
+                    let mut parts = self.parts_file.lock();
+                    if parts.is_none() {
+                        if let Some(dir) = self.parts.parent() {
+                            fs::create_dir_all(dir)?;
+                        }
+                        *parts = Some(
+                            OpenOptions::new()
+                                .read(true)
+                                .write(true)
+                                .create(true)
+                                .truncate(false)
+                                .open(&self.parts)
+                                .map_err(|e| with_path(e, &self.parts))?,
+                        );
+                    }
+                    let f = parts.as_ref().expect("opened above");
+                    f.write_all_at(bytes, offset)
+                        .map_err(|e| with_path(e, &self.parts))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads `len` bytes at torrent offset `at` (padding reads as zeros).
+    pub fn read(&self, at: u64, len: usize) -> io::Result<Vec<u8>> {
+        let mut out = vec![0u8; len];
+        for span in self.layout.spans(at..at + len as u64) {
+            let buf = &mut out[span.within.start as usize..span.within.end as usize];
+            match span.dest {
+                Dest::File { index, offset } => {
+                    let handles = self.handles.lock();
+                    let f = handles[index]
+                        .as_ref()
+                        .ok_or_else(|| io::Error::other("read of a file not opened"))?;
+                    f.read_exact_at(buf, offset)?;
+                }
+                Dest::Parts { offset } => {
+                    let parts = self.parts_file.lock();
+                    let f = parts
+                        .as_ref()
+                        .ok_or_else(|| io::Error::other("parts file not written yet"))?;
+                    f.read_exact_at(buf, offset)?;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Flushes every file to disk.
+    pub fn sync(&self) -> io::Result<()> {
+        for f in self.handles.lock().iter().flatten() {
+            f.sync_all()?;
+        }
+        if let Some(f) = self.parts_file.lock().as_ref() {
+            f.sync_all()?;
+        }
+        Ok(())
+    }
+
+    /// Size and mtime of every torrent file (unwanted and padding ones as absent), for resume.
+    pub fn stamps(&self) -> Vec<FileStamp> {
+        (0..self.layout.info().files.len())
+            .map(|i| {
+                if self.layout.is_wanted(i) {
+                    FileStamp::of(&self.layout.path(i))
+                } else {
+                    FileStamp {
+                        size: 0,
+                        mtime_ns: 0,
+                    }
+                }
+            })
+            .collect()
+    }
+}
+
+fn with_path(e: io::Error, path: &std::path::Path) -> io::Error {
+    io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::bt::metainfo::{self, NewInfo};
+
+    fn info(files: &[(Vec<String>, u64)]) -> metainfo::Info {
+        let total: u64 = files.iter().map(|f| f.1).sum();
+        let pieces = vec![[0u8; 20]; total.div_ceil(16384) as usize];
+        let bytes = metainfo::build_info(&NewInfo {
+            name: "top",
+            piece_length: 16384,
+            pieces: &pieces,
+            files: Some(files),
+            single_length: 0,
+            private: false,
+            source: None,
+        });
+        metainfo::parse_info_bytes(&bytes).unwrap()
+    }
+
+    #[test]
+    fn writes_land_in_the_layout_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let i = info(&[
+            (vec!["a".into(), "x.bin".into()], 10_000),
+            (vec!["empty".into()], 0),
+            (vec!["b.bin".into()], 30_000),
+        ]);
+        let layout = Layout::new(dir.path(), i, None).unwrap();
+        let files = TorrentFiles::create(layout, dir.path().join(".p")).unwrap();
+        assert!(
+            dir.path().join("top/empty").exists(),
+            "empty files are made"
+        );
+        let data: Vec<u8> = (0..40_000u32).map(|i| (i % 253) as u8).collect();
+        files.write(0, &data[..16384]).unwrap();
+        files.write(16384, &data[16384..]).unwrap();
+        assert_eq!(files.read(5_000, 20_000).unwrap(), &data[5_000..25_000]);
+        files.sync().unwrap();
+        assert_eq!(
+            fs::read(dir.path().join("top/a/x.bin")).unwrap(),
+            &data[..10_000]
+        );
+        assert_eq!(
+            fs::read(dir.path().join("top/b.bin")).unwrap(),
+            &data[10_000..]
+        );
+        assert_eq!(files.stamps()[2].size, 30_000);
+    }
+
+    #[test]
+    fn unwanted_bytes_go_to_the_parts_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let i = info(&[(vec!["a".into()], 10_000), (vec!["b".into()], 10_000)]);
+        let layout = Layout::new(dir.path(), i, Some(vec![false, true])).unwrap();
+        let parts = dir.path().join("hidden/x.parts");
+        let files = TorrentFiles::create(layout, parts.clone()).unwrap();
+        files.write(0, &[7u8; 16384]).unwrap();
+        assert!(
+            !dir.path().join("top/a").exists(),
+            "unwanted file never made"
+        );
+        assert_eq!(fs::read(&parts).unwrap().len(), 10_000);
+        assert_eq!(
+            fs::read(dir.path().join("top/b")).unwrap()[..6384],
+            [7u8; 6384]
+        );
+    }
+}
