@@ -9,12 +9,16 @@
 //! - `smart_ban`: which peers sent the bad blocks of a piece that failed its hash check, found
 //!   once the piece passes.
 //! - `bitfield`: the compact piece sets both use.
+//! - `trackers`: a torrent's tracker tiers (BEP-12): which announce is due, back-off, events.
+//! - `webseed`: BEP-19 planning, a range of the torrent to ranged GETs per file.
 
 pub mod bitfield;
 pub mod download;
 pub mod peers;
 pub mod picker;
 pub mod smart_ban;
+pub mod trackers;
+pub mod webseed;
 
 /// A peer as the engine knows it: a small number the caller assigns (its connection slot).
 pub type PeerId = u32;

@@ -2,9 +2,13 @@
 //! connection and seeds the stored files (BEP-3, 6, 9, 10, 11). Other threads reach it
 //! through a bounded command channel and one waker; piece reads go to the [`disk`] pool.
 //!
+//! The [`announce`] pool runs the client's blocking network jobs (tracker announces, webseed
+//! GETs) on `announce-N` threads.
+//!
 //! [`Net::start`] spawns the loop and the disk threads; [`Net::notify`] tells it about files
 //! stored and deleted and about leechers the tracker saw; [`Net::stop`] closes everything.
 
+pub mod announce;
 pub mod choker;
 pub mod dialer;
 pub mod disk;

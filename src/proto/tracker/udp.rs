@@ -235,6 +235,41 @@ pub fn url_data(options: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A `udp://host:port/path?query` tracker URL split into host, port and the path with its
+/// query (the BEP-41 URLData), or `None` when it is not one. IPv6 hosts are bracketed.
+pub fn split_url(url: &str) -> Option<(&str, u16, &str)> {
+    let rest = url
+        .get(..6)
+        .filter(|s| s.eq_ignore_ascii_case("udp://"))
+        .map(|_| &url[6..])?;
+    let at = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(at);
+    let (host, port) = authority.rsplit_once(':')?;
+    let host = match host.strip_prefix('[') {
+        Some(h) => h.strip_suffix(']')?,
+        None if host.contains(':') => return None,
+        None => host,
+    };
+    let port: u16 = port.parse().ok().filter(|&p| p != 0)?;
+    (!host.is_empty()).then_some((host, port, path))
+}
+
+/// The BEP-41 options carrying `url_data` (split into 255-byte URLData options, at most
+/// 1024 bytes of it), then the end-of-options marker; empty for empty `url_data`.
+pub fn url_data_options(url_data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    if url_data.is_empty() {
+        return out;
+    }
+    for chunk in url_data[..url_data.len().min(1024)].chunks(255) {
+        out.push(2);
+        out.push(chunk.len() as u8);
+        out.extend_from_slice(chunk);
+    }
+    out.push(0);
+    out
+}
+
 /// Seeders, completed downloads and leechers of one torrent, as scrape reports them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ScrapeStats {
@@ -498,6 +533,31 @@ mod tests {
         p[11] = 1;
         p[83] = 4;
         assert_eq!(Request::parse(&p).unwrap_err().reason, "unknown event");
+    }
+
+    #[test]
+    fn client_urls_and_options() {
+        assert_eq!(
+            split_url("udp://t.example:6969/announce?k=1"),
+            Some(("t.example", 6969, "/announce?k=1"))
+        );
+        assert_eq!(split_url("UDP://[::1]:80"), Some(("::1", 80, "")));
+        assert_eq!(split_url("udp://h:1?x"), Some(("h", 1, "?x")));
+        for bad in [
+            "udp://h",
+            "udp://h:0/",
+            "udp://:5/",
+            "udp://::1:5",
+            "http://h:1/",
+            "udp",
+        ] {
+            assert_eq!(split_url(bad), None, "{bad}");
+        }
+        let long = vec![b'a'; 300];
+        let opts = url_data_options(&long);
+        assert_eq!(url_data(&opts), long);
+        assert_eq!(opts.len(), 300 + 5);
+        assert!(url_data_options(b"").is_empty());
     }
 
     #[test]
