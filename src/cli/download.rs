@@ -163,6 +163,9 @@ pub fn run(args: Args) -> Result<(), CliError> {
         have,
         priorities,
         peers,
+        trackers: tiers(&meta),
+        webseeds: meta.url_list.clone(),
+        info: Some(Arc::new(meta.info.clone())),
         max_peers: args.max_peers,
         limits: Limits::default(),
         status: Arc::clone(&status),
@@ -206,6 +209,15 @@ pub fn run(args: Args) -> Result<(), CliError> {
         print_out(&format!("{summary}\n"))?;
     }
     outcome
+}
+
+/// The torrent's tracker tiers: `announce-list`, or the one `announce`.
+fn tiers(meta: &Metainfo) -> Vec<Vec<String>> {
+    if meta.announce_list.is_empty() {
+        meta.announce.iter().map(|a| vec![a.clone()]).collect()
+    } else {
+        meta.announce_list.clone()
+    }
 }
 
 /// Reads the torrent named on the command line (a file or an http(s) URL).

@@ -32,6 +32,8 @@ const START_QUEUE: usize = 16;
 const MIN_QUEUE: usize = 4;
 /// Pieces a peer may be the only sender of and fail before it is banned.
 pub const SOLE_FAILURES: u32 = 2;
+/// Blocks in flight to a webseed at least (1 MiB: one GET is worth its round trip).
+const WEB_MIN_QUEUE: usize = 64;
 /// Gone peers remembered for smart ban (their address, to ban later).
 const GONE_KEPT: usize = 4096;
 
@@ -108,6 +110,8 @@ struct Peer {
     snubbed: bool,
     unrequested: u32,
     sole_failures: u32,
+    /// A webseed: never banned, asked for whole pieces, at least [`WEB_MIN_QUEUE`] blocks.
+    web: bool,
 }
 
 pub struct Download {
@@ -201,13 +205,17 @@ impl Download {
         &self.banned_addrs
     }
 
+    /// Connected peers (webseeds not counted).
     pub fn peer_count(&self) -> usize {
-        self.peers.len()
+        self.peers.values().filter(|p| !p.web).count()
     }
 
     /// Connected peers that have every piece.
     pub fn seed_count(&self) -> usize {
-        self.peers.values().filter(|p| p.bits.is_full()).count()
+        self.peers
+            .values()
+            .filter(|p| !p.web && p.bits.is_full())
+            .count()
     }
 
     /// Actions decided since the last call.
@@ -234,9 +242,27 @@ impl Download {
                 snubbed: false,
                 unrequested: 0,
                 sole_failures: 0,
+                web: false,
             },
         );
         id
+    }
+
+    /// A webseed joins: it has every piece and does not choke until it fails.
+    pub fn webseed_added(&mut self, now_ms: u64) -> PeerId {
+        let id = self.peer_added(SocketAddr::from(([0, 0, 0, 0], 0)), now_ms);
+        let n = self.layout.piece_count;
+        if let Some(p) = self.peers.get_mut(&id) {
+            p.web = true;
+        }
+        self.peer_bitfield(id, Bitfield::full(n));
+        self.unchoked(id, now_ms);
+        id
+    }
+
+    /// The pieces a peer has, as it told us.
+    pub fn peer_pieces(&self, peer: PeerId) -> Option<Bitfield> {
+        self.peers.get(&peer).map(|p| p.bits.clone())
     }
 
     /// The peer's extension handshake named its request queue size (`reqq`).
@@ -516,6 +542,10 @@ impl Download {
         let Some(addr) = addr else {
             return;
         };
+        if self.peers.get(&peer).is_some_and(|p| p.web) {
+            log::warn!("webseed: {why}");
+            return;
+        }
         if self.banned.insert(addr.ip()) {
             log::info!("peer {addr}: banned: {why}");
             self.banned_addrs.push(addr);
@@ -575,13 +605,19 @@ impl Download {
         } else {
             ((p.rate * QUEUE_SECS) / u64::from(BLOCK)) as usize
         }
-        .max(if p.snubbed { 1 } else { MIN_QUEUE })
+        .max(if p.snubbed {
+            1
+        } else if p.web {
+            WEB_MIN_QUEUE
+        } else {
+            MIN_QUEUE
+        })
         .min(p.reqq)
         .min(self.limits.max_requests);
         if p.asked.len() >= target {
             return;
         }
-        let whole = p.rate >= u64::from(self.layout.piece_length);
+        let whole = p.web || p.rate >= u64::from(self.layout.piece_length);
         let picked = self
             .picker
             .pick(peer, &p.bits, target - p.asked.len(), whole);

@@ -21,6 +21,11 @@ pub struct DownloadSpec {
     pub priorities: Vec<u8>,
     /// Addresses to try first (`--peer`, the magnet's `x.pe`).
     pub peers: Vec<SocketAddr>,
+    /// Tracker tiers (BEP-12) and webseed URLs (BEP-19).
+    pub trackers: Vec<Vec<String>>,
+    pub webseeds: Vec<String>,
+    /// The parsed info dict (webseed requests need the file list).
+    pub info: Option<Arc<crate::proto::bt::metainfo::Info>>,
     pub max_peers: usize,
     pub limits: Limits,
     pub status: Arc<DownloadStatus>,

@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 mod housekeeping;
 mod leech;
+mod sources;
 mod swarm;
 
 pub const LISTENER: Token = Token(0);
@@ -146,6 +147,10 @@ pub struct Loop {
     /// Verified pieces waiting for room in the disk queue (bounded by the engines' memory
     /// budgets: a piece here is still in progress for its engine).
     write_backlog: std::collections::VecDeque<Job>,
+    /// Tracker announces and webseed GETs (started with the first download).
+    announce: Option<crate::net::announce::AnnouncePool>,
+    announce_tx: Sender<crate::net::announce::Done>,
+    announce_rx: Receiver<crate::net::announce::Done>,
     stop: bool,
 }
 
@@ -179,6 +184,7 @@ impl Loop {
         stats: Arc<NetStats>,
         peer_id: [u8; 20],
     ) -> io::Result<Loop> {
+        let (announce_tx, announce_rx) = crossbeam_channel::bounded(1024);
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let port = listener.local_addr()?.port();
@@ -224,6 +230,9 @@ impl Loop {
             req2: HashMap::new(),
             downloads: HashMap::new(),
             write_backlog: std::collections::VecDeque::new(),
+            announce: None,
+            announce_tx,
+            announce_rx,
             stop: false,
         })
     }
@@ -269,10 +278,12 @@ impl Loop {
             }
             self.commands();
             self.disk_results();
+            self.announce_results();
             if Instant::now() >= self.next_tick {
                 self.tick();
             }
         }
+        self.announce_stopped();
         let slots: Vec<usize> = (0..self.conns.len()).collect();
         for slot in slots {
             self.close(slot, "shutting down", false);
@@ -613,7 +624,16 @@ impl Loop {
                         }
                     }
                 }
-                Event::Pex(p) => log::trace!("peer {slot}: pex with {} peers", p.added.len()),
+                Event::Pex(p) => {
+                    log::trace!("peer {slot}: pex with {} peers", p.added.len());
+                    let ih = self.conns[slot]
+                        .as_ref()
+                        .and_then(|c| c.torrent.as_ref())
+                        .map(|t| t.shape.info_hash);
+                    if let Some(ih) = ih.filter(|ih| self.downloads.contains_key(ih)) {
+                        self.add_peers(ih, &p.added, crate::engine::peers::Source::Pex);
+                    }
+                }
                 Event::MetadataServed => {
                     let c = self.conns[slot].as_ref().expect("checked");
                     if let Some(t) = &c.torrent {

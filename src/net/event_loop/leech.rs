@@ -29,6 +29,10 @@ pub(super) struct Dl {
     pub(super) complete: bool,
     /// Uploaded bytes when the download was added (the entry counts from earlier).
     pub(super) uploaded_base: u64,
+    pub(super) trackers: crate::engine::trackers::Trackers,
+    pub(super) webseeds: Vec<super::sources::WebSeed>,
+    pub(super) info: Option<Arc<crate::proto::bt::metainfo::Info>>,
+    pub(super) next_web_id: u64,
 }
 
 impl Loop {
@@ -53,11 +57,25 @@ impl Loop {
         for a in spec.peers {
             peers.add(a, Source::User);
         }
+        let now = now_ms(self.epoch);
+        let webseeds: Vec<super::sources::WebSeed> = spec
+            .webseeds
+            .iter()
+            .filter(|_| spec.info.is_some())
+            .map(|url| super::sources::WebSeed {
+                url: url.clone(),
+                id: engine.webseed_added(now),
+                queue: Vec::new(),
+                jobs: HashMap::new(),
+                retry_at_ms: 0,
+                choked: false,
+                failures: 0,
+            })
+            .collect();
         let complete = engine.is_done();
         spec.status.complete.store(complete, Ordering::Release);
         spec.status.left.store(engine.left(), Ordering::Relaxed);
         *spec.status.have.lock() = engine.have().as_wire().to_vec();
-        let _ = engine.take_actions();
         self.req2.insert(mse::req2_hash(&ih), ih);
         let e = self.torrents.entry(ih).or_insert_with(|| Entry {
             torrent: Arc::clone(&t),
@@ -86,8 +104,17 @@ impl Loop {
                 max_peers: spec.max_peers.max(1),
                 complete,
                 uploaded_base,
+                trackers: crate::engine::trackers::Trackers::new(
+                    spec.trackers,
+                    super::super::random_u64(),
+                ),
+                webseeds,
+                info: spec.info,
+                next_web_id: 0,
             },
         );
+        self.download_actions(ih);
+        self.announce_due();
         self.dial_downloads();
     }
 
@@ -217,6 +244,7 @@ impl Loop {
                 self.download_action(ih, a, &mut touched);
             }
         }
+        self.web_send(ih);
         for slot in touched {
             self.flush(slot);
         }
@@ -241,6 +269,8 @@ impl Loop {
                     let c = self.conns[slot].as_mut().expect("by key");
                     c.wire.request(r);
                     touched.insert(slot);
+                } else {
+                    self.web_request(ih, id, r);
                 }
             }
             Action::Cancel(id, r) => {
@@ -248,6 +278,8 @@ impl Loop {
                     let c = self.conns[slot].as_mut().expect("by key");
                     c.wire.cancel(r);
                     touched.insert(slot);
+                } else {
+                    self.web_cancel(ih, id, r);
                 }
             }
             Action::Close(id, why) => {
@@ -325,6 +357,7 @@ impl Loop {
             Action::Complete => {
                 if let Some(dl) = self.downloads.get_mut(&ih) {
                     dl.complete = true;
+                    dl.trackers.completed();
                     log::info!("download {}: complete", crate::proto::hex::encode(&ih));
                     self.update_status(ih);
                     if let Some(dl) = self.downloads.get(&ih) {
@@ -392,6 +425,8 @@ impl Loop {
             self.download_actions(ih);
             self.update_status(ih);
         }
+        self.web_tick();
+        self.announce_due();
         self.dial_downloads();
     }
 

@@ -1,0 +1,404 @@
+//! The `net` loop's network sources for downloads that are not peer connections: tracker
+//! announces and webseed GETs, both run on the `announce-N` pool ([`crate::net::announce`])
+//! and answered here. A webseed is a peer of the download engine that has every piece (less
+//! the files it answered 404 for) and is never choked but by a `503`: the blocks the engine
+//! asks of it are merged into contiguous ranges of at least [`MIN_WEB_BYTES`] where the
+//! engine has that much to ask, at most [`WEB_JOBS`] GETs in flight per seed.
+
+use super::leech::Dl;
+use super::*;
+use crate::engine::trackers::{AnnounceEvent, Outcome};
+use crate::engine::webseed::{self, Failure};
+use crate::engine::PeerId;
+use crate::net::announce::{self, AnnouncePool};
+use crate::proto::bt::peer_wire::BlockRef;
+use crate::proto::tracker::client::Announce;
+use crate::proto::tracker::http::Event as TrackerEvent;
+
+/// Concurrent GETs per webseed.
+pub(super) const WEB_JOBS: usize = 2;
+/// The smallest GET worth making when more is wanted.
+pub(super) const MIN_WEB_BYTES: u64 = 1 << 20;
+/// Failures after which a webseed is given up.
+const WEB_MAX_FAILURES: u32 = 8;
+/// Peers asked of a tracker.
+const NUMWANT: u32 = 80;
+/// Threads of the announce pool and its queue.
+const ANNOUNCE_THREADS: usize = 4;
+const ANNOUNCE_QUEUE: usize = 256;
+
+/// One webseed of a download.
+pub(super) struct WebSeed {
+    pub(super) url: String,
+    pub(super) id: PeerId,
+    /// Blocks the engine asked for, not yet in a GET.
+    pub(super) queue: Vec<BlockRef>,
+    /// GETs in flight: request id to the blocks it carries.
+    pub(super) jobs: HashMap<u64, Vec<BlockRef>>,
+    /// Busy (503) or failing: no GET before this time.
+    pub(super) retry_at_ms: u64,
+    pub(super) choked: bool,
+    pub(super) failures: u32,
+}
+
+/// The key naming a download in pool jobs: its info-hash's first 8 bytes.
+pub(super) fn key_of(ih: &[u8; 20]) -> u64 {
+    u64::from_be_bytes(ih[..8].try_into().expect("8 bytes"))
+}
+
+impl Loop {
+    /// The pool, started on first use.
+    fn pool(&mut self) -> Option<&AnnouncePool> {
+        if self.announce.is_none() {
+            match AnnouncePool::start(
+                ANNOUNCE_THREADS,
+                ANNOUNCE_QUEUE,
+                self.announce_tx.clone(),
+                Arc::clone(&self.ch.wake),
+            ) {
+                Ok(p) => self.announce = Some(p),
+                Err(e) => {
+                    log::error!("download: cannot start the announce threads: {e}");
+                    return None;
+                }
+            }
+        }
+        self.announce.as_ref()
+    }
+
+    fn ih_of_key(&self, key: u64) -> Option<[u8; 20]> {
+        self.downloads.keys().find(|ih| key_of(ih) == key).copied()
+    }
+
+    /// Starts the announces that are due, for every download.
+    pub(super) fn announce_due(&mut self) {
+        let now = now_ms(self.epoch);
+        let port = self.listener.local_addr().map_or(0, |a| a.port());
+        let peer_id = self.settings.peer_id;
+        let mut jobs = Vec::new();
+        for (ih, dl) in self.downloads.iter_mut() {
+            let uploaded = self.torrents.get(ih).map_or(0, |e| e.uploaded);
+            for due in dl.trackers.due(now) {
+                jobs.push(announce::Job::Tracker {
+                    key: key_of(ih),
+                    url: due.url,
+                    announce: Announce {
+                        info_hash: *ih,
+                        peer_id,
+                        port,
+                        uploaded: uploaded.saturating_sub(dl.uploaded_base),
+                        downloaded: dl.engine.counters().downloaded,
+                        left: dl.engine.left(),
+                        event: match due.event {
+                            AnnounceEvent::Started => TrackerEvent::Started,
+                            AnnounceEvent::Regular => TrackerEvent::None,
+                            AnnounceEvent::Completed => TrackerEvent::Completed,
+                            AnnounceEvent::Stopped => TrackerEvent::Stopped,
+                        },
+                        numwant: NUMWANT,
+                        key: key_of(ih) as u32,
+                        tracker_id: None,
+                    },
+                });
+            }
+        }
+        self.submit_all(jobs);
+    }
+
+    fn submit_all(&mut self, jobs: Vec<announce::Job>) {
+        if jobs.is_empty() {
+            return;
+        }
+        let Some(pool) = self.pool() else {
+            return;
+        };
+        let mut refused = Vec::new();
+        for job in jobs {
+            if let Err(job) = pool.submit(job) {
+                refused.push(job);
+            }
+        }
+        for job in refused {
+            match job {
+                announce::Job::Tracker { key, url, .. } => {
+                    let now = now_ms(self.epoch);
+                    if let Some(dl) = self
+                        .ih_of_key(key)
+                        .and_then(|ih| self.downloads.get_mut(&ih))
+                    {
+                        dl.trackers
+                            .done(&url, Err("announce queue full".into()), now);
+                    }
+                }
+                announce::Job::Webseed { key, request } => {
+                    self.web_done(key, request.id, Err(Failure::Retry(1)));
+                }
+            }
+        }
+    }
+
+    /// Results from the pool.
+    pub(super) fn announce_results(&mut self) {
+        while let Ok(done) = self.announce_rx.try_recv() {
+            match done {
+                announce::Done::Tracker { key, url, result } => {
+                    let Some(ih) = self.ih_of_key(key) else {
+                        continue;
+                    };
+                    let now = now_ms(self.epoch);
+                    let peers = match &result {
+                        Ok(a) => a.peers.clone(),
+                        Err(_) => Vec::new(),
+                    };
+                    if let Some(dl) = self.downloads.get_mut(&ih) {
+                        match &result {
+                            Ok(a) => log::debug!("tracker {url}: {} peers", a.peers.len()),
+                            Err(e) => log::info!("tracker {url}: {e}"),
+                        }
+                        let outcome = result.map(|a| Outcome {
+                            interval_secs: a.interval,
+                            min_interval_secs: a.min_interval,
+                            peers: a.peers.len(),
+                        });
+                        dl.trackers.done(&url, outcome, now);
+                    }
+                    self.add_peers(ih, &peers, crate::engine::peers::Source::Tracker);
+                    self.dial_downloads();
+                }
+                announce::Done::Webseed { key, id, result } => self.web_done(key, id, result),
+            }
+        }
+    }
+
+    /// Tells every tracker we stop, waiting a little for the answers (bounded).
+    pub(super) fn announce_stopped(&mut self) {
+        let port = self.listener.local_addr().map_or(0, |a| a.port());
+        let mut jobs = Vec::new();
+        for (ih, dl) in self.downloads.iter_mut() {
+            for url in dl.trackers.stopping() {
+                jobs.push(announce::Job::Tracker {
+                    key: key_of(ih),
+                    url,
+                    announce: Announce {
+                        info_hash: *ih,
+                        peer_id: self.settings.peer_id,
+                        port,
+                        uploaded: 0,
+                        downloaded: dl.engine.counters().downloaded,
+                        left: dl.engine.left(),
+                        event: TrackerEvent::Stopped,
+                        numwant: 0,
+                        key: key_of(ih) as u32,
+                        tracker_id: None,
+                    },
+                });
+            }
+        }
+        let n = jobs.len();
+        if n == 0 {
+            return;
+        }
+        self.submit_all(jobs);
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let mut got = 0;
+        while got < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            if let Ok(announce::Done::Tracker { .. }) = self.announce_rx.recv_timeout(left) {
+                got += 1;
+            }
+        }
+        if let Some(p) = self.announce.take() {
+            p.stop();
+        }
+    }
+
+    /// Engine requests to a webseed peer: queued, then sent as GETs.
+    pub(super) fn web_request(&mut self, ih: [u8; 20], id: PeerId, r: BlockRef) -> bool {
+        let Some(dl) = self.downloads.get_mut(&ih) else {
+            return false;
+        };
+        let Some(w) = dl.webseeds.iter_mut().find(|w| w.id == id) else {
+            return false;
+        };
+        w.queue.push(r);
+        true
+    }
+
+    pub(super) fn web_cancel(&mut self, ih: [u8; 20], id: PeerId, r: BlockRef) -> bool {
+        let Some(dl) = self.downloads.get_mut(&ih) else {
+            return false;
+        };
+        let Some(w) = dl.webseeds.iter_mut().find(|w| w.id == id) else {
+            return false;
+        };
+        w.queue.retain(|q| *q != r);
+        true
+    }
+
+    /// Turns queued webseed blocks into GETs (contiguous runs, in torrent order).
+    pub(super) fn web_send(&mut self, ih: [u8; 20]) {
+        let now = now_ms(self.epoch);
+        let Some(dl) = self.downloads.get_mut(&ih) else {
+            return;
+        };
+        let Some(info) = dl.info.clone() else {
+            return;
+        };
+        let key = key_of(&ih);
+        let plen = dl.torrent.shape.piece_length;
+        let mut jobs = Vec::new();
+        for w in dl.webseeds.iter_mut() {
+            if w.choked || w.retry_at_ms > now || w.queue.is_empty() {
+                continue;
+            }
+            w.queue
+                .sort_by_key(|r| u64::from(r.index) * plen + u64::from(r.begin));
+            w.queue.dedup();
+            while w.jobs.len() < WEB_JOBS && !w.queue.is_empty() {
+                // One run of contiguous blocks; the rest wait for the next GET.
+                let mut run = vec![w.queue[0]];
+                let mut end = offset(&w.queue[0], plen) + u64::from(w.queue[0].length);
+                let share = if w.jobs.is_empty() && WEB_JOBS > 1 {
+                    w.queue
+                        .len()
+                        .div_ceil(2)
+                        .max((MIN_WEB_BYTES / u64::from(crate::engine::BLOCK)) as usize)
+                } else {
+                    w.queue.len()
+                };
+                for r in &w.queue[1..] {
+                    if run.len() >= share || offset(r, plen) != end {
+                        break;
+                    }
+                    end += u64::from(r.length);
+                    run.push(*r);
+                }
+                w.queue.drain(..run.len());
+                let start = offset(&run[0], plen);
+                dl.next_web_id += 1;
+                let rid = dl.next_web_id;
+                match webseed::plan(&info, &w.url, rid, start..end) {
+                    Ok(request) => {
+                        w.jobs.insert(rid, run);
+                        jobs.push(announce::Job::Webseed { key, request });
+                    }
+                    Err(e) => {
+                        log::warn!("webseed {}: {e}", w.url);
+                        w.failures = WEB_MAX_FAILURES;
+                    }
+                }
+            }
+        }
+        self.submit_all(jobs);
+    }
+
+    fn web_done(&mut self, key: u64, rid: u64, result: Result<Vec<u8>, Failure>) {
+        let Some(ih) = self.ih_of_key(key) else {
+            return;
+        };
+        let now = now_ms(self.epoch);
+        let Some(dl) = self.downloads.get_mut(&ih) else {
+            return;
+        };
+        let plen = dl.torrent.shape.piece_length;
+        let Some(w) = dl.webseeds.iter_mut().find(|w| w.jobs.contains_key(&rid)) else {
+            return;
+        };
+        let blocks = w.jobs.remove(&rid).unwrap_or_default();
+        let id = w.id;
+        match result {
+            Ok(bytes) => {
+                w.failures = 0;
+                let start = blocks.first().map_or(0, |r| offset(r, plen));
+                for r in &blocks {
+                    let at = (offset(r, plen) - start) as usize;
+                    if let Some(data) = bytes.get(at..at + r.length as usize) {
+                        dl.engine.block(id, *r, data, now);
+                    }
+                }
+            }
+            Err(f) => {
+                log::info!("webseed {}: {f}", w.url);
+                w.failures += 1;
+                let wait = match &f {
+                    Failure::Retry(s) => s.saturating_mul(1000),
+                    _ => 5_000u64 << w.failures.min(6),
+                };
+                w.retry_at_ms = now + wait;
+                w.choked = true;
+                let mut dropped = blocks;
+                dropped.append(&mut w.queue);
+                let give_up = w.failures >= WEB_MAX_FAILURES;
+                dl.engine.choked(id, &dropped);
+                if let Failure::Missing(file) = f {
+                    web_file_missing(dl, id, file);
+                }
+                if give_up {
+                    log::warn!("webseed {}: giving up", w_url(dl, id));
+                    dl.webseeds.retain(|w| w.id != id);
+                    dl.engine.peer_gone(id);
+                }
+            }
+        }
+        self.download_actions(ih);
+    }
+
+    /// Unchokes webseeds whose wait is over.
+    pub(super) fn web_tick(&mut self) {
+        let now = now_ms(self.epoch);
+        let ihs: Vec<[u8; 20]> = self.downloads.keys().copied().collect();
+        for ih in ihs {
+            let Some(dl) = self.downloads.get_mut(&ih) else {
+                continue;
+            };
+            let ready: Vec<PeerId> = dl
+                .webseeds
+                .iter_mut()
+                .filter(|w| w.choked && w.retry_at_ms <= now)
+                .map(|w| {
+                    w.choked = false;
+                    w.id
+                })
+                .collect();
+            for id in ready {
+                dl.engine.unchoked(id, now);
+            }
+            self.download_actions(ih);
+        }
+    }
+}
+
+fn w_url(dl: &Dl, id: PeerId) -> String {
+    dl.webseeds
+        .iter()
+        .find(|w| w.id == id)
+        .map_or_else(String::new, |w| w.url.clone())
+}
+
+/// A webseed lacks a file: the pieces that touch it are no longer asked of it.
+fn web_file_missing(dl: &mut Dl, id: PeerId, file: usize) {
+    let Some(info) = dl.info.clone() else {
+        return;
+    };
+    let Some(f) = info.files.get(file) else {
+        return;
+    };
+    let plen = info.piece_length.max(1);
+    let first = (f.offset / plen) as u32;
+    let last = ((f.offset + f.length.max(1) - 1) / plen) as u32;
+    let mut bits = dl
+        .engine
+        .peer_pieces(id)
+        .unwrap_or_else(|| crate::engine::bitfield::Bitfield::full(dl.torrent.shape.pieces));
+    for p in first..=last.min(dl.torrent.shape.pieces.saturating_sub(1)) {
+        bits.clear(p);
+    }
+    dl.engine.peer_bitfield(id, bits);
+}
+
+fn offset(r: &BlockRef, piece_length: u64) -> u64 {
+    u64::from(r.index) * piece_length + u64::from(r.begin)
+}
