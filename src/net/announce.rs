@@ -163,6 +163,7 @@ impl AnnouncePool {
     }
 
     /// Queues a job; hands it back when the queue is full (or the pool has stopped).
+    #[allow(clippy::result_large_err)] // the job itself comes back, by design
     pub fn submit(&self, job: Job) -> Result<(), Job> {
         self.jobs.try_send(job).map_err(|e| e.into_inner())
     }
