@@ -1,12 +1,16 @@
 //! Message Stream Encryption (the obfuscated handshake libtorrent, qBittorrent and Transmission
 //! try first): 768-bit Diffie-Hellman, RC4 streams keyed from the shared secret and the
-//! info-hash, and the receiving side's handshake as a sans-IO state machine.
+//! info-hash, and both sides' handshakes as sans-IO state machines: [`Receiver`] (we were
+//! dialed) here, [`Initiator`] (we dial) in `mse/initiator.rs`.
 //!
 //! The receiver selects plaintext for the payload whenever the peer offers it (the handshake
 //! is still obfuscated), RC4 otherwise. Randomness (our private key, padding) comes from the
 //! caller, so everything here is deterministic and testable.
 
 use sha1::{Digest, Sha1};
+
+mod initiator;
+pub use initiator::{Initiator, SYNC_LIMIT};
 
 const LIMBS: usize = 12;
 type Limbs = [u64; LIMBS];
