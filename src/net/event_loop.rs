@@ -44,6 +44,8 @@ const SEED_TURN: Duration = Duration::from_secs(30);
 const PEX_EVERY: Duration = Duration::from_secs(60);
 const KEEPALIVE_EVERY: Duration = Duration::from_secs(60);
 const DIAL_EVERY: Duration = Duration::from_secs(30);
+/// How long after a leecher's announce we dial it (it may be connecting to us meanwhile).
+const FRESH_LEECHER_DELAY: Duration = Duration::from_secs(3);
 /// Torrents kept looked up with no connection, for peers that come back.
 const IDLE_TORRENTS: usize = 64;
 const CLIENT: &str = concat!("torrent-gateway/", env!("CARGO_PKG_VERSION"));
@@ -91,6 +93,8 @@ enum Mse {
     /// what arrived so far.
     Undecided(Vec<u8>),
     Running(Box<mse::Receiver>),
+    /// We dialed with the obfuscated handshake (a peer that refused plaintext).
+    Initiating(Box<mse::Initiator>),
     /// Handshake done or never used; `Some` decrypts what the peer sends (RC4 chosen).
     Off(Option<Box<Rc4>>),
 }
@@ -151,6 +155,8 @@ pub struct Loop {
     announce: Option<crate::net::announce::AnnouncePool>,
     announce_tx: Sender<crate::net::announce::Done>,
     announce_rx: Receiver<crate::net::announce::Done>,
+    /// Peers to dial with MSE next time (they closed a plaintext attempt).
+    encrypt_to: HashSet<SocketAddr>,
     stop: bool,
 }
 
@@ -233,6 +239,7 @@ impl Loop {
             announce: None,
             announce_tx,
             announce_rx,
+            encrypt_to: HashSet::new(),
             stop: false,
         })
     }
@@ -445,6 +452,7 @@ impl Loop {
         if self.accept_paused {
             self.accept();
         }
+        self.maybe_encrypt_next(&c);
     }
 
     fn on_readable(&mut self, slot: usize) {
@@ -490,6 +498,29 @@ impl Loop {
                             None => &mut scratch[..n],
                         };
                         match &mut c.mse {
+                            Mse::Initiating(init) => {
+                                let mut reply = Vec::new();
+                                let step = init.receive(data, &mut reply);
+                                c.out.push_bytes(reply);
+                                match step {
+                                    Ok(None) => {}
+                                    Ok(Some(done)) => {
+                                        let recv = match done.crypto {
+                                            mse::Crypto::Plain => None,
+                                            mse::Crypto::Rc4 { send, recv } => {
+                                                c.out.encrypt_with(send);
+                                                Some(recv)
+                                            }
+                                        };
+                                        c.mse = Mse::Off(recv);
+                                        c.wire.receive(&done.payload, now, &mut events);
+                                    }
+                                    Err(e) => {
+                                        ended = Some(e.to_string());
+                                        break;
+                                    }
+                                }
+                            }
                             Mse::Running(rx) => {
                                 // Built on the first MSE handshake, then kept in step by the
                                 // Added/Removed commands; rebuilt if one was dropped.

@@ -19,9 +19,9 @@ impl Loop {
                     self.next_dial = self.next_dial.min(Instant::now() + TICK);
                 }
                 Ok(Command::Leecher) => {
-                    self.next_dial = self
-                        .next_dial
-                        .min(Instant::now() + Duration::from_millis(200));
+                    // A fresh leecher usually connects to us within a second or two of its
+                    // announce: dialing it at once races that connection.
+                    self.next_dial = self.next_dial.min(Instant::now() + FRESH_LEECHER_DELAY);
                     self.next_tick = self.next_tick.min(self.next_dial);
                 }
                 Ok(Command::Removed { info_hash, sha256 }) => self.removed(info_hash, sha256),

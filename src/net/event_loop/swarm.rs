@@ -234,11 +234,10 @@ impl Loop {
                 || pid == self.settings.peer_id
                 || self.peers.contains(&(ih, pid))
                 || self.dialing.contains(&addr)
-                || self
-                    .conns
-                    .iter()
-                    .flatten()
-                    .any(|c| !c.outgoing && c.listen == Some(addr))
+                || self.conns.iter().flatten().any(|c| {
+                    !c.outgoing
+                        && (c.listen == Some(addr) || (c.half_open && c.addr.ip() == addr.ip()))
+                })
                 || !self.backoff.ready(&addr, now)
                 || self.per_ip.get(&addr.ip()).copied().unwrap_or(0)
                     >= self.config.max_connections_per_ip
@@ -283,10 +282,52 @@ impl Loop {
         if let Some(bits) = self.ours_for(&t.shape.info_hash) {
             wire.set_ours(bits);
         }
+        let encrypt = self.encrypt_to.contains(&addr);
         if let Some(slot) = self.insert(sock, addr, wire, true, Some(Arc::clone(&t))) {
-            // The handshake waits in the output until the connection completes.
+            // The handshake waits in the output until the connection completes; with MSE it
+            // travels inside the obfuscated handshake (as IA).
             let c = self.conns[slot].as_mut().expect("inserted");
-            c.out.push_bytes(c.wire.take_output());
+            let handshake = c.wire.take_output();
+            if encrypt {
+                let mut init = mse::Initiator::new(
+                    random_bytes(),
+                    t.shape.info_hash,
+                    random_pad(),
+                    mse::CRYPTO_RC4 | mse::CRYPTO_PLAIN,
+                    handshake,
+                );
+                c.out.push_bytes(init.start());
+                c.mse = Mse::Initiating(Box::new(init));
+            } else {
+                c.out.push_bytes(handshake);
+            }
+        }
+    }
+
+    /// An outgoing connection to a download's peer that the peer closed before its
+    /// handshake may have refused plaintext: the next attempt uses MSE (and one that failed
+    /// with MSE goes back to plaintext). Retried at once.
+    pub(super) fn maybe_encrypt_next(&mut self, c: &Conn) {
+        if !c.outgoing || c.connecting || !c.half_open {
+            return;
+        }
+        let Some(t) = c.torrent.clone() else {
+            return;
+        };
+        if !self.downloads.contains_key(&t.shape.info_hash) {
+            return;
+        }
+        if matches!(c.mse, Mse::Initiating(_)) || self.encrypt_to.contains(&c.addr) {
+            self.encrypt_to.remove(&c.addr);
+            return;
+        }
+        if self.encrypt_to.len() >= 4096 {
+            self.encrypt_to.clear();
+        }
+        self.encrypt_to.insert(c.addr);
+        log::debug!("peer {}: closed before its handshake; trying MSE", c.addr);
+        if !self.stop {
+            self.dial(t, c.addr);
         }
     }
 }
