@@ -15,6 +15,8 @@ pub struct TorrentStats {
     pub uploaded: u64,
     pub blocks: u64,
     pub metadata_pieces: u64,
+    /// Set for a torrent being downloaded: payload bytes fetched and bytes still missing.
+    pub download: Option<(u64, u64)>,
 }
 
 #[derive(Default)]
@@ -64,6 +66,9 @@ impl NetStats {
                     "uploaded_bytes": t.uploaded,
                     "blocks_served": t.blocks,
                     "metadata_pieces_served": t.metadata_pieces,
+                    "downloading": t.download.is_some_and(|d| d.1 > 0),
+                    "downloaded_bytes": t.download.map(|d| d.0),
+                    "left_bytes": t.download.map(|d| d.1),
                 })
             })
             .collect();

@@ -163,6 +163,10 @@ impl Loop {
                     uploaded: e.uploaded,
                     blocks: e.blocks,
                     metadata_pieces: e.metadata_pieces,
+                    download: self
+                        .downloads
+                        .get(ih)
+                        .map(|d| (d.engine.counters().downloaded, d.engine.left())),
                 }
             })
             .collect();
