@@ -212,12 +212,14 @@ pub fn nginx(root: &Path, probe: &str) -> Seeder {
     let root_user = unsafe { libc::geteuid() } == 0;
     // As root the workers would drop to `nobody`, who cannot read a 0700 temp dir.
     let user = if root_user { "user root;" } else { "" };
+    // One process (no master and workers): killing it on drop leaves no orphaned worker
+    // behind holding our inherited file descriptors.
     let conf = state.path().join("nginx.conf");
     let s = state.path().display();
     std::fs::write(
         &conf,
         format!(
-            "{user}\ndaemon off;\nworker_processes 1;\npid {s}/nginx.pid;\n\
+            "{user}\ndaemon off;\nmaster_process off;\npid {s}/nginx.pid;\n\
              error_log {s}/error.log;\nevents {{ worker_connections 256; }}\n\
              http {{\n  access_log off;\n  sendfile on;\n  tcp_nopush on;\n\
              keepalive_requests 100000;\n\
