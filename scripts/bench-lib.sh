@@ -64,3 +64,73 @@ for _ in range(100):
 sys.exit("UDP tracker on port %s did not answer" % sys.argv[1])
 PY
 }
+
+# Starts nginx (sendfile, keep-alive) serving directory $1 on a free port; sets NGINX_PID
+# and NGINX_URL (ends with /). Its workers drop to an unprivileged user when started as
+# root: the directory and its parents must be world-readable (chmod a+rx).
+start_nginx() {
+  local root=$1 nport
+  command -v nginx >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null; }
+  nport=$(free_port)
+  mkdir -p "$WORK/nginx/tmp"
+  cat >"$WORK/nginx/nginx.conf" <<CONF
+daemon off;
+worker_processes 1;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log;
+events { worker_connections 256; }
+http {
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  keepalive_requests 100000;
+  client_body_temp_path $WORK/nginx/tmp;
+  proxy_temp_path $WORK/nginx/tmp;
+  fastcgi_temp_path $WORK/nginx/tmp;
+  uwsgi_temp_path $WORK/nginx/tmp;
+  scgi_temp_path $WORK/nginx/tmp;
+  server { listen 127.0.0.1:$nport; root $root; }
+}
+CONF
+  nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" &
+  NGINX_PID=$!
+  NGINX_URL="http://127.0.0.1:$nport/"
+  for _ in $(seq 100); do
+    curl -s -o /dev/null "$NGINX_URL" && return 0
+    sleep 0.05
+  done
+  echo "nginx did not start: $(cat "$WORK/nginx/error.log")" >&2
+  return 1
+}
+
+# `measure NAME CMD...`: runs CMD (stdin closed), sampling its anonymous RSS every 10 ms;
+# appends "NAME WALL_SECS CPU_SECS PEAK_ANON_KB" to $WORK/measured and fails when CMD does.
+measure() {
+  local name=$1
+  shift
+  /usr/bin/python3 - "$name" "$WORK/measured" "$@" <<'PY'
+import os, subprocess, sys, time
+name, out, cmd = sys.argv[1], sys.argv[2], sys.argv[3:]
+t = time.perf_counter()
+p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
+peak = 0
+while True:
+    pid, status, ru = os.wait4(p.pid, os.WNOHANG)
+    if pid:
+        break
+    try:
+        with open(f"/proc/{p.pid}/status") as f:
+            for line in f:
+                if line.startswith("RssAnon:"):
+                    peak = max(peak, int(line.split()[1]))
+    except OSError:
+        pass
+    time.sleep(0.01)
+wall = time.perf_counter() - t
+code = os.waitstatus_to_exitcode(status)
+if code != 0:
+    sys.exit(f"{name}: {cmd[0]} exited with {code}")
+with open(out, "a") as f:
+    f.write(f"{name} {wall:.3f} {ru.ru_utime + ru.ru_stime:.3f} {peak}\n")
+PY
+}

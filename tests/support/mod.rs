@@ -3,9 +3,12 @@
 
 #![allow(dead_code)]
 
+pub mod bad_seed;
+pub mod client;
 pub mod nostr;
 pub mod peer;
 pub mod redis;
+pub mod seeders;
 pub mod server;
 pub mod tracker;
 

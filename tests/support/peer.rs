@@ -113,6 +113,14 @@ impl Peer {
             extended: 1 << 20,
         };
         loop {
+            // A bitfield of any length (the parser insists on the torrent's exact length).
+            if self.buf.len() >= 5 && self.buf[4] == peer_wire::id::BITFIELD {
+                let len = u32::from_be_bytes(self.buf[..4].try_into().unwrap()) as usize;
+                if len <= 1 << 20 && self.buf.len() >= 4 + len {
+                    self.buf.drain(..4 + len);
+                    return Some(Got::Bitfield(len - 1));
+                }
+            }
             if let Ok(Some((m, n))) = peer_wire::parse_frame(&self.buf, &lim) {
                 let got = match m {
                     Message::Unchoke => Got::Unchoke,
