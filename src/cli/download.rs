@@ -11,8 +11,10 @@ use crate::config::PeerConfig;
 use crate::engine::bitfield::Bitfield;
 use crate::engine::download::Limits;
 use crate::net::disk::Torrent;
-use crate::net::download::{DownloadSpec, DownloadStatus};
+use crate::net::download::{DownloadSpec, DownloadStatus, MagnetSpec};
+use crate::net::event_loop::magnet_tiers;
 use crate::net::{Deps, Net};
+use crate::proto::bt::magnet::Magnet;
 use crate::proto::bt::metainfo::{self, Metainfo};
 use crate::proto::bt::peer_conn::Shape;
 use crate::proto::hex;
@@ -68,8 +70,8 @@ const RESUME_EVERY: Duration = Duration::from_secs(10);
 
 pub fn run(args: Args) -> Result<(), CliError> {
     let started = Instant::now();
-    let meta = load_source(&args.source)?;
-    let peers = args
+    let source = load_source(&args.source)?;
+    let mut peers = args
         .peer
         .iter()
         .map(|p| {
@@ -80,6 +82,26 @@ pub fn run(args: Args) -> Result<(), CliError> {
     if args.max_peers == 0 {
         return Err(CliError::input("--max-peers must be at least 1"));
     }
+    if let Source::Magnet(m) = &source {
+        // x.pe: addresses only (a host name would need a lookup; trackers cover those).
+        peers.extend(m.peers.iter().filter_map(|p| p.parse::<SocketAddr>().ok()));
+    }
+    let interrupted = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let _ = signal_hook::flag::register(sig, Arc::clone(&interrupted));
+    }
+    let timeout = args.timeout.map(Duration::from_secs);
+    let net = start_net(&args)?;
+    let meta = match source {
+        Source::Torrent(m) => m,
+        Source::Magnet(m) => match fetch_metadata(&net, &m, &peers, &args, &interrupted, timeout) {
+            Ok(meta) => meta,
+            Err(e) => {
+                net.stop();
+                return Err(e);
+            }
+        },
+    };
     let wanted = match &args.files {
         Some(spec) => Some(
             layout::select(spec, &meta.info)
@@ -130,32 +152,6 @@ pub fn run(args: Args) -> Result<(), CliError> {
         .sum();
     status.left.store(left, Ordering::Relaxed);
     status.complete.store(left == 0, Ordering::Relaxed);
-    let listen: SocketAddr = SocketAddr::from(([0, 0, 0, 0], args.port));
-    let listener = Net::bind(listen)
-        .map_err(|e| CliError::failed(format!("binding the peer port {listen}: {e}")))?;
-    let config = PeerConfig {
-        max_outgoing: args.max_peers.max(8),
-        ..PeerConfig::default()
-    };
-    let net = Net::start(
-        listener,
-        config,
-        Deps {
-            db: None,
-            store: None,
-            hosted: Default::default(),
-            tracker: None,
-        },
-    )
-    .map_err(|e| CliError::failed(format!("starting the peer wire service: {e}")))?;
-    log::info!("listening on {}", net.addr);
-    eprintln!("listening on {}", net.addr);
-    if args.json {
-        print_out(&format!(
-            "{}\n",
-            json!({ "listening": net.addr.to_string() })
-        ))?;
-    }
     let have_before = have.count();
     net.add_download(DownloadSpec {
         torrent,
@@ -170,10 +166,6 @@ pub fn run(args: Args) -> Result<(), CliError> {
         limits: Limits::default(),
         status: Arc::clone(&status),
     });
-    let interrupted = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        let _ = signal_hook::flag::register(sig, Arc::clone(&interrupted));
-    }
     let watch = Watch {
         status: &status,
         files: &files,
@@ -184,7 +176,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
     };
     let outcome = watch.run(
         &interrupted,
-        args.timeout.map(Duration::from_secs),
+        timeout.map(|t| t.saturating_sub(started.elapsed())),
         args.seed,
     );
     net.stop();
@@ -220,21 +212,116 @@ fn tiers(meta: &Metainfo) -> Vec<Vec<String>> {
     }
 }
 
-/// Reads the torrent named on the command line (a file or an http(s) URL).
-fn load_source(source: &str) -> Result<Metainfo, CliError> {
+/// What the command line names.
+enum Source {
+    Torrent(Metainfo),
+    Magnet(Magnet),
+}
+
+/// Reads the torrent named on the command line (a file, an http(s) URL, a magnet link).
+fn load_source(source: &str) -> Result<Source, CliError> {
     if source.starts_with("magnet:") {
-        crate::proto::bt::magnet::parse(source)
+        let m = crate::proto::bt::magnet::parse(source)
             .map_err(|e| CliError::input(format!("bad magnet link: {e}")))?;
-        return Err(CliError::failed(
-            "magnet links need the metadata from peers, which this build cannot fetch yet",
-        ));
+        return Ok(Source::Magnet(m));
     }
     if source.starts_with("http://") || source.starts_with("https://") {
         let bytes = fetch_torrent(source)?;
         return metainfo::parse(&bytes)
+            .map(Source::Torrent)
             .map_err(|e| CliError::input(format!("bad torrent file at {source}: {e}")));
     }
-    super::load_torrent(source)
+    super::load_torrent(source).map(Source::Torrent)
+}
+
+/// Binds the peer port and starts the `net` loop (no catalog: downloads only).
+fn start_net(args: &Args) -> Result<Net, CliError> {
+    let listen: SocketAddr = SocketAddr::from(([0, 0, 0, 0], args.port));
+    let listener = Net::bind(listen)
+        .map_err(|e| CliError::failed(format!("binding the peer port {listen}: {e}")))?;
+    let config = PeerConfig {
+        max_outgoing: args.max_peers.max(8),
+        ..PeerConfig::default()
+    };
+    let net = Net::start(
+        listener,
+        config,
+        Deps {
+            db: None,
+            store: None,
+            hosted: Default::default(),
+            tracker: None,
+        },
+    )
+    .map_err(|e| CliError::failed(format!("starting the peer wire service: {e}")))?;
+    log::info!("listening on {}", net.addr);
+    eprintln!("listening on {}", net.addr);
+    if args.json {
+        print_out(&format!(
+            "{}\n",
+            json!({ "listening": net.addr.to_string() })
+        ))?;
+    }
+    Ok(net)
+}
+
+/// Fetches a magnet's info dict from its peers and trackers (checked against the info-hash
+/// by the loop) and makes it a torrent.
+fn fetch_metadata(
+    net: &Net,
+    m: &Magnet,
+    peers: &[SocketAddr],
+    args: &Args,
+    interrupted: &AtomicBool,
+    timeout: Option<Duration>,
+) -> Result<Metainfo, CliError> {
+    if peers.is_empty() && m.trackers.is_empty() {
+        return Err(CliError::input(
+            "the magnet link names no tracker and no peer: give one with --peer",
+        ));
+    }
+    let status = Arc::new(DownloadStatus::default());
+    let tiers = magnet_tiers(&m.trackers);
+    net.add_magnet(MagnetSpec {
+        info_hash: m.info_hash,
+        peers: peers.to_vec(),
+        trackers: tiers.clone(),
+        max_peers: args.max_peers,
+        status: Arc::clone(&status),
+    });
+    let start = Instant::now();
+    loop {
+        if status.metadata_ready.load(Ordering::Acquire) {
+            break;
+        }
+        if interrupted.load(Ordering::Relaxed) {
+            return Err(CliError::failed("interrupted while fetching the metadata"));
+        }
+        if timeout.is_some_and(|t| start.elapsed() >= t) {
+            return Err(CliError::failed(format!(
+                "timed out after {} s: no peer sent the torrent's metadata",
+                start.elapsed().as_secs()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let info_bytes = status.metadata.lock().take().unwrap_or_default();
+    let info = metainfo::parse_info_bytes(&info_bytes).map_err(|e| {
+        CliError::input(format!("the swarm's metadata is not a valid torrent: {e}"))
+    })?;
+    Ok(Metainfo {
+        info_hash: m.info_hash,
+        info_bytes,
+        info,
+        announce: m.trackers.first().cloned(),
+        announce_list: tiers,
+        url_list: m.webseeds.clone(),
+        httpseeds: Vec::new(),
+        comment: None,
+        created_by: None,
+        creation_date: None,
+        warnings: Vec::new(),
+    })
 }
 
 /// Most bytes of a .torrent fetched over HTTP.

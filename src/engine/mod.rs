@@ -14,6 +14,7 @@
 
 pub mod bitfield;
 pub mod download;
+pub mod metadata;
 pub mod peers;
 pub mod picker;
 pub mod smart_ban;

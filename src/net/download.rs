@@ -40,6 +40,15 @@ impl std::fmt::Debug for DownloadSpec {
     }
 }
 
+impl std::fmt::Debug for MagnetSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MagnetSpec")
+            .field("info_hash", &crate::proto::hex::encode(&self.info_hash))
+            .field("peers", &self.peers)
+            .finish()
+    }
+}
+
 /// Live numbers of a download, shared with the threads that display them.
 #[derive(Default)]
 pub struct DownloadStatus {
@@ -65,6 +74,18 @@ pub struct DownloadStatus {
     /// Verified pieces, wire-order bits (for resume data).
     pub have: Mutex<Vec<u8>>,
     pub banned: Mutex<Vec<SocketAddr>>,
+    /// A magnet's verified info dict, once fetched (then `metadata_ready`).
+    pub metadata: Mutex<Option<Vec<u8>>>,
+    pub metadata_ready: AtomicBool,
+}
+
+/// A magnet link whose info dict the loop fetches from peers (BEP-9).
+pub struct MagnetSpec {
+    pub info_hash: [u8; 20],
+    pub peers: Vec<SocketAddr>,
+    pub trackers: Vec<Vec<String>>,
+    pub max_peers: usize,
+    pub status: Arc<DownloadStatus>,
 }
 
 impl DownloadStatus {

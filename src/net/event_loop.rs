@@ -26,8 +26,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub use magnet::magnet_tiers;
+
 mod housekeeping;
 mod leech;
+mod magnet;
 mod sources;
 mod swarm;
 
@@ -148,6 +151,8 @@ pub struct Loop {
     req2: HashMap<[u8; 20], [u8; 20]>,
     /// Torrents being downloaded (then seeded from the user's directory).
     downloads: HashMap<[u8; 20], leech::Dl>,
+    /// Magnet links whose info dict is being fetched.
+    magnets: HashMap<[u8; 20], magnet::Mg>,
     /// Verified pieces waiting for room in the disk queue (bounded by the engines' memory
     /// budgets: a piece here is still in progress for its engine).
     write_backlog: std::collections::VecDeque<Job>,
@@ -235,6 +240,7 @@ impl Loop {
             scratch: vec![0; 64 * 1024],
             req2: HashMap::new(),
             downloads: HashMap::new(),
+            magnets: HashMap::new(),
             write_backlog: std::collections::VecDeque::new(),
             announce: None,
             announce_tx,
@@ -414,6 +420,8 @@ impl Loop {
         let _ = self.poll.registry().deregister(&mut c.sock);
         log::debug!("peer {}: closed: {why}", c.addr);
         self.download_peer_gone(&c, failed_dial || (c.outgoing && c.half_open));
+        let key = ((slot as u64) << 32) | u64::from(c.gen);
+        self.magnet_peer_gone(&c, key, failed_dial || (c.outgoing && c.half_open));
         self.free.push(slot);
         self.starved.remove(&slot);
         self.count -= 1;
@@ -618,7 +626,7 @@ impl Loop {
             if self.conns.get(slot).and_then(Option::as_ref).is_none() {
                 return;
             }
-            if self.download_event(slot, &ev) {
+            if self.magnet_event(slot, &ev) || self.download_event(slot, &ev) {
                 continue;
             }
             match ev {
@@ -680,7 +688,9 @@ impl Loop {
                 | Event::Unchoked
                 | Event::Block { .. }
                 | Event::Rejected(_)
-                | Event::Unrequested(_) => {}
+                | Event::Unrequested(_)
+                | Event::Metadata { .. }
+                | Event::MetadataRejected(_) => {}
                 Event::Close(why) => {
                     self.stats.protocol_errors.add(1);
                     let failed = self.conns[slot]

@@ -44,6 +44,8 @@ pub enum Command {
     Leecher,
     /// Download (then seed) a torrent.
     Download(Box<download::DownloadSpec>),
+    /// Fetch a magnet's info dict (see `download::DownloadStatus::metadata`).
+    Magnet(Box<download::MagnetSpec>),
     /// Peers for a download (from a tracker).
     Peers {
         info_hash: [u8; 20],
@@ -181,6 +183,12 @@ impl Net {
     /// Hands a download to the loop (waits for room in the command queue).
     pub fn add_download(&self, spec: download::DownloadSpec) {
         let _ = self.commands.send(Command::Download(Box::new(spec)));
+        let _ = self.waker.wake();
+    }
+
+    /// Asks the loop for a magnet's info dict (waits for room in the command queue).
+    pub fn add_magnet(&self, spec: download::MagnetSpec) {
+        let _ = self.commands.send(Command::Magnet(Box::new(spec)));
         let _ = self.waker.wake();
     }
 

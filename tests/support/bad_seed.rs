@@ -254,7 +254,10 @@ fn serve(sock: TcpStream, sh: &Shared) -> std::io::Result<()> {
     }
     c.buf.drain(..peer_wire::HANDSHAKE_LEN);
     let mut peer_id = *b"-BS0001-000000000000";
-    let n = format!("{:012}", std::process::id() as u64 * 1000 + c.sock.local_addr()?.port() as u64);
+    let n = format!(
+        "{:012}",
+        std::process::id() as u64 * 1000 + c.sock.local_addr()?.port() as u64
+    );
     peer_id[8..].copy_from_slice(&n.as_bytes()[n.len() - 12..]);
     Handshake {
         reserved: [0; 8],
@@ -417,7 +420,10 @@ impl Conn<'_> {
                 self.out.extend_from_slice(data);
             }
             self.sh.stats.blocks_served.fetch_add(1, Relaxed);
-            self.sh.stats.bytes_served.fetch_add(b.length as u64, Relaxed);
+            self.sh
+                .stats
+                .bytes_served
+                .fetch_add(b.length as u64, Relaxed);
             self.served_since_unchoke += 1;
             self.flush()?;
         }

@@ -60,7 +60,10 @@ impl Finished {
 
     /// The non-empty stderr lines.
     pub fn stderr_lines(&self) -> Vec<&str> {
-        self.stderr.lines().filter(|l| !l.trim().is_empty()).collect()
+        self.stderr
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .collect()
     }
 }
 
@@ -99,7 +102,10 @@ pub fn spawn(cwd: &Path, args: &[&str]) -> Running {
         .arg("download")
         .args(args)
         .current_dir(cwd)
-        .env("RUST_LOG", std::env::var("TG_TEST_LOG").unwrap_or("info".into()))
+        .env(
+            "RUST_LOG",
+            std::env::var("TG_TEST_LOG").unwrap_or("info".into()),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -26,6 +26,7 @@ impl Loop {
                 }
                 Ok(Command::Removed { info_hash, sha256 }) => self.removed(info_hash, sha256),
                 Ok(Command::Download(spec)) => self.add_download(*spec),
+                Ok(Command::Magnet(spec)) => self.add_magnet(*spec),
                 Ok(Command::Peers { info_hash, peers }) => {
                     self.add_peers(info_hash, &peers, crate::engine::peers::Source::Tracker);
                     self.dial_downloads();
@@ -93,6 +94,7 @@ impl Loop {
             self.send_pex();
         }
         self.tick_downloads();
+        self.dial_magnets();
         if now >= self.next_dial {
             self.next_dial = now + DIAL_EVERY;
             self.dial_leechers();

@@ -456,7 +456,6 @@ impl Loop {
     /// Dials peers of downloads that have room for more.
     pub(super) fn dial_downloads(&mut self) {
         let now = now_ms(self.epoch);
-        let inst = Instant::now();
         let ihs: Vec<[u8; 20]> = self.downloads.keys().copied().collect();
         for ih in ihs {
             let conns = self
@@ -483,11 +482,9 @@ impl Loop {
             let dialing = &self.dialing;
             let conns_ref = &self.conns;
             let engine = &dl.engine;
-            let backoff = &self.backoff;
             let addrs = dl.peers.candidates(now, want, |a| {
                 dialing.contains(a)
                     || engine.is_banned(a.ip())
-                    || !backoff.ready(a, inst)
                     || conns_ref.iter().flatten().any(|c| {
                         c.torrent.as_ref().is_some_and(|t| t.shape.info_hash == ih)
                             && (c.addr == *a || c.listen == Some(*a))

@@ -67,7 +67,11 @@ impl Loop {
     }
 
     fn ih_of_key(&self, key: u64) -> Option<[u8; 20]> {
-        self.downloads.keys().find(|ih| key_of(ih) == key).copied()
+        self.downloads
+            .keys()
+            .chain(self.magnets.keys())
+            .find(|ih| key_of(ih) == key)
+            .copied()
     }
 
     /// Starts the announces that are due, for every download.
@@ -102,6 +106,30 @@ impl Loop {
                 });
             }
         }
+        for (ih, mg) in self.magnets.iter_mut() {
+            for due in mg.trackers.due(now) {
+                jobs.push(announce::Job::Tracker {
+                    key: key_of(ih),
+                    url: due.url,
+                    announce: Announce {
+                        info_hash: *ih,
+                        peer_id,
+                        port,
+                        uploaded: 0,
+                        downloaded: 0,
+                        // Not known yet; a leecher all the same.
+                        left: 1,
+                        event: match due.event {
+                            AnnounceEvent::Started => TrackerEvent::Started,
+                            _ => TrackerEvent::None,
+                        },
+                        numwant: NUMWANT,
+                        key: key_of(ih) as u32,
+                        tracker_id: None,
+                    },
+                });
+            }
+        }
         self.submit_all(jobs);
     }
 
@@ -122,12 +150,13 @@ impl Loop {
             match job {
                 announce::Job::Tracker { key, url, .. } => {
                     let now = now_ms(self.epoch);
-                    if let Some(dl) = self
-                        .ih_of_key(key)
-                        .and_then(|ih| self.downloads.get_mut(&ih))
-                    {
-                        dl.trackers
-                            .done(&url, Err("announce queue full".into()), now);
+                    if let Some(ih) = self.ih_of_key(key) {
+                        let why = Err("announce queue full".to_string());
+                        if let Some(dl) = self.downloads.get_mut(&ih) {
+                            dl.trackers.done(&url, why, now);
+                        } else if let Some(mg) = self.magnets.get_mut(&ih) {
+                            mg.trackers.done(&url, why, now);
+                        }
                     }
                 }
                 announce::Job::Webseed { key, request } => {
@@ -150,20 +179,27 @@ impl Loop {
                         Ok(a) => a.peers.clone(),
                         Err(_) => Vec::new(),
                     };
+                    match &result {
+                        Ok(a) => log::debug!("tracker {url}: {} peers", a.peers.len()),
+                        Err(e) => log::info!("tracker {url}: {e}"),
+                    }
+                    let outcome = result.map(|a| Outcome {
+                        interval_secs: a.interval,
+                        min_interval_secs: a.min_interval,
+                        peers: a.peers.len(),
+                    });
                     if let Some(dl) = self.downloads.get_mut(&ih) {
-                        match &result {
-                            Ok(a) => log::debug!("tracker {url}: {} peers", a.peers.len()),
-                            Err(e) => log::info!("tracker {url}: {e}"),
-                        }
-                        let outcome = result.map(|a| Outcome {
-                            interval_secs: a.interval,
-                            min_interval_secs: a.min_interval,
-                            peers: a.peers.len(),
-                        });
                         dl.trackers.done(&url, outcome, now);
+                    } else if let Some(mg) = self.magnets.get_mut(&ih) {
+                        mg.trackers.done(&url, outcome, now);
+                        let listen = self.listener.local_addr().ok();
+                        for a in peers.iter().filter(|a| Some(**a) != listen) {
+                            mg.peers.add(*a, crate::engine::peers::Source::Tracker);
+                        }
                     }
                     self.add_peers(ih, &peers, crate::engine::peers::Source::Tracker);
                     self.dial_downloads();
+                    self.dial_magnets();
                 }
                 announce::Done::Webseed { key, id, result } => self.web_done(key, id, result),
             }
