@@ -126,7 +126,10 @@ pub struct Download {
     /// Pieces verified and handed to the disk.
     writing: HashSet<u32>,
     ban: SmartBan,
-    banned: HashSet<IpAddr>,
+    /// Banned addresses, and the IPs of those that are global (behind a loopback or private
+    /// address there may be many honest peers, so only the address itself is banned).
+    banned: HashSet<SocketAddr>,
+    banned_ips: HashSet<IpAddr>,
     banned_addrs: Vec<SocketAddr>,
     counters: Counters,
     last_tick_ms: u64,
@@ -160,6 +163,7 @@ impl Download {
             writing: HashSet::new(),
             ban: SmartBan::default(),
             banned: HashSet::new(),
+            banned_ips: HashSet::new(),
             banned_addrs: Vec::new(),
             counters: Counters::default(),
             last_tick_ms: 0,
@@ -196,8 +200,8 @@ impl Download {
             .sum()
     }
 
-    pub fn is_banned(&self, ip: IpAddr) -> bool {
-        self.banned.contains(&ip)
+    pub fn is_banned(&self, addr: SocketAddr) -> bool {
+        self.banned.contains(&addr) || self.banned_ips.contains(&addr.ip())
     }
 
     /// Addresses banned so far, in the order they were.
@@ -546,13 +550,16 @@ impl Download {
             log::warn!("webseed: {why}");
             return;
         }
-        if self.banned.insert(addr.ip()) {
+        if self.banned.insert(addr) {
             log::info!("peer {addr}: banned: {why}");
             self.banned_addrs.push(addr);
         }
-        let ip = addr.ip();
+        let whole_ip = is_global(addr.ip());
+        if whole_ip {
+            self.banned_ips.insert(addr.ip());
+        }
         for (&id, p) in &self.peers {
-            if p.addr.ip() == ip {
+            if p.addr == addr || (whole_ip && p.addr.ip() == addr.ip()) {
                 self.out.push(Action::Close(id, format!("banned: {why}")));
             }
         }
@@ -630,6 +637,16 @@ impl Download {
                 length: self.layout.block_len(b),
             };
             self.out.push(Action::Request(peer, r));
+        }
+    }
+}
+
+/// Not loopback, private, link-local or unspecified.
+fn is_global(ip: IpAddr) -> bool {
+    match crate::tracker::canonical(ip) {
+        IpAddr::V4(v) => !(v.is_loopback() || v.is_private() || v.is_link_local() || v.is_unspecified()),
+        IpAddr::V6(v) => {
+            !(v.is_loopback() || v.is_unspecified() || (v.segments()[0] & 0xfe00) == 0xfc00)
         }
     }
 }

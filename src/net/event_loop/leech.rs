@@ -123,7 +123,7 @@ impl Loop {
         let listen = self.listener.local_addr().ok();
         if let Some(dl) = self.downloads.get_mut(&ih) {
             for &a in addrs {
-                if Some(a) != listen && !dl.engine.is_banned(a.ip()) {
+                if Some(a) != listen && !dl.engine.is_banned(a) {
                     dl.peers.add(a, source);
                 }
             }
@@ -150,7 +150,7 @@ impl Loop {
         let Some(dl) = self.downloads.get_mut(&ih) else {
             return;
         };
-        if dl.engine.is_banned(c.addr.ip()) {
+        if dl.engine.is_banned(c.addr) {
             return self.close(slot, "banned peer", false);
         }
         let id = dl.engine.peer_added(c.addr, now);
@@ -484,7 +484,7 @@ impl Loop {
             let engine = &dl.engine;
             let addrs = dl.peers.candidates(now, want, |a| {
                 dialing.contains(a)
-                    || engine.is_banned(a.ip())
+                    || engine.is_banned(*a)
                     || conns_ref.iter().flatten().any(|c| {
                         c.torrent.as_ref().is_some_and(|t| t.shape.info_hash == ih)
                             && (c.addr == *a || c.listen == Some(*a))
