@@ -60,7 +60,13 @@ fn downloads_from_a_libtorrent_seeder() {
     let (data, torrent, meta) = one_file(dir.path(), "lt.bin", (3 << 20) + 5, 65536);
     let seed = seeders::libtorrent(&torrent, &dir.path().join("data"), LtOptions::default());
     let out = dir.path().join("out");
-    let run = fetch(dir.path(), torrent.to_str().unwrap(), &out, &[seed.peer_arg()], &[]);
+    let run = fetch(
+        dir.path(),
+        torrent.to_str().unwrap(),
+        &out,
+        &[seed.peer_arg()],
+        &[],
+    );
     assert_fetched_all(&run, &meta);
     assert_same_file(&out.join("lt.bin"), &data);
 }
@@ -71,7 +77,13 @@ fn downloads_from_a_transmission_seeder() {
     let (data, torrent, meta) = one_file(dir.path(), "tr.bin", (2 << 20) + 77, 32768);
     let seed = seeders::transmission(&torrent, &dir.path().join("data"));
     let out = dir.path().join("out");
-    let run = fetch(dir.path(), torrent.to_str().unwrap(), &out, &[seed.peer_arg()], &[]);
+    let run = fetch(
+        dir.path(),
+        torrent.to_str().unwrap(),
+        &out,
+        &[seed.peer_arg()],
+        &[],
+    );
     assert_fetched_all(&run, &meta);
     assert_same_file(&out.join("tr.bin"), &data);
 }
@@ -82,7 +94,13 @@ fn downloads_from_an_aria2c_seeder() {
     let (data, torrent, meta) = one_file(dir.path(), "aria.bin", (2 << 20) + 3, 65536);
     let seed = seeders::aria2c(&torrent, &dir.path().join("data"));
     let out = dir.path().join("out");
-    let run = fetch(dir.path(), torrent.to_str().unwrap(), &out, &[seed.peer_arg()], &[]);
+    let run = fetch(
+        dir.path(),
+        torrent.to_str().unwrap(),
+        &out,
+        &[seed.peer_arg()],
+        &[],
+    );
     assert_fetched_all(&run, &meta);
     assert_same_file(&out.join("aria.bin"), &data);
 }
@@ -159,7 +177,13 @@ fn downloads_from_a_libtorrent_peer_and_a_webseed_together() {
         },
     );
     let out = dir.path().join("out");
-    let run = fetch(dir.path(), torrent.to_str().unwrap(), &out, &[seed.peer_arg()], &[]);
+    let run = fetch(
+        dir.path(),
+        torrent.to_str().unwrap(),
+        &out,
+        &[seed.peer_arg()],
+        &[],
+    );
     assert_fetched_all(&run, &meta);
     assert_same_file(&out.join("both.bin"), &data);
 }
@@ -188,10 +212,21 @@ fn downloads_a_mktorrent_multi_file_torrent_with_nested_folders_and_an_empty_fil
     let meta = seeders::mktorrent(&input, &torrent, 15, &[], &[]);
     let seed = seeders::libtorrent(&torrent, &src, LtOptions::default());
     let out = dir.path().join("out");
-    let run = fetch(dir.path(), torrent.to_str().unwrap(), &out, &[seed.peer_arg()], &[]);
+    let run = fetch(
+        dir.path(),
+        torrent.to_str().unwrap(),
+        &out,
+        &[seed.peer_arg()],
+        &[],
+    );
     assert_fetched_all(&run, &meta);
     assert_same_tree(&out.join("album"), &input);
-    assert_eq!(std::fs::metadata(out.join("album/a/empty.txt")).unwrap().len(), 0);
+    assert_eq!(
+        std::fs::metadata(out.join("album/a/empty.txt"))
+            .unwrap()
+            .len(),
+        0
+    );
 }
 
 #[test]
@@ -212,7 +247,13 @@ fn downloads_a_libtorrent_torrent_with_pad_files() {
     assert!(meta.info.files.iter().any(|f| f.padding));
     let seed = seeders::libtorrent(&torrent, &src, LtOptions::default());
     let out = dir.path().join("out");
-    let run = fetch(dir.path(), torrent.to_str().unwrap(), &out, &[seed.peer_arg()], &[]);
+    let run = fetch(
+        dir.path(),
+        torrent.to_str().unwrap(),
+        &out,
+        &[seed.peer_arg()],
+        &[],
+    );
     assert_fetched_all(&run, &meta);
     assert_same_tree(&out.join("padded"), &input);
     // Pad files are never written.
@@ -262,7 +303,13 @@ fn downloads_from_an_encrypted_only_libtorrent_seeder() {
         },
     );
     let out = dir.path().join("out");
-    let run = fetch(dir.path(), torrent.to_str().unwrap(), &out, &[seed.peer_arg()], &[]);
+    let run = fetch(
+        dir.path(),
+        torrent.to_str().unwrap(),
+        &out,
+        &[seed.peer_arg()],
+        &[],
+    );
     assert_fetched_all(&run, &meta);
     assert_same_file(&out.join("secret.bin"), &data);
 }

@@ -142,9 +142,15 @@ fn torrent_makers_make_pad_files_nested_folders_an_empty_file_and_magnets() {
     assert_eq!(data.len() as u64, padded.info.total_length());
     assert_eq!(torrent_data(&mk, &dir.path().join("src")).len(), 110_005);
     let m = seeders::magnet(&mk.info_hash, &[]);
-    assert_eq!(m, format!("magnet:?xt=urn:btih:{}", seeders::hex(&mk.info_hash)));
+    assert_eq!(
+        m,
+        format!("magnet:?xt=urn:btih:{}", seeders::hex(&mk.info_hash))
+    );
     let m = seeders::magnet(&mk.info_hash, &["http://127.0.0.1:9/announce"]);
-    assert!(m.ends_with("&tr=http%3A%2F%2F127.0.0.1%3A9%2Fannounce"), "{m}");
+    assert!(
+        m.ends_with("&tr=http%3A%2F%2F127.0.0.1%3A9%2Fannounce"),
+        "{m}"
+    );
 }
 
 #[test]
@@ -211,7 +217,12 @@ fn the_bad_seed_misbehaves_as_documented() {
     p.send(req(3, 16384, 16384)).unwrap();
     p.send(req(4, 0, 16384)).unwrap();
     for (i, b) in [(3, 16384), (4, 0)] {
-        let Some(Got::Piece { index, begin, data: got }) = p.next() else {
+        let Some(Got::Piece {
+            index,
+            begin,
+            data: got,
+        }) = p.next()
+        else {
             panic!()
         };
         assert_eq!((index, begin), (i, b));
@@ -275,7 +286,12 @@ fn the_bad_seed_misbehaves_as_documented() {
     p.send(Message::Interested).unwrap();
     assert_eq!(p.next(), Some(Got::Unchoke));
     for _ in 0..4 {
-        let Some(Got::Piece { index, begin, data: got }) = p.next() else {
+        let Some(Got::Piece {
+            index,
+            begin,
+            data: got,
+        }) = p.next()
+        else {
             panic!()
         };
         assert_ne!(got, block_of(&data, &meta, index, begin, got.len() as u32));

@@ -112,7 +112,16 @@ pub fn transmission(torrent: &Path, data_dir: &Path) -> Seeder {
         .arg("-f")
         .arg("-g")
         .arg(&conf)
-        .args(["-p", &rpc.to_string(), "-T", "-a", "127.0.0.1", "-O", "-Y", "-M"])
+        .args([
+            "-p",
+            &rpc.to_string(),
+            "-T",
+            "-a",
+            "127.0.0.1",
+            "-O",
+            "-Y",
+            "-M",
+        ])
         .args(["--no-utp", "-P", &peer.to_string(), "-w"])
         .arg(data_dir)
         .env("HOME", state.path())
@@ -129,7 +138,10 @@ pub fn transmission(torrent: &Path, data_dir: &Path) -> Seeder {
     let add = transmission_remote(rpc, &["-a", t]);
     assert!(add.status.success(), "transmission-remote -a: {add:?}");
     let verify = transmission_remote(rpc, &["-t", "all", "-v"]);
-    assert!(verify.status.success(), "transmission-remote -v: {verify:?}");
+    assert!(
+        verify.status.success(),
+        "transmission-remote -v: {verify:?}"
+    );
     let mut last = String::new();
     let seeding = eventually(60, || {
         let info = transmission_remote(rpc, &["-t", "all", "-i"]);
@@ -177,7 +189,10 @@ pub fn aria2c(torrent: &Path, data_dir: &Path) -> Seeder {
             "--bt-tracker-connect-timeout=1",
         ])
         .arg(format!("--listen-port={port}"))
-        .arg(format!("--log={}", state.path().join("aria2.log").display()))
+        .arg(format!(
+            "--log={}",
+            state.path().join("aria2.log").display()
+        ))
         .arg("--log-level=notice")
         .arg("-d")
         .arg(data_dir)
