@@ -7,6 +7,7 @@
 
 mod support;
 
+use std::net::Ipv4Addr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 use support::bad_seed::{torrent_data, BadSeed, Mode};
@@ -43,13 +44,26 @@ fn case(name: &str) -> Case {
     }
 }
 
+/// The bad peer's address; honest peers get 127.0.0.3 and up. Each peer on its own loopback
+/// address, as on the Internet: a client may ban or limit by IP, and one address for all would
+/// punish the honest peers for the bad one.
+const BAD_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
+
 impl Case {
-    fn honest(&self) -> BadSeed {
-        BadSeed::start_with(&self.meta, self.data.clone(), Mode::Honest, HONEST_DELAY)
+    /// Honest peer number `n` (0, 1, ...): on 127.0.0.(3 + n), slowed down.
+    fn honest(&self, n: u8) -> BadSeed {
+        let ip = Ipv4Addr::new(127, 0, 0, 3 + n);
+        BadSeed::start_at(
+            ip,
+            &self.meta,
+            self.data.clone(),
+            Mode::Honest,
+            HONEST_DELAY,
+        )
     }
 
     fn bad(&self, mode: Mode) -> BadSeed {
-        BadSeed::start(&self.meta, self.data.clone(), mode)
+        BadSeed::start_at(BAD_IP, &self.meta, self.data.clone(), mode, Duration::ZERO)
     }
 
     /// Downloads from `peers` and checks the result is complete and byte-identical.
@@ -88,7 +102,7 @@ fn assert_not_banned(run: &Finished, peer: &BadSeed) {
 fn a_peer_sending_a_corrupt_block_is_banned_and_only_it() {
     let c = case("corrupt.bin");
     let bad = c.bad(Mode::CorruptBlock { piece: 5 });
-    let (h1, h2) = (c.honest(), c.honest());
+    let (h1, h2) = (c.honest(0), c.honest(1));
     let run = c.download(&[&bad, &h1, &h2]);
     assert!(
         bad.stats.corrupt_blocks.load(Relaxed) >= 1,
@@ -103,7 +117,7 @@ fn a_peer_sending_a_corrupt_block_is_banned_and_only_it() {
 fn a_peer_lying_in_its_bitfield_does_not_stall_the_download() {
     let c = case("lying.bin");
     let bad = c.bad(Mode::LyingBitfield);
-    let honest = c.honest();
+    let honest = c.honest(0);
     let run = c.download(&[&bad, &honest]);
     assert!(
         bad.stats.requests_dropped.load(Relaxed) > 0,
@@ -116,7 +130,7 @@ fn a_peer_lying_in_its_bitfield_does_not_stall_the_download() {
 fn a_peer_that_never_answers_does_not_stall_the_download() {
     let c = case("silent.bin");
     let bad = c.bad(Mode::NeverAnswers);
-    let honest = c.honest();
+    let honest = c.honest(0);
     let run = c.download(&[&bad, &honest]);
     assert!(bad.stats.requests_dropped.load(Relaxed) > 0, "{run}");
     assert_eq!(bad.bytes_served(), 0);
@@ -127,7 +141,7 @@ fn a_peer_that_never_answers_does_not_stall_the_download() {
 fn a_peer_choking_mid_request_does_not_lose_blocks() {
     let c = case("choky.bin");
     let bad = c.bad(Mode::ChokeMidRequest);
-    let honest = c.honest();
+    let honest = c.honest(0);
     let run = c.download(&[&bad, &honest]);
     assert!(
         bad.stats.chokes.load(Relaxed) > 0,
@@ -140,7 +154,7 @@ fn a_peer_choking_mid_request_does_not_lose_blocks() {
 fn unrequested_blocks_are_ignored() {
     let c = case("pushy.bin");
     let bad = c.bad(Mode::UnrequestedBlocks);
-    let honest = c.honest();
+    let honest = c.honest(0);
     let run = c.download(&[&bad, &honest]);
     assert!(bad.stats.unrequested_blocks.load(Relaxed) > 0, "{run}");
     // The garbage was never written: no piece failed because of it, so nobody was banned.

@@ -644,7 +644,9 @@ impl Download {
 /// Not loopback, private, link-local or unspecified.
 fn is_global(ip: IpAddr) -> bool {
     match crate::tracker::canonical(ip) {
-        IpAddr::V4(v) => !(v.is_loopback() || v.is_private() || v.is_link_local() || v.is_unspecified()),
+        IpAddr::V4(v) => {
+            !(v.is_loopback() || v.is_private() || v.is_link_local() || v.is_unspecified())
+        }
         IpAddr::V6(v) => {
             !(v.is_loopback() || v.is_unspecified() || (v.segments()[0] & 0xfe00) == 0xfc00)
         }

@@ -36,6 +36,12 @@ if args.encrypted:
 if args.upload_limit:
     settings["upload_rate_limit"] = args.upload_limit
 ses = lt_common.session(lt.alert.category_t.tracker_notification, **settings)
+if args.upload_limit:
+    # Loopback peers are in libtorrent's local peer class, which rate limits skip: put
+    # every address in the global class only, so the limit applies to them too.
+    f = lt.ip_filter()
+    f.add_rule("0.0.0.0", "255.255.255.255", 1 << lt.session.global_peer_class_id)
+    ses.set_peer_class_filter(f)
 params = lt.add_torrent_params()
 params.ti = lt.torrent_info(args.torrent)
 params.save_path = args.save

@@ -1,5 +1,6 @@
 //! A deliberately misbehaving BitTorrent seeder for the client's bad-peer tests: plain BEP-3
-//! (no fast extension, no extension protocol) on a std `TcpListener` thread on 127.0.0.1,
+//! (no fast extension, no extension protocol) on a std `TcpListener` thread on a loopback
+//! address (127.0.0.1 unless told another 127.x),
 //! one thread per connection, serving a torrent's data from a byte buffer. Its `Mode` picks
 //! the misbehaviour: honest, one corrupt block of one piece every time, a bitfield that
 //! claims pieces it never serves, unchoking but never answering, choking in the middle of a
@@ -8,7 +9,7 @@
 
 use std::collections::VecDeque;
 use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -118,12 +119,25 @@ impl BadSeed {
 
     /// Like `start`, waiting `block_delay` before every block it sends (a slow peer).
     pub fn start_with(meta: &Metainfo, data: Vec<u8>, mode: Mode, block_delay: Duration) -> Self {
+        Self::start_at(Ipv4Addr::LOCALHOST, meta, data, mode, block_delay)
+    }
+
+    /// Like `start_with`, listening on loopback address `ip` (any 127.x.y.z), so that peers
+    /// look like distinct hosts to a client that bans or limits by IP.
+    pub fn start_at(
+        ip: Ipv4Addr,
+        meta: &Metainfo,
+        data: Vec<u8>,
+        mode: Mode,
+        block_delay: Duration,
+    ) -> Self {
+        assert!(ip.is_loopback(), "{ip} is not a loopback address");
         assert_eq!(
             data.len() as u64,
             meta.info.total_length(),
             "the data must be the whole torrent"
         );
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let listener = TcpListener::bind((ip, 0)).unwrap();
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
         let stats = Arc::new(Stats::default());

@@ -98,14 +98,14 @@ pub struct Running {
 
 /// Starts `torrent-gateway download ARGS` in `cwd`.
 pub fn spawn(cwd: &Path, args: &[&str]) -> Running {
-    let mut child = Command::new(super::bin())
-        .arg("download")
-        .args(args)
-        .current_dir(cwd)
-        .env(
-            "RUST_LOG",
-            std::env::var("TG_TEST_LOG").unwrap_or("info".into()),
-        )
+    let mut cmd = Command::new(super::bin());
+    cmd.arg("download").args(args).current_dir(cwd);
+    // Quiet unless asked (TG_TEST_LOG=debug): stderr then holds only the command's own lines.
+    match std::env::var("TG_TEST_LOG") {
+        Ok(level) => cmd.env("RUST_LOG", level),
+        Err(_) => cmd.env_remove("RUST_LOG"),
+    };
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
