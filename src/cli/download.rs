@@ -442,8 +442,20 @@ impl Watch<'_> {
             }
             if !complete && timeout.is_some_and(|t| start.elapsed() >= t) {
                 let peers = self.status.count(&self.status.peers);
+                let trackers: Vec<String> = self
+                    .status
+                    .trackers
+                    .lock()
+                    .iter()
+                    .map(|(url, state)| format!("{url}: {state}"))
+                    .collect();
+                let trackers = if trackers.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (trackers: {})", trackers.join("; "))
+                };
                 return Err(CliError::failed(format!(
-                    "timed out after {} s: {} peers connected, {} bytes still missing",
+                    "timed out after {} s: {} peers connected, {} bytes still missing{trackers}",
                     start.elapsed().as_secs(),
                     peers,
                     self.status.get(&self.status.left)

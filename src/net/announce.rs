@@ -112,7 +112,10 @@ impl Worker {
             .call()
             .map_err(|e| match e {
                 ureq::Error::Status(code, _) => format!("tracker answered HTTP {code}"),
-                ureq::Error::Transport(t) => format!("tracker unreachable: {t}"),
+                ureq::Error::Transport(t) => match t.message() {
+                    Some(m) => format!("tracker unreachable: {}: {m}", t.kind()),
+                    None => format!("tracker unreachable: {}", t.kind()),
+                },
             })?;
         let mut body = Vec::new();
         response

@@ -74,6 +74,8 @@ pub struct DownloadStatus {
     /// Verified pieces, wire-order bits (for resume data).
     pub have: Mutex<Vec<u8>>,
     pub banned: Mutex<Vec<SocketAddr>>,
+    /// Each tracker's last outcome (URL, text), for messages.
+    pub trackers: Mutex<Vec<(String, String)>>,
     /// A magnet's verified info dict, once fetched (then `metadata_ready`).
     pub metadata: Mutex<Option<Vec<u8>>>,
     pub metadata_ready: AtomicBool,

@@ -447,6 +447,7 @@ impl Loop {
         s.seeds.store(dl.engine.seed_count(), Ordering::Relaxed);
         s.known_peers.store(dl.peers.len(), Ordering::Relaxed);
         s.left.store(dl.engine.left(), Ordering::Relaxed);
+        *s.trackers.lock() = dl.trackers.status();
         let banned = dl.engine.banned();
         if s.banned.lock().len() != banned.len() {
             *s.banned.lock() = banned.to_vec();
