@@ -12,6 +12,7 @@ pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod create;
+pub mod dht;
 pub mod engine;
 pub mod hash;
 pub mod http;

@@ -3,6 +3,7 @@
 //! rejects), each fed the bytes a peer would send.
 
 use super::*;
+use crate::proto::bt::peer_ext::{self, MetadataMsg, OurHandshake};
 use crate::proto::bt::peer_wire::parse_frame;
 
 fn settings() -> Arc<Settings> {

@@ -1,0 +1,244 @@
+//! One iterative Kademlia lookup (BEP-5): candidates sorted by XOR distance to the target,
+//! at most [`ALPHA`] queries in flight, each answer adding the nodes it names; the lookup has
+//! converged when the [`routing::K`] closest candidates that did not fail have all answered.
+//! A get_peers lookup collects `values` and the answerers' write tokens (an announce sends
+//! announce_peer to the closest of those). Pure bookkeeping: [`super::Dht`] sends the queries.
+
+use crate::proto::dht::compact::{canonical, CompactNode};
+use crate::proto::dht::krpc::Response;
+use crate::proto::dht::routing::K;
+use crate::proto::dht::NodeId;
+use std::collections::HashSet;
+use std::net::SocketAddr;
+
+/// Queries in flight per lookup.
+pub const ALPHA: usize = 3;
+/// Candidates remembered (the farthest unasked ones are dropped past this).
+const MAX_CANDIDATES: usize = 128;
+/// Queries to one candidate before it counts as failed (datagrams get lost).
+const MAX_TRIES: u8 = 4;
+/// Peers remembered per lookup.
+const MAX_PEERS: usize = 2000;
+/// A lookup is given up after this long, converged or not.
+pub const MAX_LOOKUP_MS: u64 = 60_000;
+
+/// What the lookup is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    FindNode,
+    GetPeers,
+    /// get_peers, then announce_peer with this port.
+    Announce(u16),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Fresh,
+    Asked,
+    Answered,
+    Failed,
+}
+
+#[derive(Debug, Clone)]
+struct Cand {
+    node: CompactNode,
+    dist: NodeId,
+    state: State,
+    token: Option<Vec<u8>>,
+    tries: u8,
+}
+
+/// A running lookup.
+#[derive(Debug)]
+pub struct Lookup {
+    pub id: u64,
+    pub target: NodeId,
+    pub kind: Kind,
+    pub started: u64,
+    own: NodeId,
+    cands: Vec<Cand>,
+    peers: HashSet<SocketAddr>,
+    /// Queries to bootstrap addresses (no id known) still in flight.
+    seeds: usize,
+}
+
+impl Lookup {
+    pub fn new(
+        id: u64,
+        target: NodeId,
+        kind: Kind,
+        seeds: &[CompactNode],
+        own: NodeId,
+        now: u64,
+    ) -> Lookup {
+        let mut l = Lookup {
+            id,
+            target,
+            kind,
+            started: now,
+            own,
+            cands: Vec::new(),
+            peers: HashSet::new(),
+            seeds: 0,
+        };
+        for n in seeds {
+            l.add(*n);
+        }
+        l
+    }
+
+    fn add(&mut self, node: CompactNode) {
+        let node = CompactNode {
+            id: node.id,
+            addr: canonical(node.addr),
+        };
+        if node.id == self.own
+            || !super::usable(&node.addr)
+            || self
+                .cands
+                .iter()
+                .any(|c| c.node.id == node.id || c.node.addr == node.addr)
+        {
+            return;
+        }
+        let dist = node.id.distance(&self.target);
+        let at = self.cands.partition_point(|c| c.dist < dist);
+        if at >= MAX_CANDIDATES {
+            return;
+        }
+        self.cands.insert(
+            at,
+            Cand {
+                node,
+                dist,
+                state: State::Fresh,
+                token: None,
+                tries: 0,
+            },
+        );
+        if self.cands.len() > MAX_CANDIDATES {
+            if let Some(i) = self.cands.iter().rposition(|c| c.state == State::Fresh) {
+                self.cands.remove(i);
+            } else {
+                self.cands.pop();
+            }
+        }
+    }
+
+    /// A query to an address with no known id was sent for this lookup.
+    pub fn seed_sent(&mut self) {
+        self.seeds += 1;
+    }
+
+    fn find(&mut self, addr: SocketAddr) -> Option<&mut Cand> {
+        let addr = canonical(addr);
+        self.cands.iter_mut().find(|c| c.node.addr == addr)
+    }
+
+    /// The nodes to query now (mark each one [`Lookup::sent`] once it went out).
+    pub fn next_queries(&self) -> Vec<CompactNode> {
+        let mut inflight = self
+            .cands
+            .iter()
+            .filter(|c| c.state == State::Asked)
+            .count();
+        let mut out = Vec::new();
+        for c in self.live().take(K) {
+            if inflight >= ALPHA {
+                break;
+            }
+            if c.state == State::Fresh {
+                out.push(c.node);
+                inflight += 1;
+            }
+        }
+        out
+    }
+
+    fn live(&self) -> impl Iterator<Item = &Cand> {
+        self.cands.iter().filter(|c| c.state != State::Failed)
+    }
+
+    pub fn sent(&mut self, addr: SocketAddr) {
+        if let Some(c) = self.find(addr) {
+            c.state = State::Asked;
+            c.tries += 1;
+        }
+    }
+
+    /// `from` answered; returns the peers not seen before in this lookup.
+    pub fn answered(&mut self, from: SocketAddr, r: &Response<'_>) -> Vec<SocketAddr> {
+        match self.find(from) {
+            Some(c) => {
+                c.state = State::Answered;
+                c.token = r.token.map(<[u8]>::to_vec);
+            }
+            None => {
+                self.seeds = self.seeds.saturating_sub(1);
+                // A bootstrap node: it may be close itself.
+                let node = CompactNode {
+                    id: r.id,
+                    addr: from,
+                };
+                self.add(node);
+                if let Some(c) = self.find(from) {
+                    c.state = State::Answered;
+                    c.token = r.token.map(<[u8]>::to_vec);
+                }
+            }
+        }
+        for n in r.nodes.iter().chain(r.nodes6.iter()) {
+            self.add(*n);
+        }
+        let mut new = Vec::new();
+        for p in &r.values {
+            if self.peers.len() < MAX_PEERS && super::usable(p) && self.peers.insert(*p) {
+                new.push(*p);
+            }
+        }
+        new
+    }
+
+    /// A query to `addr` failed (timed out or an error).
+    pub fn failed(&mut self, addr: SocketAddr) {
+        match self.find(addr) {
+            Some(c) if c.state == State::Asked && c.tries < MAX_TRIES => c.state = State::Fresh,
+            Some(c) => c.state = State::Failed,
+            None => self.seeds = self.seeds.saturating_sub(1),
+        }
+    }
+
+    /// Converged (or given up at [`MAX_LOOKUP_MS`]).
+    pub fn is_done(&self, now: u64) -> bool {
+        if now.saturating_sub(self.started) >= MAX_LOOKUP_MS {
+            return true;
+        }
+        let top: Vec<&Cand> = self.live().take(K).collect();
+        let all_answered = top.iter().all(|c| c.state == State::Answered);
+        all_answered && (self.seeds == 0 || top.len() >= K)
+    }
+
+    /// The `k` closest candidates that answered, closest first.
+    pub fn closest_answered(&self, k: usize) -> Vec<CompactNode> {
+        self.cands
+            .iter()
+            .filter(|c| c.state == State::Answered)
+            .take(k)
+            .map(|c| c.node)
+            .collect()
+    }
+
+    /// The `k` closest answerers that gave a write token, with their tokens.
+    pub fn tokens(&self, k: usize) -> Vec<(CompactNode, Vec<u8>)> {
+        self.cands
+            .iter()
+            .filter(|c| c.state == State::Answered)
+            .filter_map(|c| c.token.clone().map(|t| (c.node, t)))
+            .take(k)
+            .collect()
+    }
+
+    pub fn peer_count(&self) -> usize {
+        self.peers.len()
+    }
+}

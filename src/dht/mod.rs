@@ -1,0 +1,692 @@
+//! The Mainline DHT node (BEP-5) as a sans-IO state machine: [`Dht`] is fed datagrams
+//! ([`Dht::receive`]) and the time ([`Dht::tick`], milliseconds on any monotonic scale), and
+//! hands back datagrams to send ([`Dht::poll_send`]) and the peers its lookups found
+//! ([`Dht::take_found`]). It holds no socket, reads no clock and starts no thread; the `net`
+//! loop owns the UDP socket (`net::event_loop::dht`). The pure parts (KRPC, routing table,
+//! tokens, storage) are `proto::dht`; this module adds what needs state over time:
+//! transactions and their timeouts, iterative lookups ([`lookup`]), answering queries
+//! ([`serve`]), the announce schedule, bootstrap and re-bootstrap with back-off, a per-IP
+//! inbound rate limit and an outbound query budget. Every queue and map is capped.
+
+pub mod lookup;
+pub mod persist;
+mod serve;
+#[cfg(test)]
+mod testnet;
+#[cfg(test)]
+mod tests;
+
+use crate::proto::dht::compact::CompactNode;
+use crate::proto::dht::krpc::{self, Body, Message, Method};
+use crate::proto::dht::routing::{self, Contact, Failed, Outcome, Table};
+use crate::proto::dht::storage::{Limits, Storage};
+use crate::proto::dht::tokens::Tokens;
+use crate::proto::dht::NodeId;
+use lookup::{Kind, Lookup};
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+
+/// A query unanswered this long has failed.
+pub const QUERY_TIMEOUT_MS: u64 = 2_000;
+/// Lookups running at once.
+pub const MAX_LOOKUPS: usize = 64;
+/// Transactions in flight.
+const MAX_PENDING: usize = 2048;
+/// Datagrams waiting for the socket.
+const MAX_OUT: usize = 4096;
+/// Found-peer batches waiting for [`Dht::take_found`].
+const MAX_FOUND: usize = 1024;
+/// Torrents we announce.
+pub const MAX_ANNOUNCED: usize = 20_000;
+/// Re-announce every 15 minutes plus up to 15 minutes of jitter.
+const REANNOUNCE_MS: u64 = 15 * 60 * 1000;
+/// Refresh the table (a lookup of our own id) this often.
+const REFRESH_MS: u64 = 15 * 60 * 1000;
+/// Below this many nodes the table is taken to be empty and we bootstrap again.
+const MIN_NODES: usize = routing::K;
+/// IPs the inbound rate limiter remembers.
+const MAX_RATE_ENTRIES: usize = 10_000;
+/// A flooding IP is ignored this long.
+const BLOCK_MS: u64 = 60_000;
+/// Our client version (`v`): "TG" and version 0.1.
+const VERSION: &[u8] = b"TG\x00\x01";
+
+/// Node settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// One node per IP and per /24 in a bucket, rate limits per IP; false for loopback
+    /// testnets (then per IP and port).
+    pub restrict_ips: bool,
+    /// Datagrams one IP may send per second before it is blocked for a minute.
+    pub inbound_per_sec: u32,
+    /// Queries we may send per second (bursts up to twice that).
+    pub outbound_per_sec: u32,
+    pub limits: Limits,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            restrict_ips: true,
+            inbound_per_sec: 100,
+            outbound_per_sec: 250,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Counters for `/api/dht/stats`.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Stats {
+    pub queries_in: HashMap<&'static str, u64>,
+    pub queries_out: HashMap<&'static str, u64>,
+    pub responses_in: u64,
+    pub errors_in: u64,
+    pub timeouts: u64,
+    pub malformed: u64,
+    pub rate_limited: u64,
+    pub budget_deferred: u64,
+    pub send_dropped: u64,
+    pub lookups_started: u64,
+    pub lookups_done: u64,
+    /// Sum of the finished lookups' durations (for the mean).
+    pub lookup_ms_total: u64,
+    pub announces_sent: u64,
+    pub bootstraps: u64,
+}
+
+/// A finished lookup: its target and the closest nodes that answered (closest first).
+#[derive(Debug, Clone)]
+pub struct Completed {
+    pub target: [u8; 20],
+    pub closest: Vec<CompactNode>,
+    pub peers: usize,
+    pub ms: u64,
+}
+
+/// What an outstanding transaction was for.
+#[derive(Debug, Clone, Copy)]
+enum Purpose {
+    Ping,
+    Lookup(u64),
+    Announce,
+}
+
+#[derive(Debug)]
+struct Pending {
+    addr: SocketAddr,
+    id: Option<NodeId>,
+    sent: u64,
+    purpose: Purpose,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Announced {
+    port: u16,
+    next: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Rate {
+    window: u64,
+    count: u32,
+    blocked_until: u64,
+}
+
+/// The DHT node.
+pub struct Dht {
+    id: NodeId,
+    settings: Settings,
+    table: Table,
+    tokens: Tokens,
+    storage: Storage,
+    rng: u64,
+    next_tid: u16,
+    pending: HashMap<u16, Pending>,
+    out: VecDeque<(SocketAddr, Vec<u8>)>,
+    lookups: Vec<Lookup>,
+    next_lookup: u64,
+    found: VecDeque<([u8; 20], Vec<SocketAddr>)>,
+    completed: VecDeque<Completed>,
+    announced: HashMap<[u8; 20], Announced>,
+    bootstrap: Vec<SocketAddr>,
+    next_bootstrap: u64,
+    bootstrap_backoff: u64,
+    next_refresh: u64,
+    rates: HashMap<SocketAddr, Rate>,
+    budget: f64,
+    budget_at: u64,
+    now: u64,
+    pub stats: Stats,
+}
+
+fn xorshift(s: &mut u64) -> u64 {
+    let mut x = *s;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    *s = x;
+    x
+}
+
+impl Dht {
+    /// A node with id `id` (random from `seed` when None); `seed` drives every random choice.
+    pub fn new(id: Option<NodeId>, settings: Settings, seed: u64, now_ms: u64) -> Dht {
+        let mut rng = seed | 1;
+        let mut random20 = || {
+            let mut b = [0u8; 20];
+            for c in b.chunks_mut(8) {
+                let r = xorshift(&mut rng).to_le_bytes();
+                c.copy_from_slice(&r[..c.len()]);
+            }
+            b
+        };
+        let id = id.unwrap_or_else(|| NodeId(random20()));
+        let secret = random20();
+        let table = Table::new(
+            id,
+            routing::Config {
+                restrict_ips: settings.restrict_ips,
+                ..routing::Config::default()
+            },
+        );
+        Dht {
+            id,
+            table,
+            tokens: Tokens::new(secret, now_ms / 1000),
+            storage: Storage::new(settings.limits),
+            budget: 2.0 * settings.outbound_per_sec as f64,
+            settings,
+            rng,
+            next_tid: (seed >> 16) as u16,
+            pending: HashMap::new(),
+            out: VecDeque::new(),
+            lookups: Vec::new(),
+            next_lookup: 1,
+            found: VecDeque::new(),
+            completed: VecDeque::new(),
+            announced: HashMap::new(),
+            bootstrap: Vec::new(),
+            next_bootstrap: now_ms,
+            bootstrap_backoff: 5_000,
+            next_refresh: now_ms + REFRESH_MS,
+            rates: HashMap::new(),
+            budget_at: now_ms,
+            now: now_ms,
+            stats: Stats::default(),
+        }
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    pub fn table(&self) -> &Table {
+        &self.table
+    }
+
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    fn random(&mut self) -> u64 {
+        xorshift(&mut self.rng)
+    }
+
+    fn random_id(&mut self) -> [u8; 20] {
+        let mut b = [0u8; 20];
+        for c in b.chunks_mut(8) {
+            let r = self.random().to_le_bytes();
+            c.copy_from_slice(&r[..c.len()]);
+        }
+        b
+    }
+
+    /// Sets the bootstrap addresses (resolved elsewhere) and bootstraps now.
+    pub fn set_bootstrap(&mut self, addrs: Vec<SocketAddr>) {
+        self.bootstrap = addrs;
+        self.bootstrap.truncate(64);
+        self.next_bootstrap = self.now;
+        self.bootstrap_backoff = 5_000;
+        self.maybe_bootstrap();
+    }
+
+    /// Asks a known node (from `dht.dat`) to join the table: it is pinged.
+    pub fn add_node(&mut self, addr: SocketAddr) {
+        self.query(addr, None, Method::Ping, Purpose::Ping);
+    }
+
+    /// Starts an iterative get_peers lookup of `ih` (none if one runs or too many do);
+    /// peers come out of [`Dht::take_found`].
+    pub fn get_peers(&mut self, ih: [u8; 20]) -> bool {
+        self.start_lookup(NodeId(ih), Kind::GetPeers)
+    }
+
+    /// Starts a lookup of the nodes closest to `target` (results in [`Dht::take_completed`]).
+    pub fn find_node(&mut self, target: [u8; 20]) -> bool {
+        self.start_lookup(NodeId(target), Kind::FindNode)
+    }
+
+    /// Announces `ih` with `port` now and every 15-30 minutes until [`Dht::stop_announce`].
+    pub fn announce(&mut self, ih: [u8; 20], port: u16) {
+        if !self.announced.contains_key(&ih) && self.announced.len() >= MAX_ANNOUNCED {
+            return;
+        }
+        self.announced.insert(
+            ih,
+            Announced {
+                port,
+                next: self.now,
+            },
+        );
+    }
+
+    pub fn stop_announce(&mut self, ih: &[u8; 20]) {
+        self.announced.remove(ih);
+    }
+
+    pub fn is_announced(&self, ih: &[u8; 20]) -> bool {
+        self.announced.contains_key(ih)
+    }
+
+    pub fn announced_count(&self) -> usize {
+        self.announced.len()
+    }
+
+    pub fn lookups_running(&self) -> usize {
+        self.lookups.len()
+    }
+
+    /// The next datagram to send.
+    pub fn poll_send(&mut self) -> Option<(SocketAddr, Vec<u8>)> {
+        self.out.pop_front()
+    }
+
+    /// Peers found since the last call, per info-hash.
+    pub fn take_found(&mut self) -> Vec<([u8; 20], Vec<SocketAddr>)> {
+        self.found.drain(..).collect()
+    }
+
+    /// Lookups finished since the last call.
+    pub fn take_completed(&mut self) -> Vec<Completed> {
+        self.completed.drain(..).collect()
+    }
+
+    /// Known good nodes, for `dht.dat`.
+    pub fn good_nodes(&self, max: usize) -> Vec<CompactNode> {
+        let now = self.now / 1000;
+        self.table
+            .nodes()
+            .filter(|n| n.status(now) == routing::Status::Good)
+            .take(max)
+            .map(|n| n.compact())
+            .collect()
+    }
+
+    // ---- time ------------------------------------------------------------------------
+
+    /// Timeouts, token rotation, storage expiry, due announces, refresh and bootstrap.
+    pub fn tick(&mut self, now_ms: u64) {
+        self.now = self.now.max(now_ms);
+        let secs = self.now / 1000;
+        if self.tokens.rotation_due(secs) {
+            let s = self.random_id();
+            self.tokens.rotate(s, secs);
+        }
+        self.storage.expire(secs);
+        let timed_out: Vec<u16> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| self.now.saturating_sub(p.sent) >= QUERY_TIMEOUT_MS)
+            .map(|(t, _)| *t)
+            .collect();
+        for t in timed_out {
+            if let Some(p) = self.pending.remove(&t) {
+                self.stats.timeouts += 1;
+                self.failed(p);
+            }
+        }
+        self.rates
+            .retain(|_, r| r.blocked_until > now_ms || now_ms.saturating_sub(r.window) < 1000);
+        self.announce_due();
+        if self.now >= self.next_refresh {
+            self.next_refresh = self.now + REFRESH_MS;
+            let own = self.id.0;
+            self.find_node(own);
+        }
+        self.maybe_bootstrap();
+        self.step_lookups();
+    }
+
+    fn maybe_bootstrap(&mut self) {
+        if self.table.len() >= MIN_NODES || self.now < self.next_bootstrap {
+            return;
+        }
+        if self.bootstrap.is_empty() && self.table.is_empty() {
+            return;
+        }
+        self.next_bootstrap = self.now + self.bootstrap_backoff;
+        self.bootstrap_backoff = (self.bootstrap_backoff * 2).min(5 * 60 * 1000);
+        self.stats.bootstraps += 1;
+        let own = self.id;
+        let seeds = self.bootstrap.clone();
+        self.start_lookup_with(own, Kind::FindNode, &seeds);
+    }
+
+    fn announce_due(&mut self) {
+        let now = self.now;
+        let mut due: Vec<([u8; 20], u16)> = self
+            .announced
+            .iter()
+            .filter(|(_, a)| a.next <= now)
+            .map(|(ih, a)| (*ih, a.port))
+            .collect();
+        due.sort_unstable();
+        // Bounded work per tick: a few lookups start, the rest wait for the next tick.
+        for (ih, port) in due.into_iter().take(4) {
+            if self.lookups.len() >= MAX_LOOKUPS / 2 || self.budget < 40.0 {
+                break;
+            }
+            let jitter = self.random() % REANNOUNCE_MS;
+            if let Some(a) = self.announced.get_mut(&ih) {
+                a.next = now + REANNOUNCE_MS + jitter;
+            }
+            self.start_lookup(NodeId(ih), Kind::Announce(port));
+        }
+    }
+
+    // ---- outgoing --------------------------------------------------------------------
+
+    fn spend(&mut self) -> bool {
+        let rate = self.settings.outbound_per_sec as f64;
+        let elapsed = self.now.saturating_sub(self.budget_at) as f64 / 1000.0;
+        self.budget = (self.budget + elapsed * rate).min(2.0 * rate);
+        self.budget_at = self.now;
+        if self.budget >= 1.0 {
+            self.budget -= 1.0;
+            true
+        } else {
+            self.stats.budget_deferred += 1;
+            false
+        }
+    }
+
+    fn push_out(&mut self, to: SocketAddr, bytes: Vec<u8>) {
+        if self.out.len() >= MAX_OUT {
+            self.stats.send_dropped += 1;
+            return;
+        }
+        self.out.push_back((to, bytes));
+    }
+
+    /// Sends a query if the budget and the transaction table allow.
+    fn query(
+        &mut self,
+        to: SocketAddr,
+        id: Option<NodeId>,
+        method: Method<'_>,
+        purpose: Purpose,
+    ) -> bool {
+        if self.pending.len() >= MAX_PENDING || !self.spend() {
+            return false;
+        }
+        let mut tid = self.next_tid;
+        while self.pending.contains_key(&tid) {
+            tid = tid.wrapping_add(1);
+        }
+        self.next_tid = tid.wrapping_add(1);
+        let t = tid.to_be_bytes();
+        let name = method.name();
+        let mut msg = Message::query(&t, self.id, method);
+        msg.version = Some(VERSION);
+        let bytes = msg.encode();
+        *self.stats.queries_out.entry(name).or_default() += 1;
+        self.pending.insert(
+            tid,
+            Pending {
+                addr: to,
+                id,
+                sent: self.now,
+                purpose,
+            },
+        );
+        self.push_out(to, bytes);
+        true
+    }
+
+    fn failed(&mut self, p: Pending) {
+        if let Some(id) = p.id {
+            if let Failed::Evicted {
+                replaced_by: Some(n),
+            } = self.table.failed(&id, self.now / 1000)
+            {
+                self.query(n.addr, Some(n.id), Method::Ping, Purpose::Ping);
+            }
+        }
+        if let Purpose::Lookup(lid) = p.purpose {
+            if let Some(l) = self.lookups.iter_mut().find(|l| l.id == lid) {
+                l.failed(p.addr);
+            }
+            self.step_lookups();
+        }
+    }
+
+    // ---- incoming --------------------------------------------------------------------
+
+    /// Whether `from` is within its inbound rate (false: drop the datagram).
+    fn admit(&mut self, from: SocketAddr, now: u64) -> bool {
+        let key = if self.settings.restrict_ips {
+            SocketAddr::new(from.ip(), 0)
+        } else {
+            from
+        };
+        if !self.rates.contains_key(&key) && self.rates.len() >= MAX_RATE_ENTRIES {
+            self.rates
+                .retain(|_, r| r.blocked_until > now || now.saturating_sub(r.window) < 1000);
+            if self.rates.len() >= MAX_RATE_ENTRIES {
+                return false;
+            }
+        }
+        let limit = self.settings.inbound_per_sec;
+        let r = self.rates.entry(key).or_insert(Rate {
+            window: now,
+            count: 0,
+            blocked_until: 0,
+        });
+        if r.blocked_until > now {
+            return false;
+        }
+        if now.saturating_sub(r.window) >= 1000 {
+            r.window = now;
+            r.count = 0;
+        }
+        r.count += 1;
+        if r.count > limit {
+            r.blocked_until = now + BLOCK_MS;
+            return false;
+        }
+        true
+    }
+
+    /// Handles one datagram from `from`.
+    pub fn receive(&mut self, from: SocketAddr, bytes: &[u8], now_ms: u64) {
+        self.now = self.now.max(now_ms);
+        if !self.admit(from, self.now) {
+            self.stats.rate_limited += 1;
+            return;
+        }
+        let msg = match krpc::parse(bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                self.stats.malformed += 1;
+                if let Some(reply) = e.reply() {
+                    self.push_out(from, reply);
+                }
+                return;
+            }
+        };
+        match &msg.body {
+            Body::Query(q) => {
+                *self.stats.queries_in.entry(q.method.name()).or_default() += 1;
+                if !msg.ro {
+                    self.heard(q.id, from, Contact::Query);
+                }
+                let reply = self.answer(from, &msg, q);
+                self.push_out(from, reply);
+            }
+            Body::Response(r) => {
+                self.stats.responses_in += 1;
+                let Some(p) = self.take_pending(msg.t, from) else {
+                    return;
+                };
+                if p.id.is_some_and(|id| id != r.id) {
+                    // A different node at that address: the old one is gone.
+                    self.failed(p);
+                    return;
+                }
+                self.heard(r.id, from, Contact::Response);
+                if let Purpose::Lookup(lid) = p.purpose {
+                    self.lookup_response(lid, from, r);
+                }
+            }
+            Body::Error(_) => {
+                self.stats.errors_in += 1;
+                if let Some(p) = self.take_pending(msg.t, from) {
+                    self.failed(p);
+                }
+            }
+        }
+    }
+
+    fn take_pending(&mut self, t: &[u8], from: SocketAddr) -> Option<Pending> {
+        let tid = u16::from_be_bytes(t.try_into().ok()?);
+        let p = self.pending.get(&tid)?;
+        if crate::proto::dht::compact::canonical(p.addr)
+            != crate::proto::dht::compact::canonical(from)
+        {
+            return None;
+        }
+        self.pending.remove(&tid)
+    }
+
+    fn heard(&mut self, id: NodeId, from: SocketAddr, contact: Contact) {
+        if let Outcome::Cached { ping: Some(n) } =
+            self.table.heard(id, from, contact, self.now / 1000)
+        {
+            self.query(n.addr, Some(n.id), Method::Ping, Purpose::Ping);
+        }
+    }
+
+    // ---- lookups ---------------------------------------------------------------------
+
+    fn start_lookup(&mut self, target: NodeId, kind: Kind) -> bool {
+        // With a thin table the bootstrap nodes join the lookup.
+        let seeds = if self.table.len() < routing::K {
+            self.bootstrap.clone()
+        } else {
+            Vec::new()
+        };
+        self.start_lookup_with(target, kind, &seeds)
+    }
+
+    /// A lookup from the table's closest nodes plus `seeds` (addresses with no known id).
+    fn start_lookup_with(&mut self, target: NodeId, kind: Kind, seeds: &[SocketAddr]) -> bool {
+        if self.lookups.len() >= MAX_LOOKUPS || self.lookups.iter().any(|l| l.target == target) {
+            return false;
+        }
+        let known = self.table.closest(&target, 3 * routing::K, self.now / 1000);
+        let id = self.next_lookup;
+        self.next_lookup += 1;
+        let mut l = Lookup::new(id, target, kind, &known, self.id, self.now);
+        for &a in seeds {
+            let m = match kind {
+                Kind::FindNode => Method::FindNode { target },
+                _ => Method::GetPeers { info_hash: target },
+            };
+            if self.query(a, None, m, Purpose::Lookup(id)) {
+                l.seed_sent();
+            }
+        }
+        self.lookups.push(l);
+        self.stats.lookups_started += 1;
+        self.step_lookups();
+        true
+    }
+
+    fn lookup_response(&mut self, lid: u64, from: SocketAddr, r: &krpc::Response<'_>) {
+        let Some(l) = self.lookups.iter_mut().find(|l| l.id == lid) else {
+            return;
+        };
+        let new_peers = l.answered(from, r);
+        let ih = l.target.0;
+        if !new_peers.is_empty() && self.found.len() < MAX_FOUND {
+            self.found.push_back((ih, new_peers));
+        }
+        self.step_lookups();
+    }
+
+    /// Sends what the lookups want and finishes the converged ones.
+    fn step_lookups(&mut self) {
+        let mut i = 0;
+        while i < self.lookups.len() {
+            let wants = self.lookups[i].next_queries();
+            let (lid, target, kind) = {
+                let l = &self.lookups[i];
+                (l.id, l.target, l.kind)
+            };
+            for c in wants {
+                let method = match kind {
+                    Kind::FindNode => Method::FindNode { target },
+                    _ => Method::GetPeers { info_hash: target },
+                };
+                if self.query(c.addr, Some(c.id), method, Purpose::Lookup(lid)) {
+                    self.lookups[i].sent(c.addr);
+                } else {
+                    break;
+                }
+            }
+            if self.lookups[i].is_done(self.now) {
+                let l = self.lookups.swap_remove(i);
+                self.finish(l);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    fn finish(&mut self, l: Lookup) {
+        let ms = self.now.saturating_sub(l.started);
+        self.stats.lookups_done += 1;
+        self.stats.lookup_ms_total += ms;
+        let closest = l.closest_answered(routing::K);
+        if let Kind::Announce(port) = l.kind {
+            for (node, token) in l.tokens(routing::K) {
+                let m = Method::AnnouncePeer {
+                    info_hash: l.target,
+                    port,
+                    implied_port: false,
+                    token: &token,
+                };
+                if self.query(node.addr, Some(node.id), m, Purpose::Announce) {
+                    self.stats.announces_sent += 1;
+                }
+            }
+        }
+        if self.completed.len() >= 64 {
+            self.completed.pop_front();
+        }
+        self.completed.push_back(Completed {
+            target: l.target.0,
+            closest,
+            peers: l.peer_count(),
+            ms,
+        });
+    }
+}
+
+/// IPs we never store as peers or nodes.
+pub fn usable(addr: &SocketAddr) -> bool {
+    addr.port() != 0
+        && !addr.ip().is_unspecified()
+        && !matches!(addr.ip(), IpAddr::V4(v) if v.is_broadcast())
+}

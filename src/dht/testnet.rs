@@ -1,0 +1,212 @@
+//! An in-process testnet: many [`Dht`] nodes on made-up loopback addresses, a virtual clock
+//! and a router that carries datagrams between them (optionally dropping some). Lookups must
+//! return the true 8 closest nodes and find stored peers.
+
+use super::{Dht, Settings};
+use crate::proto::dht::NodeId;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+pub(super) struct Net {
+    pub nodes: Vec<Dht>,
+    pub addrs: Vec<SocketAddr>,
+    by_addr: HashMap<SocketAddr, usize>,
+    pub now: u64,
+    drop_percent: u64,
+    rng: u64,
+    pub delivered: u64,
+}
+
+pub(super) fn settings() -> Settings {
+    Settings {
+        restrict_ips: false,
+        inbound_per_sec: 10_000,
+        outbound_per_sec: 10_000,
+        ..Settings::default()
+    }
+}
+
+impl Net {
+    pub fn new(n: usize, drop_percent: u64, seed: u64) -> Net {
+        let mut net = Net {
+            nodes: Vec::new(),
+            addrs: Vec::new(),
+            by_addr: HashMap::new(),
+            now: 1_000_000,
+            drop_percent,
+            rng: seed | 1,
+            delivered: 0,
+        };
+        for i in 0..n {
+            let addr: SocketAddr = format!("127.0.0.1:{}", 10_000 + i).parse().unwrap();
+            let s = seed
+                .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                .wrapping_add(i as u64 * 7919 + 1);
+            net.nodes.push(Dht::new(None, settings(), s, net.now));
+            net.by_addr.insert(addr, i);
+            net.addrs.push(addr);
+        }
+        net
+    }
+
+    fn roll(&mut self) -> u64 {
+        super::xorshift(&mut self.rng) % 100
+    }
+
+    /// Delivers every queued datagram once (answers queue for the next round).
+    pub fn round(&mut self) -> usize {
+        let mut moved = 0;
+        for i in 0..self.nodes.len() {
+            while let Some((to, bytes)) = self.nodes[i].poll_send() {
+                moved += 1;
+                if self.roll() < self.drop_percent {
+                    continue;
+                }
+                if let Some(&j) = self.by_addr.get(&to) {
+                    let from = self.addrs[i];
+                    self.nodes[j].receive(from, &bytes, self.now);
+                    self.delivered += 1;
+                }
+            }
+        }
+        self.now += 20;
+        moved
+    }
+
+    /// Runs `ms` of virtual time: rounds every 20 ms, a tick for every node each second.
+    pub fn run(&mut self, ms: u64) {
+        let end = self.now + ms;
+        let mut next_tick = self.now;
+        while self.now < end {
+            if self.now >= next_tick {
+                for d in &mut self.nodes {
+                    d.tick(self.now);
+                }
+                next_tick = self.now + 1000;
+            }
+            self.round();
+        }
+    }
+
+    /// Bootstraps every node from node 0 and lets the tables fill.
+    pub fn bootstrap(&mut self) {
+        let seed = self.addrs[0];
+        let n = self.nodes.len();
+        for i in 1..n {
+            self.nodes[i].set_bootstrap(vec![seed]);
+            if i % 10 == 0 {
+                self.run(200);
+            }
+        }
+        self.nodes[0].set_bootstrap(vec![self.addrs[1]]);
+        self.run(10_000);
+    }
+
+    /// The 8 ids closest to `target`, not counting node `except`.
+    pub fn true_closest(&self, target: &NodeId, except: usize) -> Vec<NodeId> {
+        let mut ids: Vec<NodeId> = (0..self.nodes.len())
+            .filter(|&i| i != except)
+            .map(|i| self.nodes[i].id())
+            .collect();
+        ids.sort_by_key(|id| id.distance(target));
+        ids.truncate(8);
+        ids
+    }
+}
+
+fn target(i: u64) -> [u8; 20] {
+    let mut t = [0u8; 20];
+    let mut s = i.wrapping_mul(0x2545_f491_4f6c_dd1d) | 1;
+    for c in t.chunks_mut(8) {
+        let r = super::xorshift(&mut s).to_le_bytes();
+        c.copy_from_slice(&r[..c.len()]);
+    }
+    t
+}
+
+/// Runs 20 lookups; asserts at least `min_exact` return exactly the true 8 closest and the
+/// mean overlap with the true 8 is at least `min_mean_overlap`.
+fn lookups_find_true_closest(drop_percent: u64, min_exact: usize, min_mean_overlap: f64) {
+    let mut net = Net::new(120, drop_percent, 42 + drop_percent);
+    net.bootstrap();
+    // Lost bootstrap answers are retried with back-off.
+    net.run(60_000);
+    let thin = net.nodes.iter().filter(|d| d.table().len() < 8).count();
+    assert!(
+        thin <= net.nodes.len() / 10,
+        "{thin} nodes have a thin table"
+    );
+    let mut exact = 0;
+    let mut overlaps = 0;
+    let trials = 20;
+    for k in 0..trials {
+        let from = (k * 7 + 3) % net.nodes.len();
+        let t = target(k as u64 + 1);
+        assert!(net.nodes[from].find_node(t));
+        net.run(60_000);
+        let done = net.nodes[from].take_completed();
+        let c = done
+            .iter()
+            .find(|c| c.target == t)
+            .expect("lookup finished");
+        let got: Vec<NodeId> = c.closest.iter().map(|n| n.id).collect();
+        let truth = net.true_closest(&NodeId(t), from);
+        if got == truth {
+            exact += 1;
+        }
+        let overlap = got.iter().filter(|id| truth.contains(id)).count();
+        overlaps += overlap;
+    }
+    let mean = overlaps as f64 / trials as f64;
+    assert!(
+        mean >= min_mean_overlap,
+        "mean overlap with the true 8: {mean}"
+    );
+    assert!(
+        exact >= min_exact,
+        "{exact} of {trials} lookups found the true 8 closest"
+    );
+}
+
+#[test]
+fn testnet_lookups_return_the_true_8_closest() {
+    lookups_find_true_closest(0, 20, 8.0);
+}
+
+#[test]
+fn testnet_lookups_converge_with_30_percent_loss() {
+    lookups_find_true_closest(30, 5, 6.5);
+}
+
+#[test]
+fn testnet_stored_peers_are_found() {
+    let mut net = Net::new(100, 0, 7);
+    net.bootstrap();
+    let ihs: Vec<[u8; 20]> = (0..10).map(|i| target(1000 + i)).collect();
+    for (i, ih) in ihs.iter().enumerate() {
+        net.nodes[i * 3 + 1].announce(*ih, 7000 + i as u16);
+    }
+    net.run(30_000);
+    for (i, ih) in ihs.iter().enumerate() {
+        let asker = 99 - i * 2;
+        let _ = net.nodes[asker].take_found();
+        assert!(net.nodes[asker].get_peers(*ih));
+        net.run(20_000);
+        let found: Vec<SocketAddr> = net.nodes[asker]
+            .take_found()
+            .into_iter()
+            .filter(|(h, _)| h == ih)
+            .flat_map(|(_, p)| p)
+            .collect();
+        let want: SocketAddr = format!("127.0.0.1:{}", 7000 + i).parse().unwrap();
+        assert!(
+            found.contains(&want),
+            "peer {want} of torrent {i} found: {found:?}"
+        );
+    }
+    let stored: usize = net.nodes.iter().map(|d| d.storage().peer_count()).sum();
+    assert!(
+        stored >= 10 * 4,
+        "each announce reached several nodes ({stored})"
+    );
+}

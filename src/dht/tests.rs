@@ -1,0 +1,173 @@
+//! Unit tests of the node: answers to each query, tokens, the rate limit, the outbound
+//! budget, malformed input and transaction matching.
+
+use super::testnet::settings;
+use super::*;
+use crate::proto::dht::krpc::{parse, Body, Message, Method};
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+fn ask(d: &mut Dht, from: SocketAddr, m: Method<'_>) -> Vec<u8> {
+    let bytes = Message::query(b"aa", NodeId([7; 20]), m).encode();
+    d.receive(from, &bytes, 5_000);
+    d.poll_send().expect("an answer").1
+}
+
+#[test]
+fn answers_ping_find_node_and_get_peers_then_takes_an_announce() {
+    let mut d = Dht::new(Some(NodeId([1; 20])), settings(), 3, 0);
+    let q = addr("127.0.0.1:4000");
+    let r = ask(&mut d, q, Method::Ping);
+    let m = parse(&r).unwrap();
+    assert_eq!(m.t, b"aa");
+    assert_eq!(m.ip, Some(q));
+    let Body::Response(r) = m.body else { panic!() };
+    assert_eq!(r.id, NodeId([1; 20]));
+    // The querier entered the table; find_node names it.
+    let r = ask(
+        &mut d,
+        addr("127.0.0.1:4001"),
+        Method::FindNode {
+            target: NodeId([7; 20]),
+        },
+    );
+    let Body::Response(r) = parse(&r).unwrap().body else {
+        panic!()
+    };
+    assert!(r.nodes.iter().any(|n| n.addr == q));
+    let ih = NodeId([5; 20]);
+    let r = ask(&mut d, q, Method::GetPeers { info_hash: ih });
+    let Body::Response(r) = parse(&r).unwrap().body else {
+        panic!()
+    };
+    let token = r.token.unwrap().to_vec();
+    assert!(r.values.is_empty());
+    // A wrong token is refused, the right one stores the peer.
+    let bad = ask(
+        &mut d,
+        q,
+        Method::AnnouncePeer {
+            info_hash: ih,
+            port: 6881,
+            implied_port: false,
+            token: b"nope",
+        },
+    );
+    assert!(matches!(parse(&bad).unwrap().body, Body::Error(e) if e.code == 203));
+    let other = addr("127.0.0.2:4000");
+    let stolen = ask(
+        &mut d,
+        other,
+        Method::AnnouncePeer {
+            info_hash: ih,
+            port: 6881,
+            implied_port: false,
+            token: &token,
+        },
+    );
+    assert!(
+        matches!(parse(&stolen).unwrap().body, Body::Error(_)),
+        "tokens are bound to the IP"
+    );
+    let ok = ask(
+        &mut d,
+        q,
+        Method::AnnouncePeer {
+            info_hash: ih,
+            port: 6881,
+            implied_port: false,
+            token: &token,
+        },
+    );
+    assert!(matches!(parse(&ok).unwrap().body, Body::Response(_)));
+    let r = ask(&mut d, other, Method::GetPeers { info_hash: ih });
+    let Body::Response(r) = parse(&r).unwrap().body else {
+        panic!()
+    };
+    assert_eq!(r.values, vec![addr("127.0.0.1:6881")]);
+    assert_eq!(d.storage().peer_count(), 1);
+}
+
+#[test]
+fn malformed_input_is_answered_or_dropped_without_panic() {
+    let mut d = Dht::new(None, settings(), 5, 0);
+    let from = addr("127.0.0.1:4000");
+    for junk in [
+        &b""[..],
+        b"d",
+        b"de",
+        b"i1e",
+        b"d1:t2:aa1:y1:q1:q4:nope1:ad2:id20:aaaaaaaaaaaaaaaaaaaaee",
+    ] {
+        d.receive(from, junk, 10);
+    }
+    let big = vec![b'x'; 70_000];
+    d.receive(from, &big, 10);
+    assert!(d.stats.malformed >= 5);
+    // The unknown method got a 204 with the transaction id.
+    let errs: Vec<_> = std::iter::from_fn(|| d.poll_send()).collect();
+    assert!(errs
+        .iter()
+        .any(|(_, b)| matches!(parse(b).map(|m| m.body), Ok(Body::Error(e)) if e.code == 204)));
+    // A response nobody asked for changes nothing.
+    let r = Message::response(
+        b"zz",
+        krpc::Response {
+            id: NodeId([3; 20]),
+            ..Default::default()
+        },
+    )
+    .encode();
+    d.receive(from, &r, 20);
+    assert!(d.table().is_empty());
+}
+
+#[test]
+fn a_flooding_ip_is_blocked_and_others_still_answered() {
+    let mut s = settings();
+    s.restrict_ips = true;
+    s.inbound_per_sec = 20;
+    let mut d = Dht::new(None, s, 9, 0);
+    let flood = addr("10.1.1.1:5000");
+    let ping = Message::query(b"aa", NodeId([7; 20]), Method::Ping).encode();
+    for _ in 0..1000 {
+        d.receive(flood, &ping, 100);
+    }
+    let answered = std::iter::from_fn(|| d.poll_send()).count();
+    assert_eq!(answered, 20);
+    assert!(d.stats.rate_limited >= 980);
+    d.receive(addr("10.2.2.2:5000"), &ping, 100);
+    assert!(d.poll_send().is_some(), "another IP is answered");
+    d.receive(flood, &ping, 5_000);
+    assert!(d.poll_send().is_none(), "the flooder stays blocked");
+}
+
+#[test]
+fn outbound_queries_stay_within_the_budget() {
+    let mut s = settings();
+    s.outbound_per_sec = 10;
+    let mut d = Dht::new(None, s, 11, 0);
+    for i in 0..200 {
+        d.add_node(SocketAddr::new(
+            [10, 0, (i / 250) as u8, (i % 250) as u8 + 1].into(),
+            6881,
+        ));
+    }
+    let sent = std::iter::from_fn(|| d.poll_send()).count();
+    assert_eq!(sent, 20, "a burst of twice the rate");
+    assert!(d.stats.budget_deferred >= 180);
+}
+
+#[test]
+fn queries_time_out_and_lookups_end() {
+    let mut d = Dht::new(None, settings(), 13, 0);
+    d.set_bootstrap(vec![addr("127.0.0.1:9")]);
+    assert_eq!(d.lookups_running(), 1);
+    assert!(d.poll_send().is_some());
+    d.tick(QUERY_TIMEOUT_MS + 1);
+    assert_eq!(d.stats.timeouts, 1);
+    assert_eq!(d.lookups_running(), 0);
+    assert!(d.get_peers([4; 20]));
+}
