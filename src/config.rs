@@ -230,6 +230,7 @@ pub struct Config {
     pub peer: PeerConfig,
     pub blossom: BlossomConfig,
     pub nostr: NostrConfig,
+    pub dht: DhtConfig,
 }
 
 /// The Blossom server.
@@ -294,6 +295,60 @@ impl Default for NostrConfig {
             retry_max_secs: 900,
             max_outbox: 10_000,
             timeout_secs: 10,
+        }
+    }
+}
+
+/// The Mainline DHT node (`[dht]`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DhtConfig {
+    pub enabled: bool,
+    /// UDP listen address.
+    pub addr: String,
+    /// `host:port` nodes to join the network through (resolved off the loop).
+    pub bootstrap: Vec<String>,
+    /// One node per IP and /24 per bucket, rate limits per IP; false only for loopback tests.
+    pub restrict_ips: bool,
+    /// Datagrams one IP may send per second before it is blocked for a minute.
+    pub inbound_per_sec: u32,
+    /// Queries the node may send per second.
+    pub outbound_per_sec: u32,
+}
+
+/// The usual public bootstrap nodes.
+pub fn default_dht_bootstrap() -> Vec<String> {
+    [
+        "router.bittorrent.com:6881",
+        "dht.transmissionbt.com:6881",
+        "router.utorrent.com:6881",
+        "dht.libtorrent.org:25401",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+impl Default for DhtConfig {
+    fn default() -> Self {
+        DhtConfig {
+            enabled: true,
+            addr: "0.0.0.0:6883".into(),
+            bootstrap: default_dht_bootstrap(),
+            restrict_ips: true,
+            inbound_per_sec: 100,
+            outbound_per_sec: 250,
+        }
+    }
+}
+
+impl DhtConfig {
+    /// The node's settings.
+    pub fn settings(&self) -> crate::dht::Settings {
+        crate::dht::Settings {
+            restrict_ips: self.restrict_ips,
+            inbound_per_sec: self.inbound_per_sec.max(1),
+            outbound_per_sec: self.outbound_per_sec.max(1),
+            ..crate::dht::Settings::default()
         }
     }
 }
@@ -396,6 +451,7 @@ impl Default for Config {
             peer: PeerConfig::default(),
             blossom: BlossomConfig::default(),
             nostr: NostrConfig::default(),
+            dht: DhtConfig::default(),
         }
     }
 }

@@ -356,7 +356,45 @@ fn start_net(
     }));
     let notifier = net.notifier();
     tracker.on_leecher(Box::new(move || notifier.notify(Command::Leecher)));
+    if config.dht.enabled {
+        start_dht(config, &net)?;
+    }
     Ok(Some(net))
+}
+
+/// Binds the DHT socket and starts the node in the `net` loop, rejoining from `dht.dat`.
+fn start_dht(config: &Config, net: &Net) -> Result<(), String> {
+    let addr: SocketAddr = config
+        .dht
+        .addr
+        .parse()
+        .map_err(|_| format!("config: dht.addr {:?} is not an address", config.dht.addr))?;
+    let socket = Net::bind_dht(addr).map_err(|e| format!("binding the DHT port {addr}: {e}"))?;
+    let state_file = config.data_dir.join("dht.dat");
+    let saved = std::fs::read(&state_file)
+        .ok()
+        .and_then(|b| crate::dht::persist::decode(&b));
+    if saved.is_none() && state_file.exists() {
+        log::warn!(
+            "dht: {} is unreadable; starting afresh",
+            state_file.display()
+        );
+    }
+    let (id, known) = saved.map_or((None, Vec::new()), |(id, n)| (Some(id), n));
+    log::info!(
+        "dht: listening on {}, {} saved nodes",
+        socket.local_addr().map_or(addr, |a| a),
+        known.len()
+    );
+    let setup = crate::net::DhtSetup {
+        socket,
+        settings: config.dht.settings(),
+        id,
+        known,
+        state_file: Some(state_file),
+    };
+    net.start_dht(setup, config.dht.bootstrap.clone());
+    Ok(())
 }
 
 /// The host of an `http://host:port` URL when it is an IP address.

@@ -63,6 +63,12 @@ pub struct Args {
     /// peer listen port (default: any free port)
     #[argh(option, default = "0")]
     pub port: u16,
+    /// a DHT node to bootstrap from (host:port), repeatable (default: the public routers)
+    #[argh(option)]
+    pub dht_bootstrap: Vec<String>,
+    /// do not run the DHT node
+    #[argh(switch)]
+    pub no_dht: bool,
 }
 
 /// How often resume data is written while downloading.
@@ -254,6 +260,9 @@ fn start_net(args: &Args) -> Result<Net, CliError> {
         },
     )
     .map_err(|e| CliError::failed(format!("starting the peer wire service: {e}")))?;
+    if !args.no_dht {
+        start_dht(&net, args)?;
+    }
     log::info!("listening on {}", net.addr);
     eprintln!("listening on {}", net.addr);
     if args.json {
@@ -263,6 +272,39 @@ fn start_net(args: &Args) -> Result<Net, CliError> {
         ))?;
     }
     Ok(net)
+}
+
+/// Runs a DHT node for the download; loopback-only bootstrap nodes keep it on loopback.
+fn start_dht(net: &Net, args: &Args) -> Result<(), CliError> {
+    let bootstrap = if args.dht_bootstrap.is_empty() {
+        crate::config::default_dht_bootstrap()
+    } else {
+        args.dht_bootstrap.clone()
+    };
+    let loopback = !args.dht_bootstrap.is_empty()
+        && bootstrap
+            .iter()
+            .all(|b| b.parse::<SocketAddr>().is_ok_and(|a| a.ip().is_loopback()));
+    let ip = if loopback {
+        [127, 0, 0, 1]
+    } else {
+        [0, 0, 0, 0]
+    };
+    let socket = Net::bind_dht(SocketAddr::from((ip, 0)))
+        .map_err(|e| CliError::failed(format!("binding the DHT socket: {e}")))?;
+    let settings = crate::dht::Settings {
+        restrict_ips: !loopback,
+        ..crate::dht::Settings::default()
+    };
+    let setup = crate::net::DhtSetup {
+        socket,
+        settings,
+        id: None,
+        known: Vec::new(),
+        state_file: None,
+    };
+    net.start_dht(setup, bootstrap);
+    Ok(())
 }
 
 /// Fetches a magnet's info dict from its peers and trackers (checked against the info-hash

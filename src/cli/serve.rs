@@ -26,6 +26,9 @@ pub struct Args {
     /// peer wire listen address, e.g. 0.0.0.0:6881 (port 0 picks a free port)
     #[argh(option)]
     peer_addr: Option<String>,
+    /// DHT (UDP) listen address, e.g. 0.0.0.0:6883 (port 0 picks a free port)
+    #[argh(option)]
+    dht_addr: Option<String>,
     /// listen address of the Blossom server, e.g. 0.0.0.0:8082 (port 0 picks a free port)
     #[argh(option)]
     blossom_addr: Option<String>,
@@ -66,6 +69,9 @@ fn load(args: &Args) -> Result<Config, CliError> {
     }
     if let Some(a) = &args.peer_addr {
         config.peer.addr = a.clone();
+    }
+    if let Some(a) = &args.dht_addr {
+        config.dht.addr = a.clone();
     }
     if let Some(a) = &args.blossom_addr {
         config.blossom.addr = a.clone();

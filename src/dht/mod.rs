@@ -40,6 +40,8 @@ const MAX_FOUND: usize = 1024;
 pub const MAX_ANNOUNCED: usize = 20_000;
 /// Re-announce every 15 minutes plus up to 15 minutes of jitter.
 const REANNOUNCE_MS: u64 = 15 * 60 * 1000;
+/// An announce that reached nobody is tried again this soon.
+const EMPTY_RETRY_MS: u64 = 10_000;
 /// Refresh the table (a lookup of our own id) this often.
 const REFRESH_MS: u64 = 15 * 60 * 1000;
 /// Below this many nodes the table is taken to be empty and we bootstrap again.
@@ -157,6 +159,9 @@ pub struct Dht {
     budget: f64,
     budget_at: u64,
     now: u64,
+    /// Our address as others reach us, when known: get_peers answers for the torrents we
+    /// announce include us.
+    own_ip: Option<IpAddr>,
     pub stats: Stats,
 }
 
@@ -213,6 +218,7 @@ impl Dht {
             rates: HashMap::new(),
             budget_at: now_ms,
             now: now_ms,
+            own_ip: None,
             stats: Stats::default(),
         }
     }
@@ -279,6 +285,22 @@ impl Dht {
                 next: self.now,
             },
         );
+    }
+
+    /// Sets the IP others reach us at (the socket's, when it is not unspecified).
+    pub fn set_own_ip(&mut self, ip: IpAddr) {
+        if !ip.is_unspecified() {
+            self.own_ip = Some(ip);
+        }
+    }
+
+    /// The port we announce `ih` with, if we do.
+    pub fn announced_port(&self, ih: &[u8; 20]) -> Option<u16> {
+        self.announced.get(ih).map(|a| a.port)
+    }
+
+    pub fn own_ip(&self) -> Option<IpAddr> {
+        self.own_ip
     }
 
     pub fn stop_announce(&mut self, ih: &[u8; 20]) {
@@ -383,15 +405,17 @@ impl Dht {
             .collect();
         due.sort_unstable();
         // Bounded work per tick: a few lookups start, the rest wait for the next tick.
-        for (ih, port) in due.into_iter().take(4) {
+        for (ih, port) in due.into_iter().take(8) {
             if self.lookups.len() >= MAX_LOOKUPS / 2 || self.budget < 40.0 {
                 break;
             }
-            let jitter = self.random() % REANNOUNCE_MS;
-            if let Some(a) = self.announced.get_mut(&ih) {
-                a.next = now + REANNOUNCE_MS + jitter;
+            // A lookup of the same target may be running: then try again next tick.
+            if self.start_lookup(NodeId(ih), Kind::Announce(port)) {
+                let jitter = self.random() % REANNOUNCE_MS;
+                if let Some(a) = self.announced.get_mut(&ih) {
+                    a.next = now + REANNOUNCE_MS + jitter;
+                }
             }
-            self.start_lookup(NodeId(ih), Kind::Announce(port));
         }
     }
 
@@ -660,7 +684,14 @@ impl Dht {
         self.stats.lookup_ms_total += ms;
         let closest = l.closest_answered(routing::K);
         if let Kind::Announce(port) = l.kind {
-            for (node, token) in l.tokens(routing::K) {
+            let tokens = l.tokens(routing::K);
+            if tokens.is_empty() {
+                // Nobody to announce to yet (an empty table): try again soon.
+                if let Some(a) = self.announced.get_mut(&l.target.0) {
+                    a.next = self.now + EMPTY_RETRY_MS;
+                }
+            }
+            for (node, token) in tokens {
                 let m = Method::AnnouncePeer {
                     info_hash: l.target,
                     port,

@@ -45,6 +45,11 @@ impl Dht {
                 r.values = self
                     .storage
                     .peers(info_hash, secs, from.is_ipv6(), MAX_VALUES, start);
+                if let (Some(ip), Some(port)) = (self.own_ip(), self.announced_port(&info_hash.0)) {
+                    if ip.is_ipv4() == from.is_ipv4() && r.values.len() < MAX_VALUES {
+                        r.values.push(SocketAddr::new(ip, port));
+                    }
+                }
                 nodes(&mut r, closest(self, info_hash));
                 r.token = Some(&token);
             }

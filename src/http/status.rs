@@ -76,6 +76,13 @@ pub fn health_json(gw: &Gateway) -> (u16, serde_json::Value) {
                 ),
             },
             "nostr" => nostr_health(gw),
+            "dht" => match gw.p2p.as_ref().and_then(|p| p.stats.dht.lock().clone()) {
+                None => ("disabled", String::new()),
+                Some(v) if v["nodes"].as_u64() == Some(0) => {
+                    ("degraded", "no nodes in the routing table".into())
+                }
+                Some(v) => ("ok", format!("{} nodes", v["nodes"])),
+            },
             _ => ("disabled", String::new()),
         };
         if status != "disabled" {
@@ -178,6 +185,14 @@ pub fn stats_json(gw: &Gateway) -> Result<serde_json::Value, String> {
             "peer_wire": gw.p2p.as_ref().map(|p| p2p_json(gw, p, 0)),
             "uptime_secs": s.started.elapsed().as_secs(),
     }))
+}
+
+/// `/api/dht/stats`: the DHT node's table, storage, queries and lookups.
+pub fn dht_stats(gw: &Gateway) -> Reply {
+    match gw.p2p.as_ref().and_then(|p| p.stats.dht.lock().clone()) {
+        None => Reply::error(404, "the DHT node is not running ([dht] enabled = false)"),
+        Some(v) => Reply::json(200, &v),
+    }
 }
 
 /// `/api/p2p/stats`: the peer wire service's connections and transfer, per torrent too.

@@ -3,7 +3,7 @@
 //! unchokes, sends PEX, and enforces every cap and timeout. It never blocks: sockets are
 //! non-blocking, disk work is a job, and timers are the poll timeout.
 //!
-//! Tokens: 0 the listener, 1 the waker, 2.. connection slots. A slot's generation travels
+//! Tokens: 0 the listener, 1 the waker, 2.. connection slots, `usize::MAX - 1` the DHT socket. A slot's generation travels
 //! with its disk jobs so a result for a closed connection is dropped, never misdelivered.
 
 use super::choker::{self, Candidate};
@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 pub use magnet::magnet_tiers;
 
+mod dht;
 mod housekeeping;
 mod leech;
 mod magnet;
@@ -162,6 +163,8 @@ pub struct Loop {
     announce_rx: Receiver<crate::net::announce::Done>,
     /// Peers to dial with MSE next time (they closed a plaintext attempt).
     encrypt_to: HashSet<SocketAddr>,
+    /// The DHT node and its socket, once started.
+    dht: Option<dht::DhtIo>,
     stop: bool,
 }
 
@@ -246,6 +249,7 @@ impl Loop {
             announce_tx,
             announce_rx,
             encrypt_to: HashSet::new(),
+            dht: None,
             stop: false,
         })
     }
@@ -278,6 +282,7 @@ impl Loop {
                 match ev.token() {
                     LISTENER => self.accept(),
                     WAKER => {}
+                    dht::DHT => self.dht_readable(),
                     Token(t) => {
                         let slot = t - FIRST_CONN;
                         if ev.is_writable() {
@@ -292,11 +297,13 @@ impl Loop {
             self.commands();
             self.disk_results();
             self.announce_results();
+            self.dht_pump();
             if Instant::now() >= self.next_tick {
                 self.tick();
             }
         }
         self.announce_stopped();
+        self.dht_save(true);
         let slots: Vec<usize> = (0..self.conns.len()).collect();
         for slot in slots {
             self.close(slot, "shutting down", false);

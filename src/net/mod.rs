@@ -51,7 +51,23 @@ pub enum Command {
         info_hash: [u8; 20],
         peers: Vec<SocketAddr>,
     },
+    /// Start the DHT node on a bound socket.
+    Dht(Box<DhtSetup>),
+    /// The bootstrap addresses, resolved off the loop.
+    DhtBootstrap(Vec<SocketAddr>),
     Stop,
+}
+
+/// What the DHT node starts with (see [`Net::start_dht`]).
+#[derive(Debug)]
+pub struct DhtSetup {
+    pub socket: std::net::UdpSocket,
+    pub settings: crate::dht::Settings,
+    /// Our id and known nodes from `dht.dat`, if any.
+    pub id: Option<crate::proto::dht::NodeId>,
+    pub known: Vec<crate::proto::dht::compact::CompactNode>,
+    /// Where to save the id and good nodes (serve: `data/dht.dat`).
+    pub state_file: Option<std::path::PathBuf>,
 }
 
 /// What the loop reads from the rest of the gateway.
@@ -190,6 +206,47 @@ impl Net {
     pub fn add_magnet(&self, spec: download::MagnetSpec) {
         let _ = self.commands.send(Command::Magnet(Box::new(spec)));
         let _ = self.waker.wake();
+    }
+
+    /// Binds the DHT's UDP socket (non-blocking).
+    pub fn bind_dht(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
+        let s = std::net::UdpSocket::bind(addr)?;
+        s.set_nonblocking(true)?;
+        Ok(s)
+    }
+
+    /// Starts the DHT node in the loop; `bootstrap` (`host:port` strings) is resolved on a
+    /// short-lived thread, never on the loop. A socket bound to a loopback address keeps
+    /// only loopback address literals (no DNS, nothing sent off the machine).
+    pub fn start_dht(&self, setup: DhtSetup, mut bootstrap: Vec<String>) {
+        if setup
+            .socket
+            .local_addr()
+            .is_ok_and(|a| a.ip().is_loopback())
+        {
+            bootstrap.retain(|b| b.parse::<SocketAddr>().is_ok_and(|a| a.ip().is_loopback()));
+        }
+        let _ = self.commands.send(Command::Dht(Box::new(setup)));
+        let _ = self.waker.wake();
+        let notifier = self.notifier();
+        let spawned = std::thread::Builder::new()
+            .name("dht-resolve".into())
+            .spawn(move || {
+                use std::net::ToSocketAddrs;
+                let mut addrs = Vec::new();
+                for host in &bootstrap {
+                    match host.to_socket_addrs() {
+                        Ok(found) => addrs.extend(found.filter(|a| a.is_ipv4()).take(4)),
+                        Err(e) => log::warn!("dht: bootstrap host {host}: {e}"),
+                    }
+                }
+                if !addrs.is_empty() {
+                    notifier.notify(Command::DhtBootstrap(addrs));
+                }
+            });
+        if let Err(e) = spawned {
+            log::warn!("dht: no thread to resolve the bootstrap hosts: {e}");
+        }
     }
 
     /// Sends a command to the loop; dropped (with a debug line) if its queue is full.

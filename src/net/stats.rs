@@ -40,6 +40,8 @@ pub struct NetStats {
     pub blocks_rejected: Counter,
     pub disk_errors: Counter,
     pub torrents: Mutex<Vec<TorrentStats>>,
+    /// The DHT node's `/api/dht/stats` JSON as of the last tick (None: no DHT).
+    pub dht: Mutex<Option<Value>>,
 }
 
 impl NetStats {

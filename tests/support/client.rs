@@ -100,6 +100,10 @@ pub struct Running {
 pub fn spawn(cwd: &Path, args: &[&str]) -> Running {
     let mut cmd = Command::new(super::bin());
     cmd.arg("download").args(args).current_dir(cwd);
+    if !args.contains(&"--dht-bootstrap") {
+        // No public bootstrap hosts from tests.
+        cmd.arg("--no-dht");
+    }
     // Quiet unless asked (TG_TEST_LOG=debug): stderr then holds only the command's own lines.
     match std::env::var("TG_TEST_LOG") {
         Ok(level) => cmd.env("RUST_LOG", level),

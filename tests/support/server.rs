@@ -65,6 +65,8 @@ impl Server {
                 api_bind,
                 "--peer-addr",
                 "127.0.0.1:0",
+                "--dht-addr",
+                "127.0.0.1:0",
                 "--blossom-addr",
                 "127.0.0.1:0",
                 "--config",

@@ -27,6 +27,8 @@ impl Loop {
                 Ok(Command::Removed { info_hash, sha256 }) => self.removed(info_hash, sha256),
                 Ok(Command::Download(spec)) => self.add_download(*spec),
                 Ok(Command::Magnet(spec)) => self.add_magnet(*spec),
+                Ok(Command::Dht(setup)) => self.dht_start(*setup),
+                Ok(Command::DhtBootstrap(addrs)) => self.dht_bootstrap(addrs),
                 Ok(Command::Peers { info_hash, peers }) => {
                     self.add_peers(info_hash, &peers, crate::engine::peers::Source::Tracker);
                     self.dial_downloads();
@@ -111,6 +113,7 @@ impl Loop {
         if self.accept_paused {
             self.accept();
         }
+        self.dht_tick();
         self.snapshot();
     }
 
