@@ -167,14 +167,17 @@ impl Lookup {
     }
 
     /// `from` answered; returns the peers not seen before in this lookup.
-    pub fn answered(&mut self, from: SocketAddr, r: &Response<'_>) -> Vec<SocketAddr> {
+    /// `seed`: the query went to a bootstrap address.
+    pub fn answered(&mut self, from: SocketAddr, r: &Response<'_>, seed: bool) -> Vec<SocketAddr> {
+        if seed {
+            self.seeds = self.seeds.saturating_sub(1);
+        }
         match self.find(from) {
             Some(c) => {
                 c.state = State::Answered;
                 c.token = r.token.map(<[u8]>::to_vec);
             }
             None => {
-                self.seeds = self.seeds.saturating_sub(1);
                 // A bootstrap node: it may be close itself.
                 let node = CompactNode {
                     id: r.id,
@@ -200,11 +203,15 @@ impl Lookup {
     }
 
     /// A query to `addr` failed (timed out or an error).
-    pub fn failed(&mut self, addr: SocketAddr) {
+    pub fn failed(&mut self, addr: SocketAddr, seed: bool) {
+        if seed {
+            self.seeds = self.seeds.saturating_sub(1);
+            return;
+        }
         match self.find(addr) {
             Some(c) if c.state == State::Asked && c.tries < MAX_TRIES => c.state = State::Fresh,
             Some(c) => c.state = State::Failed,
-            None => self.seeds = self.seeds.saturating_sub(1),
+            None => {}
         }
     }
 

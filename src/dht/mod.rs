@@ -111,6 +111,8 @@ pub struct Completed {
 enum Purpose {
     Ping,
     Lookup(u64),
+    /// A lookup's query to a bootstrap address (no id known).
+    Seed(u64),
     Announce,
 }
 
@@ -487,9 +489,10 @@ impl Dht {
                 self.query(n.addr, Some(n.id), Method::Ping, Purpose::Ping);
             }
         }
-        if let Purpose::Lookup(lid) = p.purpose {
+        if let Purpose::Lookup(lid) | Purpose::Seed(lid) = p.purpose {
+            let seed = matches!(p.purpose, Purpose::Seed(_));
             if let Some(l) = self.lookups.iter_mut().find(|l| l.id == lid) {
-                l.failed(p.addr);
+                l.failed(p.addr, seed);
             }
             self.step_lookups();
         }
@@ -569,8 +572,9 @@ impl Dht {
                     return;
                 }
                 self.heard(r.id, from, Contact::Response);
-                if let Purpose::Lookup(lid) = p.purpose {
-                    self.lookup_response(lid, from, r);
+                if let Purpose::Lookup(lid) | Purpose::Seed(lid) = p.purpose {
+                    let seed = matches!(p.purpose, Purpose::Seed(_));
+                    self.lookup_response(lid, from, r, seed);
                 }
             }
             Body::Error(_) => {
@@ -627,7 +631,7 @@ impl Dht {
                 Kind::FindNode => Method::FindNode { target },
                 _ => Method::GetPeers { info_hash: target },
             };
-            if self.query(a, None, m, Purpose::Lookup(id)) {
+            if self.query(a, None, m, Purpose::Seed(id)) {
                 l.seed_sent();
             }
         }
@@ -637,11 +641,11 @@ impl Dht {
         true
     }
 
-    fn lookup_response(&mut self, lid: u64, from: SocketAddr, r: &krpc::Response<'_>) {
+    fn lookup_response(&mut self, lid: u64, from: SocketAddr, r: &krpc::Response<'_>, seed: bool) {
         let Some(l) = self.lookups.iter_mut().find(|l| l.id == lid) else {
             return;
         };
-        let new_peers = l.answered(from, r);
+        let new_peers = l.answered(from, r, seed);
         let ih = l.target.0;
         if !new_peers.is_empty() && self.found.len() < MAX_FOUND {
             self.found.push_back((ih, new_peers));

@@ -71,6 +71,15 @@ impl Loop {
         }
     }
 
+    /// A file was stored: its torrent is announced now (not at the next hosted sync).
+    pub(super) fn dht_added(&mut self, ih: [u8; 20]) {
+        let port = self.listener.local_addr().map_or(0, |a| a.port());
+        if let Some(d) = self.dht.as_mut() {
+            d.hosted.insert(ih);
+            d.node.announce(ih, port);
+        }
+    }
+
     /// Reads every datagram waiting on the socket.
     pub(super) fn dht_readable(&mut self) {
         let Some(d) = self.dht.as_mut() else { return };

@@ -13,6 +13,7 @@ impl Loop {
                     return;
                 }
                 Ok(Command::Added(ih)) => {
+                    self.dht_added(ih);
                     if !self.req2.is_empty() {
                         self.req2.insert(mse::req2_hash(&ih), ih);
                     }
