@@ -13,6 +13,7 @@ pub mod cli;
 pub mod config;
 pub mod create;
 pub mod engine;
+pub mod fetch;
 pub mod hash;
 pub mod http;
 pub mod net;

@@ -502,6 +502,22 @@ impl Download {
         self.fill_all();
     }
 
+    /// Readers want `pieces` soon, most urgent first: they get the top priority and
+    /// deadlines in that order, and peers that have them become interesting.
+    pub fn want(&mut self, pieces: &[u32], now_ms: u64) {
+        for (i, &p) in pieces.iter().enumerate() {
+            if p < self.layout.piece_count && !self.picker.have().get(p) {
+                self.picker.set_priority(p, 7);
+                self.picker.set_deadline(p, Some(now_ms + i as u64));
+            }
+        }
+        let ids: Vec<PeerId> = self.peers.keys().copied().collect();
+        for id in ids {
+            self.update_interest(id);
+        }
+        self.fill_all();
+    }
+
     /// The once-a-second clock: rates, snubs and request timeouts.
     pub fn tick(&mut self, now_ms: u64) {
         let dt = now_ms.saturating_sub(self.last_tick_ms).max(1);

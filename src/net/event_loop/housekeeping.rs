@@ -27,6 +27,8 @@ impl Loop {
                 Ok(Command::Removed { info_hash, sha256 }) => self.removed(info_hash, sha256),
                 Ok(Command::Download(spec)) => self.add_download(*spec),
                 Ok(Command::Magnet(spec)) => self.add_magnet(*spec),
+                Ok(Command::Want { info_hash, pieces }) => self.want(info_hash, &pieces),
+                Ok(Command::Forget(ih)) => self.forget_download(ih),
                 Ok(Command::Peers { info_hash, peers }) => {
                     self.add_peers(info_hash, &peers, crate::engine::peers::Source::Tracker);
                     self.dial_downloads();
