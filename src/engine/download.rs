@@ -34,6 +34,9 @@ const MIN_QUEUE: usize = 4;
 pub const SOLE_FAILURES: u32 = 2;
 /// Blocks in flight to a webseed at least (1 MiB: one GET is worth its round trip).
 const WEB_MIN_QUEUE: usize = 64;
+/// Blocks in flight to a webseed at most (16 MiB: several GETs of a few MiB each; the memory
+/// budget of pieces in progress still applies).
+const WEB_MAX_QUEUE: usize = 1024;
 /// Gone peers remembered for smart ban (their address, to ban later).
 const GONE_KEPT: usize = 4096;
 
@@ -635,8 +638,12 @@ impl Download {
         } else {
             MIN_QUEUE
         })
-        .min(p.reqq)
-        .min(self.limits.max_requests);
+        .min(if p.web { WEB_MAX_QUEUE } else { p.reqq })
+        .min(if p.web {
+            WEB_MAX_QUEUE
+        } else {
+            self.limits.max_requests
+        });
         if p.asked.len() >= target {
             return;
         }
