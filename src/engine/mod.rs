@@ -9,8 +9,11 @@
 //! - `smart_ban`: which peers sent the bad blocks of a piece that failed its hash check, found
 //!   once the piece passes.
 //! - `bitfield`: the compact piece sets both use.
+//! - `metadata`: BEP-9 metadata for magnets, from several peers, checked against the
+//!   info-hash before use.
 
 pub mod bitfield;
+pub mod metadata;
 pub mod picker;
 pub mod smart_ban;
 

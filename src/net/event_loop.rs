@@ -601,7 +601,9 @@ impl Loop {
                 | Event::Unchoked
                 | Event::Block { .. }
                 | Event::Rejected(_)
-                | Event::Unrequested(_) => {}
+                | Event::Unrequested(_)
+                | Event::Metadata { .. }
+                | Event::MetadataRejected(_) => {}
                 Event::Close(why) => {
                     self.stats.protocol_errors.add(1);
                     let failed = self.conns[slot]

@@ -10,8 +10,12 @@
 //! answers what it can by itself (our pieces, the extension handshake, `ut_metadata` pieces,
 //! rejects). Choking decisions, piece picking, piece data and timers belong to the caller;
 //! time comes in as a number.
+//!
+//! A magnet connection ([`PeerConn::outgoing_magnet`]) starts knowing only the info-hash: it
+//! asks for `ut_metadata` pieces ([`PeerConn::request_metadata`]) and keeps the peer's
+//! bitfield and haves until [`PeerConn::set_shape`] (in `peer_conn_ext.rs`, with the extension messages).
 
-use crate::proto::bt::peer_ext::{self, ExtHandshake, MetadataMsg, OurHandshake, Pex};
+use crate::proto::bt::peer_ext::{ExtHandshake, Pex};
 use crate::proto::bt::peer_wire::{
     self, bit, reserved, BlockRef, FrameLimits, Handshake, Message, HANDSHAKE_LEN, MAX_BLOCK,
 };
@@ -101,6 +105,15 @@ pub enum Event {
     Pex(Pex),
     /// A `ut_metadata` piece was sent.
     MetadataServed,
+    /// A `ut_metadata` piece we asked for arrived (at most 16 KiB; `total` is the size the
+    /// peer gives for the whole info dict).
+    Metadata {
+        piece: u32,
+        total: u64,
+        data: Vec<u8>,
+    },
+    /// The peer refused a `ut_metadata` piece we asked for.
+    MetadataRejected(u32),
     /// The peer has one more piece.
     PeerHave(u32),
     /// The peer announced its pieces anew (bitfield, have-all, have-none): see
@@ -169,6 +182,12 @@ pub struct PeerConn {
     peer_choking: bool,
     /// Our requests the peer has not answered yet, oldest first.
     asked: VecDeque<BlockRef>,
+    /// A magnet connection: the info-hash, while the torrent's shape may still be unknown.
+    magnet: Option<[u8; 20]>,
+    /// What a magnet peer said of its pieces before the shape was known.
+    early: ext::Early,
+    /// `ut_metadata` pieces we asked for and the peer has not answered.
+    metadata_asked: Vec<u32>,
 }
 
 impl PeerConn {
@@ -195,6 +214,9 @@ impl PeerConn {
             am_interested: false,
             peer_choking: true,
             asked: VecDeque::new(),
+            magnet: None,
+            early: ext::Early::default(),
+            metadata_asked: Vec::new(),
         }
     }
 
@@ -280,6 +302,9 @@ impl PeerConn {
 
     /// We have a new piece: tell the peer (and remember it for a later bitfield).
     pub fn have(&mut self, piece: u32) {
+        if self.shape.as_ref().is_none_or(|s| piece >= s.pieces) {
+            return;
+        }
         if let Some(bits) = self.ours.as_mut() {
             if let Some(byte) = bits.get_mut((piece / 8) as usize) {
                 *byte |= 0x80 >> (piece % 8);
@@ -400,8 +425,9 @@ impl PeerConn {
                     self.peer.peer_id = hs.peer_id;
                     self.peer.fast = reserved::has(&hs.reserved, reserved::FAST);
                     self.peer.extended = reserved::has(&hs.reserved, reserved::EXTENDED);
-                    match &self.shape {
-                        Some(shape) if shape.info_hash != hs.info_hash => {
+                    let ours = self.shape.as_ref().map(|s| s.info_hash).or(self.magnet);
+                    match ours {
+                        Some(ih) if ih != hs.info_hash => {
                             return self.close("peer answered with another info-hash", events)
                         }
                         Some(_) => self.establish(events),
@@ -423,6 +449,21 @@ impl PeerConn {
         let mut used = 0;
         while self.phase == Phase::Established {
             let buf = std::mem::take(&mut self.inbuf);
+            if self.shape.is_none() {
+                // A magnet peer's bitfield has a length we cannot check yet.
+                match self.early_bitfield(&buf[used..], events) {
+                    ext::Frame::Taken(n) => {
+                        self.inbuf = buf;
+                        used += n;
+                        continue;
+                    }
+                    ext::Frame::Incomplete => {
+                        self.inbuf = buf;
+                        break;
+                    }
+                    ext::Frame::Other => {}
+                }
+            }
             let step = peer_wire::parse_frame(&buf[used..], &self.limits);
             match step {
                 Err(e) => {
@@ -457,7 +498,14 @@ impl PeerConn {
 
     fn establish(&mut self, events: &mut Vec<Event>) {
         self.phase = Phase::Established;
-        let shape = Arc::clone(self.shape.as_ref().expect("established with a torrent"));
+        let Some(shape) = self.shape.clone() else {
+            // A magnet connection has nothing yet; what it gets goes out as haves.
+            if self.peer.fast {
+                peer_wire::write(&Message::HaveNone, &mut self.out);
+            }
+            self.send_ext_handshake(None);
+            return events.push(Event::Established);
+        };
         match &self.ours {
             None if self.peer.fast => peer_wire::write(&Message::HaveAll, &mut self.out),
             None => peer_wire::write(
@@ -474,24 +522,7 @@ impl PeerConn {
                 peer_wire::write(&Message::Bitfield(&bits), &mut self.out);
             }
         }
-        if self.peer.extended {
-            let ours = OurHandshake {
-                client: self.settings.client,
-                reqq: self.settings.max_requests,
-                port: self.settings.listen_port,
-                metadata_size: Some(shape.metadata.len() as u64),
-                yourip: self.remote_ip,
-                pex: self.settings.pex,
-            }
-            .encode();
-            peer_wire::write(
-                &Message::Extended {
-                    id: 0,
-                    payload: &ours,
-                },
-                &mut self.out,
-            );
-        }
+        self.send_ext_handshake(Some(shape.metadata.len() as u64));
         events.push(Event::Established);
     }
 
@@ -516,7 +547,9 @@ impl PeerConn {
         // BEP-3 wants the bitfield (BEP-6: or have-all/none) as the first message, but
         // clients send the extension handshake, allowed-fast and interested first, and aria2c
         // follows have-none with a bitfield later: each replaces what we knew.
-        let shape = Arc::clone(self.shape.as_ref().expect("established with a torrent"));
+        let Some(shape) = self.shape.clone() else {
+            return self.handle_early(msg, now_ms, events);
+        };
         match msg {
             Message::Request(b) => {
                 if !shape.valid(&b) {
@@ -546,22 +579,6 @@ impl PeerConn {
                         events.push(Event::Requests);
                     }
                 }
-            }
-            Message::Cancel(b) => {
-                if let Some(i) = self.queue.iter().position(|q| *q == b) {
-                    self.queue.remove(i);
-                    self.reject(b);
-                } else {
-                    self.chatter(now_ms, events);
-                }
-            }
-            Message::Interested if !self.interested => {
-                self.interested = true;
-                events.push(Event::Interested(true));
-            }
-            Message::NotInterested if self.interested => {
-                self.interested = false;
-                events.push(Event::Interested(false));
             }
             Message::Have(i) => {
                 if i >= shape.pieces {
@@ -602,6 +619,29 @@ impl PeerConn {
                 self.peer.have = 0;
                 self.peer_bits.clear();
                 events.push(Event::PeerBitfield);
+            }
+            other => self.handle_common(other, now_ms, events),
+        }
+    }
+
+    /// Messages that do not depend on the torrent's shape.
+    fn handle_common(&mut self, msg: Message<'_>, now_ms: u64, events: &mut Vec<Event>) {
+        match msg {
+            Message::Cancel(b) => {
+                if let Some(i) = self.queue.iter().position(|q| *q == b) {
+                    self.queue.remove(i);
+                    self.reject(b);
+                } else {
+                    self.chatter(now_ms, events);
+                }
+            }
+            Message::Interested if !self.interested => {
+                self.interested = true;
+                events.push(Event::Interested(true));
+            }
+            Message::NotInterested if self.interested => {
+                self.interested = false;
+                events.push(Event::Interested(false));
             }
             Message::Choke => {
                 if self.peer_choking {
@@ -661,61 +701,6 @@ impl PeerConn {
         }
     }
 
-    fn extended(&mut self, id: u8, payload: &[u8], now_ms: u64, events: &mut Vec<Event>) {
-        match id {
-            0 => match self.peer.ext.merge(payload) {
-                Ok(()) => {
-                    events.push(Event::ExtHandshake);
-                    self.chatter(now_ms, events);
-                }
-                Err(e) => self.close(e.to_string(), events),
-            },
-            peer_ext::OUR_UT_METADATA => {
-                self.chatter(now_ms, events);
-                if self.out.len() > MAX_UNSENT {
-                    return self.close("peer asks for metadata but does not read it", events);
-                }
-                let reply = match MetadataMsg::parse(payload) {
-                    Err(e) => return self.close(e.to_string(), events),
-                    Ok(MetadataMsg::Request { piece }) => piece,
-                    Ok(_) => return,
-                };
-                let Some(their_id) = self.peer.ext.ut_metadata else {
-                    return self.close("ut_metadata request before announcing it", events);
-                };
-                let metadata = Arc::clone(&self.shape.as_ref().expect("established").metadata);
-                let mut body = Vec::new();
-                match peer_ext::metadata_piece(&metadata, reply) {
-                    Some(data) => {
-                        MetadataMsg::Data {
-                            piece: reply,
-                            total_size: metadata.len() as u64,
-                            data,
-                        }
-                        .write(&mut body);
-                        events.push(Event::MetadataServed);
-                    }
-                    None => MetadataMsg::Reject { piece: reply }.write(&mut body),
-                }
-                peer_wire::write(
-                    &Message::Extended {
-                        id: their_id,
-                        payload: &body,
-                    },
-                    &mut self.out,
-                );
-            }
-            peer_ext::OUR_UT_PEX if self.settings.pex => {
-                self.chatter(now_ms, events);
-                match Pex::parse(payload) {
-                    Ok(p) => events.push(Event::Pex(p)),
-                    Err(e) => self.close(e.to_string(), events),
-                }
-            }
-            _ => self.chatter(now_ms, events),
-        }
-    }
-
     /// The next queued request to read from storage; it counts as in flight until
     /// [`PeerConn::served`].
     pub fn next_request(&mut self) -> Option<BlockRef> {
@@ -759,25 +744,11 @@ impl PeerConn {
     pub fn keep_alive(&mut self) {
         peer_wire::write(&Message::KeepAlive, &mut self.out);
     }
-
-    /// Sends a PEX message if the peer speaks ut_pex.
-    pub fn send_pex(&mut self, pex: &Pex) -> bool {
-        let Some(id) = self.peer.ext.ut_pex.filter(|_| self.settings.pex) else {
-            return false;
-        };
-        if self.phase != Phase::Established {
-            return false;
-        }
-        peer_wire::write(
-            &Message::Extended {
-                id,
-                payload: &pex.encode(),
-            },
-            &mut self.out,
-        );
-        true
-    }
 }
+
+#[path = "peer_conn_ext.rs"]
+mod ext;
+pub use ext::{MAX_EARLY_PIECES, MAX_METADATA_ASKED};
 
 #[cfg(test)]
 #[path = "peer_conn_tests.rs"]

@@ -179,12 +179,24 @@ impl<'a> MetadataMsg<'a> {
             small_int::<u32>(v.get("piece")).ok_or(ExtError("ut_metadata without piece"))?;
         match v.get("msg_type").and_then(|t| t.as_int()) {
             Some(0) => Ok(MetadataMsg::Request { piece }),
-            Some(1) => Ok(MetadataMsg::Data {
-                piece,
-                total_size: small_int(v.get("total_size"))
-                    .ok_or(ExtError("ut_metadata data without total_size"))?,
-                data: &payload[used..],
-            }),
+            Some(1) => {
+                let total_size: u64 = small_int(v.get("total_size"))
+                    .filter(|&t| t > 0)
+                    .ok_or(ExtError("ut_metadata data without total_size"))?;
+                let data = &payload[used..];
+                let start = piece as u64 * METADATA_PIECE as u64;
+                if data.len() > METADATA_PIECE {
+                    return Err(ExtError("ut_metadata piece over 16 KiB"));
+                }
+                if start >= total_size || data.len() as u64 > total_size - start {
+                    return Err(ExtError("ut_metadata piece past total_size"));
+                }
+                Ok(MetadataMsg::Data {
+                    piece,
+                    total_size,
+                    data,
+                })
+            }
             Some(2) => Ok(MetadataMsg::Reject { piece }),
             _ => Err(ExtError("unknown ut_metadata msg_type")),
         }
@@ -392,6 +404,29 @@ mod tests {
             assert_eq!(MetadataMsg::parse(&buf).unwrap(), m);
         }
         assert!(MetadataMsg::parse(b"d8:msg_typei7e5:piecei0ee").is_err());
+        // Data: at most 16 KiB, inside total_size, which must be there and positive.
+        let data = |piece: u32, total: u64, len: usize| {
+            let mut buf = Vec::new();
+            let bytes = vec![7u8; len];
+            MetadataMsg::Data {
+                piece,
+                total_size: total,
+                data: &bytes,
+            }
+            .write(&mut buf);
+            MetadataMsg::parse(&buf).map(|m| match m {
+                MetadataMsg::Data { data, .. } => data.len(),
+                _ => usize::MAX,
+            })
+        };
+        assert_eq!(data(0, 40_000, METADATA_PIECE), Ok(METADATA_PIECE));
+        assert_eq!(data(2, 40_000, 7232), Ok(7232));
+        assert!(data(0, 40_000, METADATA_PIECE + 1).is_err(), "over 16 KiB");
+        assert!(data(2, 40_000, 7233).is_err(), "past the end");
+        assert!(data(3, 40_000, 1).is_err(), "no such piece");
+        assert!(data(0, 0, 0).is_err());
+        assert!(MetadataMsg::parse(b"d8:msg_typei1e5:piecei0ee").is_err());
+        assert!(MetadataMsg::parse(b"d8:msg_typei1e5:piecei0e10:total_sizei-5ee").is_err());
         assert!(MetadataMsg::parse(b"d8:msg_typei0ee").is_err());
         let meta = vec![1u8; METADATA_PIECE + 10];
         assert_eq!(metadata_piece(&meta, 0).unwrap().len(), METADATA_PIECE);
