@@ -147,7 +147,7 @@ impl Loop {
             }
         }
         for job in refused {
-            match job {
+            match *job {
                 announce::Job::Tracker { key, url, .. } => {
                     let now = now_ms(self.epoch);
                     if let Some(ih) = self.ih_of_key(key) {
