@@ -14,6 +14,7 @@ pub mod config;
 pub mod create;
 pub mod dht;
 pub mod engine;
+pub mod fetch;
 pub mod hash;
 pub mod http;
 pub mod net;

@@ -36,6 +36,8 @@ pub struct Gateway {
     pub nostr: Arc<Publisher>,
     /// The Blossom server's address, when enabled.
     pub blossom_addr: Option<SocketAddr>,
+    /// Fetch-through (torrents joined on request), when the peer wire runs.
+    pub fetch: Option<Arc<crate::fetch::Fetcher>>,
     api: OnceLock<Arc<PoolState>>,
     blossom: OnceLock<Arc<PoolState>>,
 }
@@ -211,7 +213,14 @@ pub fn run_server(config: Config) -> Result<Running, String> {
         advertised: tracker.own_peer(),
         stats: Arc::clone(&n.stats),
     });
+    let fetch = net.as_ref().map(|n| {
+        Arc::new(crate::fetch::Fetcher::new(
+            n.notifier(),
+            config.data_dir.join("cache"),
+        ))
+    });
     let gateway = Arc::new(Gateway {
+        fetch,
         limiter: RateLimiter::new(config.rate_limit.clone()),
         config,
         public_url: public_url.clone(),

@@ -171,6 +171,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
         max_peers: args.max_peers,
         limits: Limits::default(),
         status: Arc::clone(&status),
+        stream: false,
     });
     let watch = Watch {
         status: &status,

@@ -34,6 +34,9 @@ const MIN_QUEUE: usize = 4;
 pub const SOLE_FAILURES: u32 = 2;
 /// Blocks in flight to a webseed at least (1 MiB: one GET is worth its round trip).
 const WEB_MIN_QUEUE: usize = 64;
+/// Blocks in flight to a webseed at most (16 MiB: several GETs of a few MiB each; the memory
+/// budget of pieces in progress still applies).
+const WEB_MAX_QUEUE: usize = 1024;
 /// Gone peers remembered for smart ban (their address, to ban later).
 const GONE_KEPT: usize = 4096;
 
@@ -502,6 +505,22 @@ impl Download {
         self.fill_all();
     }
 
+    /// Readers want `pieces` soon, most urgent first: they get the top priority and
+    /// deadlines in that order, and peers that have them become interesting.
+    pub fn want(&mut self, pieces: &[u32], now_ms: u64) {
+        for (i, &p) in pieces.iter().enumerate() {
+            if p < self.layout.piece_count && !self.picker.have().get(p) {
+                self.picker.set_priority(p, 7);
+                self.picker.set_deadline(p, Some(now_ms + i as u64));
+            }
+        }
+        let ids: Vec<PeerId> = self.peers.keys().copied().collect();
+        for id in ids {
+            self.update_interest(id);
+        }
+        self.fill_all();
+    }
+
     /// The once-a-second clock: rates, snubs and request timeouts.
     pub fn tick(&mut self, now_ms: u64) {
         let dt = now_ms.saturating_sub(self.last_tick_ms).max(1);
@@ -619,8 +638,12 @@ impl Download {
         } else {
             MIN_QUEUE
         })
-        .min(p.reqq)
-        .min(self.limits.max_requests);
+        .min(if p.web { WEB_MAX_QUEUE } else { p.reqq })
+        .min(if p.web {
+            WEB_MAX_QUEUE
+        } else {
+            self.limits.max_requests
+        });
         if p.asked.len() >= target {
             return;
         }

@@ -174,26 +174,27 @@ fn pieces_nobody_asked_for_or_of_the_wrong_length_are_ignored() {
     assert_eq!(m.next_request(2, 0), Some(0), "the short answer freed it");
 }
 
-/// Fetches a round with `peers` answering in turn; `liar` corrupts what it sends.
+/// Fetches a round: every peer asks what it may, then answers; `liar` corrupts its pieces.
 fn round(m: &mut MetadataFetch, data: &[u8], peers: &[u64], liar: u64, now: u64) -> Option<bool> {
-    let mut result = None;
     for _ in 0..10 {
+        // Every peer asks first, then the answers come in.
+        let mut asked = Vec::new();
         for &p in peers {
             while let Some(i) = m.next_request(p, now) {
-                let mut bytes = piece(data, i).to_vec();
-                if p == liar {
-                    bytes[0] ^= 1;
-                }
-                if let Some(r) = m.on_data(p, i, SIZE, &bytes) {
-                    result = Some(r.is_ok());
-                }
+                asked.push((p, i));
             }
-            if result.is_some() {
-                return result;
+        }
+        for (p, i) in asked {
+            let mut bytes = piece(data, i).to_vec();
+            if p == liar {
+                bytes[0] ^= 1;
+            }
+            if let Some(r) = m.on_data(p, i, SIZE, &bytes) {
+                return Some(r.is_ok());
             }
         }
     }
-    result
+    None
 }
 
 #[test]

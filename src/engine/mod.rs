@@ -11,6 +11,8 @@
 //! - `bitfield`: the compact piece sets both use.
 //! - `trackers`: a torrent's tracker tiers (BEP-12): which announce is due, back-off, events.
 //! - `webseed`: BEP-19 planning, a range of the torrent to ranged GETs per file.
+//! - `metadata`: BEP-9 metadata for magnets, from several peers, checked against the
+//!   info-hash before use.
 
 pub mod bitfield;
 pub mod download;

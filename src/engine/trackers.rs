@@ -11,6 +11,8 @@
 //! which is sent as soon as that allows). A URL is told `started` until it has answered once.
 
 use crate::engine::Rng;
+use crate::proto::tracker::client::Answer;
+use crate::proto::tracker::http::Event;
 
 /// Most tiers kept, and most URLs kept over all tiers.
 pub const MAX_TIERS: usize = 32;
@@ -44,6 +46,27 @@ pub struct Outcome {
     pub interval_secs: u32,
     pub min_interval_secs: Option<u32>,
     pub peers: usize,
+}
+
+impl From<AnnounceEvent> for Event {
+    fn from(e: AnnounceEvent) -> Event {
+        match e {
+            AnnounceEvent::Started => Event::Started,
+            AnnounceEvent::Regular => Event::None,
+            AnnounceEvent::Completed => Event::Completed,
+            AnnounceEvent::Stopped => Event::Stopped,
+        }
+    }
+}
+
+impl From<&Answer> for Outcome {
+    fn from(a: &Answer) -> Outcome {
+        Outcome {
+            interval_secs: a.interval,
+            min_interval_secs: a.min_interval,
+            peers: a.peers.len(),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -17,5 +17,6 @@ pub mod respond;
 pub mod router;
 pub mod stats;
 pub mod status;
+pub mod torrents;
 pub mod tracker;
 pub mod ui;

@@ -156,7 +156,7 @@ impl Outgoing {
             ReplyBody::Bytes(b) => OutBody::Bytes(b, 0),
             ReplyBody::Mapped(m) => OutBody::Mapped(m),
             ReplyBody::Stream(r, n) => OutBody::Read(r, n, Vec::new(), 0),
-            ReplyBody::Source(s) => OutBody::Source {
+            ReplyBody::Source(s) | ReplyBody::SizedSource(s, _) => OutBody::Source {
                 source: s,
                 pending: Vec::new(),
                 at: 0,

@@ -5,7 +5,7 @@
 //! its reason both as a JSON body `{"error": ...}` and as an `X-Reason` header.
 
 use super::respond::Source;
-use super::{api, blossom, download, overview, status, tracker, ui};
+use super::{api, blossom, download, overview, status, torrents, tracker, ui};
 use crate::server::Gateway;
 use crate::store::content::Body;
 use serde_json::{json, Value};
@@ -110,6 +110,9 @@ pub enum ReplyBody {
     /// Bytes produced over time, of unknown length (sent chunked); the connection layer
     /// writes them as they become ready without holding a worker.
     Source(Box<dyn Source>),
+    /// Bytes produced over time whose length is known (sent with a Content-Length; the
+    /// source must produce exactly that many).
+    SizedSource(Box<dyn Source>, u64),
 }
 
 /// A reply as handlers build it.
@@ -169,6 +172,7 @@ impl Reply {
             ReplyBody::Stream(_, n) => *n,
             ReplyBody::Mapped(b) => b.len(),
             ReplyBody::Source(_) => 0,
+            ReplyBody::SizedSource(_, n) => *n,
         }
     }
 }
@@ -200,6 +204,13 @@ pub fn route(gw: &Gateway, req: &mut Req<'_>) -> Reply {
         (Get | Head, ["api", "files", sha, "torrent"]) => api::torrent(gw, sha),
         (Delete, ["api", "files", sha]) => api::delete(gw, req, sha),
         (Get | Head, ["download", sha]) => download::download(gw, req, sha),
+        (Post, ["api", "torrents"]) => torrents::add(gw, req),
+        (Get | Head, ["api", "torrents"]) => torrents::list(gw),
+        (Get | Head, ["api", "torrents", ih]) => torrents::get(gw, ih),
+        (Delete, ["api", "torrents", ih]) => torrents::delete(gw, req, ih),
+        (Get | Head, ["stream", ih, file @ ..]) if !file.is_empty() => {
+            torrents::stream(gw, req, ih, file)
+        }
         (Get | Head, ["webseed", info_hash, rest @ ..]) => {
             download::webseed(gw, req, info_hash, rest)
         }

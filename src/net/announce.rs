@@ -111,20 +111,31 @@ impl Worker {
             .get(&client::announce_url(url, a))
             .call()
             .map_err(|e| match e {
-                ureq::Error::Status(code, _) => format!("tracker answered HTTP {code}"),
+                // Some trackers send their `failure reason` with an error status.
+                ureq::Error::Status(code, r) => {
+                    match read_body(r).map(|b| client::parse_answer(&b)) {
+                        Ok(Err(e @ client::TrackerError::Failure(_))) => e.to_string(),
+                        _ => format!("tracker answered HTTP {code}"),
+                    }
+                }
                 ureq::Error::Transport(t) => match t.message() {
                     Some(m) => format!("tracker unreachable: {}: {m}", t.kind()),
                     None => format!("tracker unreachable: {}", t.kind()),
                 },
             })?;
-        let mut body = Vec::new();
-        response
-            .into_reader()
-            .take(client::MAX_BODY as u64 + 1)
-            .read_to_end(&mut body)
-            .map_err(|e| format!("reading the tracker's answer: {e}"))?;
+        let body = read_body(response).map_err(|e| format!("reading the tracker's answer: {e}"))?;
         client::parse_answer(&body).map_err(|e| e.to_string())
     }
+}
+
+/// An answer's body, at most one byte past [`client::MAX_BODY`] (which `parse_answer` refuses).
+fn read_body(response: ureq::Response) -> std::io::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    response
+        .into_reader()
+        .take(client::MAX_BODY as u64 + 1)
+        .read_to_end(&mut body)?;
+    Ok(body)
 }
 
 impl AnnouncePool {
@@ -165,10 +176,11 @@ impl AnnouncePool {
         Ok(pool)
     }
 
-    /// Queues a job; hands it back when the queue is full (or the pool has stopped).
-    #[allow(clippy::result_large_err)] // the job itself comes back, by design
-    pub fn submit(&self, job: Job) -> Result<(), Job> {
-        self.jobs.try_send(job).map_err(|e| e.into_inner())
+    /// Queues a job; hands it back (boxed) when the queue is full or the pool has stopped.
+    pub fn submit(&self, job: Job) -> Result<(), Box<Job>> {
+        self.jobs
+            .try_send(job)
+            .map_err(|e| Box::new(e.into_inner()))
     }
 
     /// Ends the threads after their current job; queued jobs are dropped.

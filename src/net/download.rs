@@ -29,7 +29,16 @@ pub struct DownloadSpec {
     pub max_peers: usize,
     pub limits: Limits,
     pub status: Arc<DownloadStatus>,
+    /// Fetch-through: pieces are fetched when readers ask for them (see `Command::Want`),
+    /// peers are kept while nothing is wanted.
+    pub stream: bool,
 }
+
+/// A callback the loop runs once a piece is verified and written.
+pub type PieceWaiter = Box<dyn FnOnce() + Send>;
+
+/// Waiters kept per download at most (past it the oldest are woken early; they look again).
+pub const MAX_WAITERS: usize = 4096;
 
 impl std::fmt::Debug for DownloadSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -79,6 +88,8 @@ pub struct DownloadStatus {
     /// A magnet's verified info dict, once fetched (then `metadata_ready`).
     pub metadata: Mutex<Option<Vec<u8>>>,
     pub metadata_ready: AtomicBool,
+    /// Readers waiting for pieces (fetch-through streams).
+    pub waiters: Mutex<Vec<(u32, PieceWaiter)>>,
 }
 
 /// A magnet link whose info dict the loop fetches from peers (BEP-9).
@@ -91,6 +102,54 @@ pub struct MagnetSpec {
 }
 
 impl DownloadStatus {
+    /// Whether `piece` is verified and on disk.
+    pub fn has(&self, piece: u32) -> bool {
+        self.have
+            .lock()
+            .get((piece / 8) as usize)
+            .is_some_and(|b| b & (0x80 >> (piece % 8)) != 0)
+    }
+
+    /// Runs `wake` once `piece` is had (at once if it already is).
+    pub fn wait_for(&self, piece: u32, wake: PieceWaiter) {
+        let early = {
+            let mut w = self.waiters.lock();
+            let early = if w.len() >= MAX_WAITERS {
+                Some(w.remove(0).1)
+            } else {
+                None
+            };
+            w.push((piece, wake));
+            early
+        };
+        if let Some(f) = early {
+            f();
+        }
+        if self.has(piece) {
+            self.wake_piece(piece);
+        }
+    }
+
+    /// Runs the waiters of `piece`.
+    pub fn wake_piece(&self, piece: u32) {
+        let ready: Vec<PieceWaiter> = {
+            let mut w = self.waiters.lock();
+            let mut ready = Vec::new();
+            let mut i = 0;
+            while i < w.len() {
+                if w[i].0 == piece {
+                    ready.push(w.swap_remove(i).1);
+                } else {
+                    i += 1;
+                }
+            }
+            ready
+        };
+        for f in ready {
+            f();
+        }
+    }
+
     pub fn is_complete(&self) -> bool {
         self.complete.load(Ordering::Acquire)
     }

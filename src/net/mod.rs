@@ -46,6 +46,13 @@ pub enum Command {
     Download(Box<download::DownloadSpec>),
     /// Fetch a magnet's info dict (see `download::DownloadStatus::metadata`).
     Magnet(Box<download::MagnetSpec>),
+    /// Readers want these pieces of a download soon (most urgent first).
+    Want {
+        info_hash: [u8; 20],
+        pieces: Vec<u32>,
+    },
+    /// Forget a download (its files are the caller's to delete).
+    Forget([u8; 20]),
     /// Peers for a download (from a tracker).
     Peers {
         info_hash: [u8; 20],

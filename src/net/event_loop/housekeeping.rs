@@ -30,6 +30,8 @@ impl Loop {
                 Ok(Command::Magnet(spec)) => self.add_magnet(*spec),
                 Ok(Command::Dht(setup)) => self.dht_start(*setup),
                 Ok(Command::DhtBootstrap(addrs)) => self.dht_bootstrap(addrs),
+                Ok(Command::Want { info_hash, pieces }) => self.want(info_hash, &pieces),
+                Ok(Command::Forget(ih)) => self.forget_download(ih),
                 Ok(Command::Peers { info_hash, peers }) => {
                     self.add_peers(info_hash, &peers, crate::engine::peers::Source::Tracker);
                     self.dial_downloads();

@@ -33,6 +33,7 @@ pub(super) struct Dl {
     pub(super) webseeds: Vec<super::sources::WebSeed>,
     pub(super) info: Option<Arc<crate::proto::bt::metainfo::Info>>,
     pub(super) next_web_id: u64,
+    pub(super) stream: bool,
 }
 
 impl Loop {
@@ -111,6 +112,7 @@ impl Loop {
                 webseeds,
                 info: spec.info,
                 next_web_id: 0,
+                stream: spec.stream,
             },
         );
         self.download_actions(ih);
@@ -352,6 +354,7 @@ impl Loop {
                     *dl.status.have.lock() = dl.engine.have().as_wire().to_vec();
                     dl.status.verified.fetch_add(1, Ordering::Relaxed);
                     dl.status.left.store(dl.engine.left(), Ordering::Relaxed);
+                    dl.status.wake_piece(piece);
                 }
             }
             Action::Complete => {
@@ -364,6 +367,41 @@ impl Loop {
                         dl.status.complete.store(true, Ordering::Release);
                     }
                 }
+            }
+        }
+    }
+
+    /// Readers need these pieces: they go first (deadlines in the given order).
+    pub(super) fn want(&mut self, ih: [u8; 20], pieces: &[u32]) {
+        let now = now_ms(self.epoch);
+        let Some(dl) = self.downloads.get_mut(&ih) else {
+            return;
+        };
+        dl.engine.want(pieces, now);
+        self.download_actions(ih);
+        self.dial_downloads();
+    }
+
+    /// Drops a download: its connections close.
+    pub(super) fn forget_download(&mut self, ih: [u8; 20]) {
+        if let Some(dl) = self.downloads.remove(&ih) {
+            // Readers waiting for pieces look again (and find the torrent gone).
+            let waiters: Vec<_> = dl.status.waiters.lock().drain(..).collect();
+            for (_, f) in waiters {
+                f();
+            }
+            self.torrents.remove(&ih);
+            self.req2.remove(&mse::req2_hash(&ih));
+            let slots: Vec<usize> = (0..self.conns.len())
+                .filter(|&s| {
+                    self.conns[s]
+                        .as_ref()
+                        .and_then(|c| c.torrent.as_ref())
+                        .is_some_and(|t| t.shape.info_hash == ih)
+                })
+                .collect();
+            for slot in slots {
+                self.close(slot, "the download was removed", false);
             }
         }
     }
@@ -473,7 +511,7 @@ impl Loop {
             let Some(dl) = self.downloads.get_mut(&ih) else {
                 continue;
             };
-            if dl.complete {
+            if dl.complete && !dl.stream {
                 continue;
             }
             let want = dl.max_peers.saturating_sub(conns).min(room);

@@ -16,7 +16,7 @@ use crate::proto::tracker::client::Announce;
 use crate::proto::tracker::http::Event as TrackerEvent;
 
 /// Concurrent GETs per webseed.
-pub(super) const WEB_JOBS: usize = 2;
+pub(super) const WEB_JOBS: usize = 4;
 /// The smallest GET worth making when more is wanted.
 pub(super) const MIN_WEB_BYTES: u64 = 1 << 20;
 /// Failures after which a webseed is given up.
@@ -147,7 +147,7 @@ impl Loop {
             }
         }
         for job in refused {
-            match job {
+            match *job {
                 announce::Job::Tracker { key, url, .. } => {
                     let now = now_ms(self.epoch);
                     if let Some(ih) = self.ih_of_key(key) {
@@ -297,14 +297,13 @@ impl Loop {
                 // One run of contiguous blocks; the rest wait for the next GET.
                 let mut run = vec![w.queue[0]];
                 let mut end = offset(&w.queue[0], plen) + u64::from(w.queue[0].length);
-                let share = if w.jobs.is_empty() && WEB_JOBS > 1 {
-                    w.queue
-                        .len()
-                        .div_ceil(2)
-                        .max((MIN_WEB_BYTES / u64::from(crate::engine::BLOCK)) as usize)
-                } else {
-                    w.queue.len()
-                };
+                // Spread what is queued over the free GETs, none under MIN_WEB_BYTES.
+                let free = WEB_JOBS - w.jobs.len();
+                let share = w
+                    .queue
+                    .len()
+                    .div_ceil(free)
+                    .max((MIN_WEB_BYTES / u64::from(crate::engine::BLOCK)) as usize);
                 for r in &w.queue[1..] {
                     if run.len() >= share || offset(r, plen) != end {
                         break;

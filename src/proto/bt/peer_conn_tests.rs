@@ -1,6 +1,7 @@
 //! Tests of the peer connection state machine: seeding (greetings, requests, chokes,
 //! metadata, hostile input) and leeching (bitfields, interest, requests, blocks, chokes,
-//! rejects), each fed the bytes a peer would send.
+//! rejects), asking for metadata, and magnet connections (pieces kept until the shape is
+//! known), each fed the bytes a peer would send.
 
 use super::*;
 use crate::proto::bt::peer_ext::{self, MetadataMsg, OurHandshake};
@@ -452,4 +453,301 @@ fn a_leecher_with_nothing_sends_have_none_or_nothing() {
     c.set_ours(vec![0]);
     c.receive(&handshake(false, false), 0, &mut ev);
     assert!(c.take_output()[HANDSHAKE_LEN..].is_empty());
+}
+
+fn ext_msg(id: u8, payload: &[u8]) -> Vec<u8> {
+    msg(Message::Extended { id, payload })
+}
+
+fn metadata_msg(id: u8, m: MetadataMsg<'_>) -> Vec<u8> {
+    let mut body = Vec::new();
+    m.write(&mut body);
+    ext_msg(id, &body)
+}
+
+/// A magnet connection established with a fast, extended peer; what we sent after the
+/// handshake.
+fn magnet() -> (PeerConn, Vec<u8>) {
+    let mut c = PeerConn::outgoing_magnet(settings(), None, [1; 20]);
+    assert_eq!(c.take_output().len(), HANDSHAKE_LEN);
+    let mut ev = Vec::new();
+    c.receive(&handshake(true, true), 0, &mut ev);
+    assert_eq!(ev, vec![Event::Established]);
+    assert!(c.shape().is_none());
+    let greeting = c.take_output();
+    (c, greeting)
+}
+
+#[test]
+fn a_magnet_connection_greets_with_have_none_and_no_metadata_size() {
+    let mut c = PeerConn::outgoing_magnet(settings(), None, [1; 20]);
+    let mut ev = Vec::new();
+    c.receive(&handshake(true, true), 0, &mut ev);
+    let out = c.take_output();
+    let f = frames(&out[HANDSHAKE_LEN..]);
+    assert_eq!(f[0], Message::HaveNone);
+    let Message::Extended { id: 0, payload } = f[1] else {
+        panic!("{f:?}")
+    };
+    let h = ExtHandshake::parse(payload).unwrap();
+    assert_eq!(h.ut_metadata, Some(peer_ext::OUR_UT_METADATA));
+    assert_eq!(h.metadata_size, None);
+    // Without the fast extension: nothing about our pieces at all.
+    let mut c = PeerConn::outgoing_magnet(settings(), None, [1; 20]);
+    c.receive(&handshake(false, true), 0, &mut ev);
+    let out = c.take_output();
+    assert!(matches!(
+        frames(&out[HANDSHAKE_LEN..])[..],
+        [Message::Extended { id: 0, .. }]
+    ));
+    // Another torrent's answer closes.
+    let mut c = PeerConn::outgoing_magnet(settings(), None, [9; 20]);
+    ev.clear();
+    c.receive(&handshake(true, true), 0, &mut ev);
+    assert!(matches!(&ev[..], [Event::Close(r)] if r.contains("another info-hash")));
+}
+
+#[test]
+fn asks_a_peer_for_metadata_and_reports_pieces_and_rejects() {
+    let (mut c, _) = magnet();
+    assert!(!c.request_metadata(0), "no extension handshake yet");
+    let mut ev = Vec::new();
+    c.receive(
+        &ext_msg(0, b"d1:md11:ut_metadatai3ee13:metadata_sizei20000ee"),
+        1,
+        &mut ev,
+    );
+    assert_eq!(ev, vec![Event::ExtHandshake]);
+    assert_eq!(c.peer_metadata_size(), Some(20000));
+    let _ = c.take_output();
+    assert!(c.request_metadata(0) && c.request_metadata(1));
+    assert!(!c.request_metadata(2), "past metadata_size");
+    let out = c.take_output();
+    let asked: Vec<_> = frames(&out)
+        .into_iter()
+        .map(|m| match m {
+            Message::Extended { id: 3, payload } => MetadataMsg::parse(payload).unwrap(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        asked,
+        vec![
+            MetadataMsg::Request { piece: 0 },
+            MetadataMsg::Request { piece: 1 }
+        ]
+    );
+    let piece0 = vec![b'i'; 16384];
+    ev.clear();
+    let data = |piece, data| MetadataMsg::Data {
+        piece,
+        total_size: 20000,
+        data,
+    };
+    c.receive(
+        &metadata_msg(peer_ext::OUR_UT_METADATA, data(0, &piece0)),
+        2,
+        &mut ev,
+    );
+    c.receive(
+        &metadata_msg(peer_ext::OUR_UT_METADATA, MetadataMsg::Reject { piece: 1 }),
+        2,
+        &mut ev,
+    );
+    assert_eq!(
+        ev,
+        vec![
+            Event::Metadata {
+                piece: 0,
+                total: 20000,
+                data: piece0.clone()
+            },
+            Event::MetadataRejected(1)
+        ]
+    );
+    // Answers nobody asked for change nothing.
+    ev.clear();
+    c.receive(
+        &metadata_msg(peer_ext::OUR_UT_METADATA, data(0, &piece0)),
+        3,
+        &mut ev,
+    );
+    c.receive(
+        &metadata_msg(peer_ext::OUR_UT_METADATA, MetadataMsg::Reject { piece: 1 }),
+        3,
+        &mut ev,
+    );
+    assert!(ev.is_empty(), "{ev:?}");
+    // A piece over 16 KiB closes.
+    assert!(c.request_metadata(0));
+    let mut body = Vec::new();
+    MetadataMsg::Data {
+        piece: 0,
+        total_size: 40000,
+        data: &[0u8; 16385],
+    }
+    .write(&mut body);
+    let mut big = Vec::new();
+    let len = 2 + body.len() as u32;
+    big.extend_from_slice(&len.to_be_bytes());
+    big.extend_from_slice(&[20, peer_ext::OUR_UT_METADATA]);
+    big.extend_from_slice(&body);
+    c.receive(&big, 4, &mut ev);
+    assert!(matches!(ev.last(), Some(Event::Close(_))), "{ev:?}");
+}
+
+#[test]
+fn no_metadata_requests_to_a_peer_without_ut_metadata() {
+    let (mut c, _) = magnet();
+    let mut ev = Vec::new();
+    c.receive(&ext_msg(0, b"d1:md6:ut_pexi2eee"), 1, &mut ev);
+    assert!(!c.request_metadata(0));
+    assert_eq!(c.peer_metadata_size(), None);
+    // A peer without the extension protocol gets no extension handshake either.
+    let mut c = PeerConn::outgoing_magnet(settings(), None, [1; 20]);
+    c.receive(&handshake(false, false), 0, &mut ev);
+    assert!(c.take_output()[HANDSHAKE_LEN..].is_empty());
+    assert!(!c.request_metadata(0));
+    assert!(!c.is_closed());
+}
+
+#[test]
+fn a_magnet_connection_keeps_early_pieces_until_set_shape() {
+    let (mut c, _) = magnet();
+    let mut ev = Vec::new();
+    let mut early = msg(Message::Bitfield(&[0b1010_0000]));
+    early.extend(msg(Message::Have(1)));
+    early.extend(msg(Message::Interested));
+    c.receive(&early, 1, &mut ev);
+    assert_eq!(
+        ev,
+        vec![Event::Interested(true)],
+        "pieces are kept, not judged"
+    );
+    assert!(c.peer_bits().is_empty());
+    let b = BlockRef {
+        index: 0,
+        begin: 0,
+        length: 16384,
+    };
+    c.receive(&msg(Message::Unchoke), 1, &mut ev);
+    assert!(!c.request(b), "no requests before the shape is known");
+    let _ = c.take_output();
+    c.set_ours(vec![0b0100_0000]);
+    ev.clear();
+    c.set_shape(shape(), 2, &mut ev);
+    assert_eq!(ev, vec![Event::PeerBitfield, Event::PeerHave(1)]);
+    assert_eq!(c.peer_bits(), &[0b1110_0000]);
+    assert!(c.peer_is_seed() && !c.is_closed(), "we are not a seed");
+    assert_eq!(frames(&c.take_output()), vec![Message::Have(1)]);
+    assert!(c.request(b));
+    // From now on it behaves like any connection.
+    ev.clear();
+    c.receive(&msg(Message::Have(3)), 3, &mut ev);
+    assert!(matches!(ev.last(), Some(Event::Close(r)) if r.contains("have 3 of 3")));
+}
+
+#[test]
+fn set_shape_refuses_early_pieces_that_do_not_fit() {
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (msg(Message::Bitfield(&[0xe0, 0])), "2 bytes for 3 pieces"),
+        (msg(Message::Bitfield(&[])), "0 bytes"),
+        (msg(Message::Bitfield(&[0xe1])), "spare bits"),
+        (msg(Message::Have(5)), "have 5 of 3"),
+    ];
+    for (bytes, why) in cases {
+        let (mut c, _) = magnet();
+        let mut ev = Vec::new();
+        c.receive(&bytes, 1, &mut ev);
+        assert!(ev.is_empty(), "{why}: {ev:?}");
+        c.set_shape(shape(), 2, &mut ev);
+        assert!(
+            matches!(ev.last(), Some(Event::Close(r)) if r.contains(why)),
+            "{why}: {ev:?}"
+        );
+    }
+    // Have-all, then have-none: the last word counts.
+    let (mut c, _) = magnet();
+    let mut ev = Vec::new();
+    c.receive(&msg(Message::HaveAll), 1, &mut ev);
+    c.set_shape(shape(), 2, &mut ev);
+    assert_eq!(ev, vec![Event::PeerBitfield]);
+    assert!(c.peer_has(2));
+    let (mut c, _) = magnet();
+    let mut ev = Vec::new();
+    c.receive(&msg(Message::HaveAll), 1, &mut ev);
+    c.receive(&msg(Message::HaveNone), 1, &mut ev);
+    c.set_shape(shape(), 2, &mut ev);
+    assert_eq!(ev, vec![Event::PeerBitfield]);
+    assert!(!c.peer_has(2));
+    // A bitfield no torrent we fetch could have, and another torrent's shape.
+    let (mut c, _) = magnet();
+    let mut huge = (MAX_EARLY_PIECES / 8 + 2).to_be_bytes().to_vec();
+    huge.push(peer_wire::id::BITFIELD);
+    c.receive(&huge, 1, &mut ev);
+    assert!(matches!(ev.last(), Some(Event::Close(r)) if r.contains("bitfield of")));
+    let (mut c, _) = magnet();
+    let mut ev = Vec::new();
+    c.set_shape(
+        Arc::new(Shape::new([7; 20], 10, 10, Arc::from(vec![1u8]))),
+        1,
+        &mut ev,
+    );
+    assert!(matches!(ev.last(), Some(Event::Close(r)) if r.contains("another torrent")));
+}
+
+#[test]
+fn a_magnet_connection_serves_metadata_only_once_it_has_it() {
+    let (mut c, _) = magnet();
+    let mut ev = Vec::new();
+    c.receive(&ext_msg(0, b"d1:md11:ut_metadatai3eee"), 1, &mut ev);
+    let _ = c.take_output();
+    let ask = metadata_msg(peer_ext::OUR_UT_METADATA, MetadataMsg::Request { piece: 0 });
+    c.receive(&ask, 1, &mut ev);
+    let out = c.take_output();
+    let Message::Extended { id: 3, payload } = frames(&out)[0] else {
+        panic!()
+    };
+    assert_eq!(
+        MetadataMsg::parse(payload).unwrap(),
+        MetadataMsg::Reject { piece: 0 }
+    );
+    c.set_shape(shape(), 2, &mut ev);
+    c.receive(&ask, 3, &mut ev);
+    let out = c.take_output();
+    let Message::Extended { id: 3, payload } = frames(&out)[0] else {
+        panic!()
+    };
+    assert!(matches!(
+        MetadataMsg::parse(payload).unwrap(),
+        MetadataMsg::Data {
+            total_size: 20000,
+            ..
+        }
+    ));
+    assert!(ev.contains(&Event::MetadataServed));
+}
+
+#[test]
+fn set_shape_before_the_handshake_greets_as_usual() {
+    let mut c = PeerConn::outgoing_magnet(settings(), None, [1; 20]);
+    let mut ev = Vec::new();
+    c.set_shape(shape(), 0, &mut ev);
+    assert!(ev.is_empty());
+    let _ = c.take_output();
+    c.receive(&handshake(true, true), 1, &mut ev);
+    assert_eq!(ev, vec![Event::Established]);
+    let out = c.take_output();
+    let f = frames(&out);
+    assert_eq!(f[0], Message::HaveNone);
+    let Message::Extended { id: 0, payload } = f[1] else {
+        panic!("{f:?}")
+    };
+    assert_eq!(
+        ExtHandshake::parse(payload).unwrap().metadata_size,
+        Some(20000)
+    );
+    ev.clear();
+    c.receive(&msg(Message::Bitfield(&[0x80])), 2, &mut ev);
+    assert_eq!(ev, vec![Event::PeerBitfield]);
 }

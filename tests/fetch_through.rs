@@ -1,0 +1,148 @@
+//! Fetch-through against a real swarm on 127.0.0.1: a file only a python3-libtorrent seeder
+//! holds, the gateway given nothing but the magnet (with `x.pe`), streamed over plain HTTP.
+//! A range near the end arrives while most of the file is still missing (counted), the whole
+//! file and a suffix range are byte-identical, and bad input gets clear statuses.
+
+mod support;
+
+use support::seeders::{self, LtOptions, LtTorrent};
+use support::server::{request, Server};
+use support::{tempdir, write_file};
+
+const LEN: usize = (12 << 20) + 777;
+const PIECE: u32 = 65536;
+
+fn magnet_with_peer(ih: &str, peer: &str) -> String {
+    format!("magnet:?xt=urn:btih:{ih}&x.pe={peer}")
+}
+
+#[test]
+fn a_magnet_only_the_swarm_holds_streams_with_range() {
+    let dir = tempdir();
+    let file = write_file(&dir.path().join("data"), "movie.bin", LEN, 41);
+    let torrent = dir.path().join("movie.torrent");
+    let meta = seeders::lt_torrent(&file, &torrent, PIECE, &LtTorrent::default());
+    let seed = seeders::libtorrent(&torrent, &dir.path().join("data"), LtOptions::default());
+    let gw = Server::start(&dir.path().join("gw"), "");
+    let ih = seeders::hex(&meta.info_hash);
+    let want = std::fs::read(&file).unwrap();
+
+    let added = request(
+        gw.addr,
+        "POST",
+        "/api/torrents",
+        &[],
+        magnet_with_peer(&ih, &seed.peer_arg()).as_bytes(),
+    );
+    assert!(
+        added.status == 201 || added.status == 202,
+        "{} {}",
+        added.status,
+        added.text()
+    );
+    // Bounded wait for the metadata (the stream answers 503 until then).
+    let mut ready = false;
+    for _ in 0..300 {
+        let r = gw.get(&format!("/api/torrents/{ih}"));
+        if r.status == 200 && r.json()["state"] == "ready" {
+            ready = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(ready, "no metadata from the swarm");
+
+    // A range near the end, while nothing else was asked for.
+    let from = LEN - 300_000;
+    let r = request(
+        gw.addr,
+        "GET",
+        &format!("/stream/{ih}/0"),
+        &[("Range", &format!("bytes={from}-{}", from + 99_999))],
+        b"",
+    );
+    assert_eq!(r.status, 206, "{}", r.text());
+    assert_eq!(r.body, &want[from..from + 100_000]);
+    assert_eq!(
+        r.header("Content-Range"),
+        Some(format!("bytes {from}-{}/{LEN}", from + 99_999).as_str())
+    );
+    let info = gw.get(&format!("/api/torrents/{ih}")).json();
+    let verified = info["stats"]["verified_pieces"].as_u64().unwrap();
+    let pieces = info["pieces"].as_u64().unwrap();
+    assert!(
+        verified > 0 && verified * 4 < pieces,
+        "a range near the end fetched {verified} of {pieces} pieces"
+    );
+
+    // A suffix range and the whole file, by path.
+    let r = request(
+        gw.addr,
+        "GET",
+        &format!("/stream/{ih}/movie.bin"),
+        &[("Range", "bytes=-1000")],
+        b"",
+    );
+    assert_eq!(r.status, 206);
+    assert_eq!(r.body, &want[LEN - 1000..]);
+    let r = gw.get(&format!("/stream/{ih}/0"));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("Content-Length"), Some(LEN.to_string().as_str()));
+    assert!(r.body == want, "the streamed file differs");
+
+    // Past the end, no such file, HEAD.
+    let r = request(
+        gw.addr,
+        "GET",
+        &format!("/stream/{ih}/0"),
+        &[("Range", &format!("bytes={}-", LEN + 10))],
+        b"",
+    );
+    assert_eq!(r.status, 416);
+    assert_eq!(gw.get(&format!("/stream/{ih}/7")).status, 404);
+    let r = request(gw.addr, "HEAD", &format!("/stream/{ih}/0"), &[], b"");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("Accept-Ranges"), Some("bytes"));
+
+    // Listed, then removed (its cache with it).
+    let list = gw.get("/api/torrents").json();
+    assert_eq!(list["torrents"].as_array().unwrap().len(), 1);
+    let r = request(gw.addr, "DELETE", &format!("/api/torrents/{ih}"), &[], b"");
+    assert_eq!(r.status, 204);
+    assert_eq!(gw.get(&format!("/stream/{ih}/0")).status, 404);
+    assert!(!gw.data.join("cache").join(&ih).exists());
+}
+
+#[test]
+fn bad_fetch_requests_get_clear_statuses() {
+    let dir = tempdir();
+    let gw = Server::start(&dir.path().join("gw"), "");
+    let r = request(
+        gw.addr,
+        "POST",
+        "/api/torrents",
+        &[],
+        b"magnet:?xt=urn:btih:nothex",
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("magnet"), "{}", r.text());
+    let r = request(gw.addr, "POST", "/api/torrents", &[], b"d4:spam3:egge");
+    assert_eq!(r.status, 400, "{}", r.text());
+    // An info-hash nobody has: accepted, waits for metadata, streams answer 503 meanwhile.
+    let ih = "0123456789abcdef0123456789abcdef01234567";
+    let r = request(gw.addr, "POST", "/api/torrents", &[], ih.as_bytes());
+    assert_eq!(r.status, 202, "{}", r.text());
+    assert_eq!(
+        gw.get(&format!("/api/torrents/{ih}")).json()["state"],
+        "metadata"
+    );
+    let r = gw.get(&format!("/stream/{ih}/0"));
+    assert_eq!(r.status, 503);
+    assert!(r.header("Retry-After").is_some());
+    assert_eq!(gw.get("/stream/zz/0").status, 400);
+    assert_eq!(
+        gw.get("/stream/89abcdef0123456789abcdef0123456789abcdef/0")
+            .status,
+        404
+    );
+}
