@@ -56,7 +56,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Limits {
         Limits {
-            max_requests: 250,
+            max_requests: 500,
             max_buffered: 16 << 20,
             request_timeout_ms: 20_000,
             max_unrequested: 64,

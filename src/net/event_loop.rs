@@ -240,7 +240,7 @@ impl Loop {
             next_choke: now + CHOKE_EVERY,
             next_pex: now + PEX_EVERY,
             next_dial: now + Duration::from_secs(2),
-            scratch: vec![0; 64 * 1024],
+            scratch: vec![0; 256 * 1024],
             req2: HashMap::new(),
             downloads: HashMap::new(),
             magnets: HashMap::new(),
