@@ -143,8 +143,7 @@ fn hostile_peers_are_disconnected_and_others_still_served() {
 
     // Still serving.
     fetch_block(addr, ih, &data, 0, 0);
-    let log = server.log();
-    for reason in [
+    let reasons = [
         "closed: encrypted handshake: no synchronisation hash",
         "closed: unknown info-hash",
         "is over the limit",
@@ -152,7 +151,17 @@ fn hostile_peers_are_disconnected_and_others_still_served() {
         "closed: requests while choked",
         "closed: flood of messages",
         "closed: handshake timed out",
-    ] {
+    ];
+    // The log is read by another thread: give it a bounded moment to catch up.
+    let mut log = server.log();
+    for _ in 0..100 {
+        if reasons.iter().all(|r| log.contains(r)) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        log = server.log();
+    }
+    for reason in reasons {
         assert!(log.contains(reason), "no debug line {reason:?} in\n{log}");
     }
     let stats = p2p(&server);
