@@ -12,7 +12,6 @@ use crate::net::download::{DownloadSpec, DownloadStatus, MagnetSpec};
 use crate::net::{Command, Notifier};
 use crate::proto::bt::magnet::Magnet;
 use crate::proto::bt::metainfo::{self, Metainfo};
-use crate::proto::bt::peer_conn::Shape;
 use crate::proto::hex;
 use crate::store::files::TorrentFiles;
 use crate::store::layout::Layout;
@@ -99,7 +98,7 @@ impl Fetcher {
             self.net.notify(Command::Magnet(Box::new(MagnetSpec {
                 info_hash: m.info_hash,
                 peers,
-                trackers: m.trackers.iter().map(|t| vec![t.clone()]).collect(),
+                trackers: crate::net::event_loop::magnet_tiers(&m.trackers),
                 max_peers: MAX_PEERS,
                 status: Arc::clone(&t.status),
             })));
@@ -174,19 +173,7 @@ impl Fetcher {
                 return;
             }
         };
-        let meta = Metainfo {
-            info_hash: t.info_hash,
-            info_bytes: bytes,
-            info,
-            announce: m.trackers.first().cloned(),
-            announce_list: m.trackers.iter().map(|t| vec![t.clone()]).collect(),
-            url_list: m.webseeds.clone(),
-            httpseeds: Vec::new(),
-            comment: None,
-            created_by: None,
-            creation_date: None,
-            warnings: Vec::new(),
-        };
+        let meta = Metainfo::from_magnet(t.info_hash, bytes, info, &m.trackers, &m.webseeds);
         let peers = m.peers.iter().filter_map(|p| p.parse().ok()).collect();
         if let Err(e) = self.start(t, meta, peers) {
             *t.state.lock() = State::Failed(e.reason);
@@ -204,23 +191,8 @@ impl Fetcher {
                 .map_err(|e| refused(500, format!("creating the cache files: {e}")))?,
         );
         let pieces = meta.info.piece_count() as u32;
-        let shape = Arc::new(Shape::new(
-            meta.info_hash,
-            meta.info.total_length(),
-            meta.info.piece_length,
-            Arc::from(meta.info_bytes.clone()),
-        ));
-        let torrent = Arc::new(Torrent {
-            shape,
-            sha256: String::new(),
-            storage: crate::store::db::Storage::Blob,
-            files: Some(Arc::clone(&files)),
-        });
-        let tiers = if meta.announce_list.is_empty() {
-            meta.announce.iter().map(|a| vec![a.clone()]).collect()
-        } else {
-            meta.announce_list.clone()
-        };
+        let torrent = Arc::new(Torrent::download(&meta, Arc::clone(&files)));
+        let tiers = meta.tiers();
         *t.status.have.lock() = Bitfield::new(pieces).as_wire().to_vec();
         self.net.notify(Command::Download(Box::new(DownloadSpec {
             torrent,

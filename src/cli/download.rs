@@ -16,7 +16,6 @@ use crate::net::event_loop::magnet_tiers;
 use crate::net::{Deps, Net};
 use crate::proto::bt::magnet::Magnet;
 use crate::proto::bt::metainfo::{self, Metainfo};
-use crate::proto::bt::peer_conn::Shape;
 use crate::proto::hex;
 use crate::store::files::TorrentFiles;
 use crate::store::layout::{self, Layout};
@@ -136,18 +135,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
         None if existed => recheck(&meta, &files, &priorities),
         None => Bitfield::new(pieces),
     };
-    let shape = Arc::new(Shape::new(
-        meta.info_hash,
-        meta.info.total_length(),
-        meta.info.piece_length,
-        Arc::from(meta.info_bytes.clone()),
-    ));
-    let torrent = Arc::new(Torrent {
-        shape,
-        sha256: String::new(),
-        storage: crate::store::db::Storage::Blob,
-        files: Some(Arc::clone(&files)),
-    });
+    let torrent = Arc::new(Torrent::download(&meta, Arc::clone(&files)));
     let status = Arc::new(DownloadStatus::default());
     let left: u64 = (0..pieces)
         .filter(|&p| priorities[p as usize] > 0 && !have.get(p))
@@ -165,7 +153,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
         have,
         priorities,
         peers,
-        trackers: tiers(&meta),
+        trackers: meta.tiers(),
         webseeds: meta.url_list.clone(),
         info: Some(Arc::new(meta.info.clone())),
         max_peers: args.max_peers,
@@ -208,15 +196,6 @@ pub fn run(args: Args) -> Result<(), CliError> {
         print_out(&format!("{summary}\n"))?;
     }
     outcome
-}
-
-/// The torrent's tracker tiers: `announce-list`, or the one `announce`.
-fn tiers(meta: &Metainfo) -> Vec<Vec<String>> {
-    if meta.announce_list.is_empty() {
-        meta.announce.iter().map(|a| vec![a.clone()]).collect()
-    } else {
-        meta.announce_list.clone()
-    }
 }
 
 /// What the command line names.
@@ -328,7 +307,7 @@ fn fetch_metadata(
     net.add_magnet(MagnetSpec {
         info_hash: m.info_hash,
         peers: peers.to_vec(),
-        trackers: tiers.clone(),
+        trackers: tiers,
         max_peers: args.max_peers,
         status: Arc::clone(&status),
     });
@@ -352,19 +331,13 @@ fn fetch_metadata(
     let info = metainfo::parse_info_bytes(&info_bytes).map_err(|e| {
         CliError::input(format!("the swarm's metadata is not a valid torrent: {e}"))
     })?;
-    Ok(Metainfo {
-        info_hash: m.info_hash,
+    Ok(Metainfo::from_magnet(
+        m.info_hash,
         info_bytes,
         info,
-        announce: m.trackers.first().cloned(),
-        announce_list: tiers,
-        url_list: m.webseeds.clone(),
-        httpseeds: Vec::new(),
-        comment: None,
-        created_by: None,
-        creation_date: None,
-        warnings: Vec::new(),
-    })
+        &m.trackers,
+        &m.webseeds,
+    ))
 }
 
 /// Most bytes of a .torrent fetched over HTTP.

@@ -31,6 +31,26 @@ pub struct Torrent {
     pub files: Option<Arc<TorrentFiles>>,
 }
 
+impl Torrent {
+    /// A torrent being downloaded into `files`.
+    pub fn download(
+        meta: &crate::proto::bt::metainfo::Metainfo,
+        files: Arc<TorrentFiles>,
+    ) -> Torrent {
+        Torrent {
+            shape: Arc::new(Shape::new(
+                meta.info_hash,
+                meta.info.total_length(),
+                meta.info.piece_length,
+                Arc::from(meta.info_bytes.clone()),
+            )),
+            sha256: String::new(),
+            storage: Storage::Blob,
+            files: Some(files),
+        }
+    }
+}
+
 impl std::fmt::Debug for Torrent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Torrent")

@@ -512,29 +512,13 @@ impl Loop {
                             Some(bytes) => bytes,
                             None => &mut scratch[..n],
                         };
-                        match &mut c.mse {
+                        // Either side of the obfuscated handshake; its end is handled once.
+                        let step = match &mut c.mse {
                             Mse::Initiating(init) => {
                                 let mut reply = Vec::new();
                                 let step = init.receive(data, &mut reply);
                                 c.out.push_bytes(reply);
-                                match step {
-                                    Ok(None) => {}
-                                    Ok(Some(done)) => {
-                                        let recv = match done.crypto {
-                                            mse::Crypto::Plain => None,
-                                            mse::Crypto::Rc4 { send, recv } => {
-                                                c.out.encrypt_with(send);
-                                                Some(recv)
-                                            }
-                                        };
-                                        c.mse = Mse::Off(recv);
-                                        c.wire.receive(&done.payload, now, &mut events);
-                                    }
-                                    Err(e) => {
-                                        ended = Some(e.to_string());
-                                        break;
-                                    }
-                                }
+                                Some(step)
                             }
                             Mse::Running(rx) => {
                                 // Built on the first MSE handshake, then kept in step by the
@@ -555,30 +539,35 @@ impl Loop {
                                 let mut reply = Vec::new();
                                 let step = rx.receive(data, &mut reply, &|h| req2.get(h).copied());
                                 c.out.push_bytes(reply);
-                                match step {
-                                    Ok(None) => {}
-                                    Ok(Some(done)) => {
-                                        let recv = match done.crypto {
-                                            mse::Crypto::Plain => None,
-                                            mse::Crypto::Rc4 { send, recv } => {
-                                                c.out.encrypt_with(send);
-                                                Some(recv)
-                                            }
-                                        };
-                                        c.mse = Mse::Off(recv);
-                                        c.wire.receive(&done.payload, now, &mut events);
-                                    }
-                                    Err(e) => {
-                                        ended = Some(e.to_string());
-                                        break;
-                                    }
-                                }
+                                Some(step)
                             }
                             Mse::Off(Some(rc4)) => {
                                 rc4.apply(data);
                                 c.wire.receive(data, now, &mut events);
+                                None
                             }
-                            _ => c.wire.receive(data, now, &mut events),
+                            _ => {
+                                c.wire.receive(data, now, &mut events);
+                                None
+                            }
+                        };
+                        match step {
+                            None | Some(Ok(None)) => {}
+                            Some(Ok(Some(done))) => {
+                                let recv = match done.crypto {
+                                    mse::Crypto::Plain => None,
+                                    mse::Crypto::Rc4 { send, recv } => {
+                                        c.out.encrypt_with(send);
+                                        Some(recv)
+                                    }
+                                };
+                                c.mse = Mse::Off(recv);
+                                c.wire.receive(&done.payload, now, &mut events);
+                            }
+                            Some(Err(e)) => {
+                                ended = Some(e.to_string());
+                                break;
+                            }
                         }
                         if c.wire.is_closed() {
                             break;
@@ -785,77 +774,6 @@ impl Loop {
         self.on_events(slot, events);
         self.pump(slot);
         self.flush(slot);
-    }
-
-    fn established(&mut self, slot: usize) {
-        let now = Instant::now();
-        let c = self.conns[slot].as_mut().expect("established connection");
-        let Some(t) = c.torrent.clone() else {
-            return;
-        };
-        let ih = t.shape.info_hash;
-        let pid = c.wire.peer().peer_id;
-        if c.half_open {
-            c.half_open = false;
-            self.half_open -= 1;
-        }
-        if c.outgoing {
-            self.backoff.succeeded(c.addr, now);
-        }
-        if !self.peers.insert((ih, pid)) {
-            let other = self.find_conn(slot, |o| {
-                o.wire.is_established()
-                    && o.wire.peer().peer_id == pid
-                    && o.torrent.as_ref().is_some_and(|t| t.shape.info_hash == ih)
-            });
-            match other.map(|o| (o, self.loser(slot, o))) {
-                Some((o, loser)) if loser == o => {
-                    // The existing one goes (its counts with it); this one takes its place.
-                    self.close_silently(o, "duplicate connection to this peer");
-                    self.peers.insert((ih, pid));
-                }
-                _ => {
-                    // Not counted yet, so `close` must not undo the other one's counts.
-                    let c = self.conns[slot].as_mut().expect("established connection");
-                    c.torrent = None;
-                    return self.close_silently(slot, "already connected to this peer");
-                }
-            }
-        } else if self.conns[slot].as_ref().is_some_and(|c| c.outgoing) {
-            // libtorrent 1.2+ sends a fresh peer id per connection: the same peer may be
-            // connected to us already, known by the listen port its handshake named.
-            let addr = self.conns[slot].as_ref().expect("established").addr;
-            let other = self.find_conn(slot, |o| {
-                !o.outgoing
-                    && o.listen == Some(addr)
-                    && o.wire.is_established()
-                    && o.torrent.as_ref().is_some_and(|t| t.shape.info_hash == ih)
-            });
-            if let Some(o) = other {
-                let loser = self.loser(slot, o);
-                if loser == slot {
-                    self.peers.remove(&(ih, pid));
-                    let c = self.conns[slot].as_mut().expect("established connection");
-                    c.torrent = None;
-                    return self.close_silently(slot, "duplicate connection to this peer");
-                }
-                self.close_silently(o, "duplicate connection to this peer");
-            }
-        }
-        // An outgoing connection may complete after its idle torrent entry was evicted.
-        let e = self.torrents.entry(ih).or_insert_with(|| Entry {
-            torrent: Arc::clone(&t),
-            peers: 0,
-            uploaded: 0,
-            blocks: 0,
-            metadata_pieces: 0,
-            idle_since: None,
-        });
-        e.peers += 1;
-        e.idle_since = None;
-        if self.accept_paused {
-            self.accept();
-        }
     }
 
     /// Hands queued requests to the disk pool while the peer's queue has room.

@@ -62,6 +62,79 @@ impl Loop {
         loser == slot
     }
 
+    /// The handshake is done: count the peer, and settle a duplicate connection to it (by
+    /// peer id, or by the listen address libtorrent's fresh peer ids hide it behind).
+    pub(super) fn established(&mut self, slot: usize) {
+        let now = Instant::now();
+        let c = self.conns[slot].as_mut().expect("established connection");
+        let Some(t) = c.torrent.clone() else {
+            return;
+        };
+        let ih = t.shape.info_hash;
+        let pid = c.wire.peer().peer_id;
+        if c.half_open {
+            c.half_open = false;
+            self.half_open -= 1;
+        }
+        if c.outgoing {
+            self.backoff.succeeded(c.addr, now);
+        }
+        if !self.peers.insert((ih, pid)) {
+            let other = self.find_conn(slot, |o| {
+                o.wire.is_established()
+                    && o.wire.peer().peer_id == pid
+                    && o.torrent.as_ref().is_some_and(|t| t.shape.info_hash == ih)
+            });
+            match other.map(|o| (o, self.loser(slot, o))) {
+                Some((o, loser)) if loser == o => {
+                    // The existing one goes (its counts with it); this one takes its place.
+                    self.close_silently(o, "duplicate connection to this peer");
+                    self.peers.insert((ih, pid));
+                }
+                _ => {
+                    // Not counted yet, so `close` must not undo the other one's counts.
+                    let c = self.conns[slot].as_mut().expect("established connection");
+                    c.torrent = None;
+                    return self.close_silently(slot, "already connected to this peer");
+                }
+            }
+        } else if self.conns[slot].as_ref().is_some_and(|c| c.outgoing) {
+            // libtorrent 1.2+ sends a fresh peer id per connection: the same peer may be
+            // connected to us already, known by the listen port its handshake named.
+            let addr = self.conns[slot].as_ref().expect("established").addr;
+            let other = self.find_conn(slot, |o| {
+                !o.outgoing
+                    && o.listen == Some(addr)
+                    && o.wire.is_established()
+                    && o.torrent.as_ref().is_some_and(|t| t.shape.info_hash == ih)
+            });
+            if let Some(o) = other {
+                let loser = self.loser(slot, o);
+                if loser == slot {
+                    self.peers.remove(&(ih, pid));
+                    let c = self.conns[slot].as_mut().expect("established connection");
+                    c.torrent = None;
+                    return self.close_silently(slot, "duplicate connection to this peer");
+                }
+                self.close_silently(o, "duplicate connection to this peer");
+            }
+        }
+        // An outgoing connection may complete after its idle torrent entry was evicted.
+        let e = self.torrents.entry(ih).or_insert_with(|| Entry {
+            torrent: Arc::clone(&t),
+            peers: 0,
+            uploaded: 0,
+            blocks: 0,
+            metadata_pieces: 0,
+            idle_since: None,
+        });
+        e.peers += 1;
+        e.idle_since = None;
+        if self.accept_paused {
+            self.accept();
+        }
+    }
+
     /// Closes without last words: what the loser of a duplicate had queued (our bitfield,
     /// our extension handshake) must not reach the peer, which keeps the other connection.
     pub(super) fn close_silently(&mut self, slot: usize, why: &str) {

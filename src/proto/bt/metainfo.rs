@@ -151,6 +151,38 @@ pub struct Metainfo {
 
 impl Metainfo {
     /// Every tracker URL: the announce-list tiers in order, else `announce`, without repeats.
+    /// The tracker tiers (BEP-12): `announce-list`, or the one `announce`.
+    pub fn tiers(&self) -> Vec<Vec<String>> {
+        if self.announce_list.is_empty() {
+            self.announce.iter().map(|a| vec![a.clone()]).collect()
+        } else {
+            self.announce_list.clone()
+        }
+    }
+
+    /// A torrent known from its verified info dict and a magnet's trackers and webseeds.
+    pub fn from_magnet(
+        info_hash: [u8; 20],
+        info_bytes: Vec<u8>,
+        info: Info,
+        trackers: &[String],
+        webseeds: &[String],
+    ) -> Metainfo {
+        Metainfo {
+            info_hash,
+            info_bytes,
+            info,
+            announce: trackers.first().cloned(),
+            announce_list: trackers.iter().map(|t| vec![t.clone()]).collect(),
+            url_list: webseeds.to_vec(),
+            httpseeds: Vec::new(),
+            comment: None,
+            created_by: None,
+            creation_date: None,
+            warnings: Vec::new(),
+        }
+    }
+
     pub fn trackers(&self) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
         let all = self.announce_list.iter().flatten().chain(&self.announce);
