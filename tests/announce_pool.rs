@@ -17,6 +17,7 @@ use support::server::{upload, Server};
 use support::tracker::{eventually, free_port};
 use support::{bytes, require_tool, tempdir, Reaped};
 use torrent_gateway::engine::webseed::{self, Failure};
+use torrent_gateway::net::announce::webseed as webseed_get;
 use torrent_gateway::net::announce::{AnnouncePool, Done, Job};
 use torrent_gateway::proto::bt::metainfo::{self, FileEntry, Info};
 use torrent_gateway::proto::tracker::client::{Announce, Answer};
@@ -90,13 +91,33 @@ impl Pool {
         base: &str,
         range: std::ops::Range<u64>,
     ) -> Result<Vec<u8>, Failure> {
-        let request = webseed::plan(info, base, 42, range).unwrap();
-        match self.run(Job::Webseed { key: 3, request }) {
-            Done::Webseed { key, id, result } => {
-                assert_eq!((key, id), (3, 42));
-                result
+        let request = webseed::plan(info, base, 42, range.clone()).unwrap();
+        self.pool
+            .as_ref()
+            .unwrap()
+            .submit(Job::Webseed { key: 3, request })
+            .unwrap();
+        // The chunks arrive in order, each starting where the last ended.
+        let mut bytes = Vec::new();
+        loop {
+            match self.done.recv_timeout(Duration::from_secs(30)).unwrap() {
+                Done::WebseedData {
+                    key,
+                    id,
+                    offset,
+                    bytes: chunk,
+                } => {
+                    assert_eq!((key, id), (3, 42));
+                    assert_eq!(offset, range.start + bytes.len() as u64);
+                    assert!(chunk.len() <= webseed_get::CHUNK);
+                    bytes.extend_from_slice(&chunk);
+                }
+                Done::Webseed { key, id, result } => {
+                    assert_eq!((key, id), (3, 42));
+                    return result.map(|()| bytes);
+                }
+                other => panic!("{other:?}"),
             }
-            other => panic!("{other:?}"),
         }
     }
 }

@@ -46,11 +46,18 @@ pub enum Done {
         url: String,
         result: Result<Answer, String>,
     },
-    /// On success, exactly the bytes of `request.range` (pad files as zeros).
+    /// Bytes of webseed GET `id` at torrent offset `offset`, in order, while it runs.
+    WebseedData {
+        key: u64,
+        id: u64,
+        offset: u64,
+        bytes: Vec<u8>,
+    },
+    /// The GET is over: on success its `WebseedData` were exactly `request.range`'s bytes.
     Webseed {
         key: u64,
         id: u64,
-        result: Result<Vec<u8>, Failure>,
+        result: Result<(), Failure>,
     },
 }
 
@@ -86,7 +93,8 @@ impl Worker {
         }
     }
 
-    fn run(&self, job: Job) -> Done {
+    /// Runs a job; `send` passes on what it produces before the result (false: stop).
+    fn run(&self, job: Job, send: &mut dyn FnMut(Done) -> bool) -> Done {
         match job {
             Job::Tracker { key, url, announce } => {
                 let result = if url.to_ascii_lowercase().starts_with("udp://") {
@@ -96,11 +104,19 @@ impl Worker {
                 };
                 Done::Tracker { key, url, result }
             }
-            Job::Webseed { key, request } => Done::Webseed {
-                key,
-                id: request.id,
-                result: webseed::fetch(&self.webseed, &request),
-            },
+            Job::Webseed { key, request } => {
+                let id = request.id;
+                let mut emit = |offset, bytes| {
+                    send(Done::WebseedData {
+                        key,
+                        id,
+                        offset,
+                        bytes,
+                    })
+                };
+                let result = webseed::fetch(&self.webseed, &request, &mut emit);
+                Done::Webseed { key, id, result }
+            }
         }
     }
 
@@ -205,20 +221,29 @@ fn work(
         if stop.load(Ordering::Relaxed) {
             return;
         }
-        let mut out = worker.run(job);
-        // A full result channel waits for the loop, but never past a stop.
-        loop {
-            match done.send_timeout(out, Duration::from_millis(100)) {
-                Ok(()) => break,
-                Err(crossbeam_channel::SendTimeoutError::Timeout(back)) => {
-                    if stop.load(Ordering::Relaxed) {
-                        return;
-                    }
-                    out = back;
-                }
-                Err(crossbeam_channel::SendTimeoutError::Disconnected(_)) => return,
-            }
+        let mut send = |out| deliver(done, wake, stop, out);
+        let out = worker.run(job, &mut send);
+        if !deliver(done, wake, stop, out) {
+            return;
         }
-        wake();
     }
+}
+
+/// Sends a result and wakes the loop. A full result channel waits for the loop, but never
+/// past a stop: false when stopped or nobody listens.
+fn deliver(done: &Sender<Done>, wake: &dyn Fn(), stop: &AtomicBool, mut out: Done) -> bool {
+    loop {
+        match done.send_timeout(out, Duration::from_millis(100)) {
+            Ok(()) => break,
+            Err(crossbeam_channel::SendTimeoutError::Timeout(back)) => {
+                if stop.load(Ordering::Relaxed) {
+                    return false;
+                }
+                out = back;
+            }
+            Err(crossbeam_channel::SendTimeoutError::Disconnected(_)) => return false,
+        }
+    }
+    wake();
+    true
 }

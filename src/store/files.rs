@@ -11,13 +11,16 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 pub struct TorrentFiles {
     layout: Layout,
     parts: PathBuf,
-    /// Open handles, one per torrent file (None: padding, unwanted or not opened yet).
-    handles: Mutex<Vec<Option<File>>>,
-    parts_file: Mutex<Option<File>>,
+    /// Open handles, one per torrent file (None: padding or unwanted). Never changed after
+    /// `create`, so the `disk-N` threads write one torrent's files at once.
+    handles: Vec<Option<File>>,
+    /// Opened on the first write of an unwanted file's bytes.
+    parts_file: Mutex<Option<Arc<File>>>,
 }
 
 impl TorrentFiles {
@@ -51,7 +54,7 @@ impl TorrentFiles {
         Ok(TorrentFiles {
             layout,
             parts,
-            handles: Mutex::new(handles),
+            handles,
             parts_file: Mutex::new(None),
         })
     }
@@ -67,8 +70,7 @@ impl TorrentFiles {
             let bytes = &data[span.within.start as usize..span.within.end as usize];
             match span.dest {
                 Dest::File { index, offset } => {
-                    let handles = self.handles.lock();
-                    let f = handles[index]
+                    let f = self.handles[index]
                         .as_ref()
                         .ok_or_else(|| io::Error::other("write to a file not opened"))?;
                     f.write_all_at(bytes, offset)
@@ -80,7 +82,7 @@ impl TorrentFiles {
                         if let Some(dir) = self.parts.parent() {
                             fs::create_dir_all(dir)?;
                         }
-                        *parts = Some(
+                        *parts = Some(Arc::new(
                             OpenOptions::new()
                                 .read(true)
                                 .write(true)
@@ -88,9 +90,10 @@ impl TorrentFiles {
                                 .truncate(false)
                                 .open(&self.parts)
                                 .map_err(|e| with_path(e, &self.parts))?,
-                        );
+                        ));
                     }
-                    let f = parts.as_ref().expect("opened above");
+                    let f = Arc::clone(parts.as_ref().expect("opened above"));
+                    drop(parts);
                     f.write_all_at(bytes, offset)
                         .map_err(|e| with_path(e, &self.parts))?;
                 }
@@ -106,16 +109,16 @@ impl TorrentFiles {
             let buf = &mut out[span.within.start as usize..span.within.end as usize];
             match span.dest {
                 Dest::File { index, offset } => {
-                    let handles = self.handles.lock();
-                    let f = handles[index]
+                    let f = self.handles[index]
                         .as_ref()
                         .ok_or_else(|| io::Error::other("read of a file not opened"))?;
                     f.read_exact_at(buf, offset)?;
                 }
                 Dest::Parts { offset } => {
-                    let parts = self.parts_file.lock();
-                    let f = parts
-                        .as_ref()
+                    let f = self
+                        .parts_file
+                        .lock()
+                        .clone()
                         .ok_or_else(|| io::Error::other("parts file not written yet"))?;
                     f.read_exact_at(buf, offset)?;
                 }
@@ -126,10 +129,10 @@ impl TorrentFiles {
 
     /// Flushes every file to disk.
     pub fn sync(&self) -> io::Result<()> {
-        for f in self.handles.lock().iter().flatten() {
+        for f in self.handles.iter().flatten() {
             f.sync_all()?;
         }
-        if let Some(f) = self.parts_file.lock().as_ref() {
+        if let Some(f) = self.parts_file.lock().clone() {
             f.sync_all()?;
         }
         Ok(())

@@ -1,6 +1,6 @@
 //! BEP-19 webseed GETs: one `Range: bytes=a-b` GET per part of an `engine::webseed::Request`
-//! on the thread's keep-alive agent, the bytes placed at their torrent offset in one buffer
-//! (pad files stay zeros). A 206 must carry exactly the bytes asked for; a 200 that ignored
+//! on the thread's keep-alive agent, the bytes handed on in torrent order in chunks while they
+//! arrive (pad files as zeros), so hashing and writing overlap a long GET. A 206 must carry exactly the bytes asked for; a 200 that ignored
 //! the range is read up to the range's end and the start skipped. Never more than the
 //! requested bytes are kept.
 
@@ -25,26 +25,129 @@ pub fn agent() -> ureq::Agent {
         .build()
 }
 
-/// Fetches every part of `request`; the result is exactly `request.range`'s bytes.
-pub fn fetch(agent: &ureq::Agent, request: &Request) -> Result<Vec<u8>, Failure> {
+/// Bytes handed on at a time: a GET's body is passed on while it arrives, never kept whole.
+pub const CHUNK: usize = 256 << 10;
+
+/// Fetches every part of `request`, handing its bytes to `emit` in order as they arrive:
+/// `emit(torrent_offset, bytes)` with chunks of [`CHUNK`] bytes (the last one shorter), so
+/// together exactly `request.range`'s bytes (pad files as zeros). `emit` returns false to stop
+/// early (the result is then an error). On an error the chunks already handed on stand.
+pub fn fetch(
+    agent: &ureq::Agent,
+    request: &Request,
+    emit: &mut dyn FnMut(u64, Vec<u8>) -> bool,
+) -> Result<(), Failure> {
     let len = request.range.end.saturating_sub(request.range.start);
     if len == 0 || len > MAX_REQUEST_BYTES {
         return Err(Failure::Other(format!("bad request length {len}")));
     }
-    let mut out = vec![0u8; len as usize];
+    let mut out = Chunks::new(request.range.start, request.range.end, emit);
     for part in &request.parts {
-        let at = part.torrent_offset.checked_sub(request.range.start);
         let plen = part.range.end.saturating_sub(part.range.start);
-        let slot = at
-            .and_then(|at| out.get_mut(at as usize..(at + plen) as usize))
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| Failure::Other("part outside the request's range".into()))?;
-        get_part(agent, part, slot)?;
+        let at = part.torrent_offset;
+        if plen == 0 || at < out.pos() || at + plen > request.range.end {
+            return Err(Failure::Other("part outside the request's range".into()));
+        }
+        out.zeros(at - out.pos())?;
+        get_part(agent, part, &mut out)?;
     }
-    Ok(out)
+    out.zeros(request.range.end - out.pos())?;
+    out.flush()
 }
 
-fn get_part(agent: &ureq::Agent, part: &Part, slot: &mut [u8]) -> Result<(), Failure> {
+/// The request's bytes on their way out, one chunk at a time.
+struct Chunks<'a> {
+    /// Torrent offset of `buf[0]`.
+    at: u64,
+    end: u64,
+    buf: Vec<u8>,
+    filled: usize,
+    emit: &'a mut dyn FnMut(u64, Vec<u8>) -> bool,
+}
+
+impl<'a> Chunks<'a> {
+    fn new(start: u64, end: u64, emit: &'a mut dyn FnMut(u64, Vec<u8>) -> bool) -> Chunks<'a> {
+        let mut c = Chunks {
+            at: start,
+            end,
+            buf: Vec::new(),
+            filled: 0,
+            emit,
+        };
+        c.fresh();
+        c
+    }
+
+    fn pos(&self) -> u64 {
+        self.at + self.filled as u64
+    }
+
+    /// A zeroed buffer for the next chunk (never past the request's end).
+    fn fresh(&mut self) {
+        let n = (self.end - self.at).min(CHUNK as u64) as usize;
+        self.buf = vec![0; n];
+        self.filled = 0;
+    }
+
+    /// Hands on a full buffer.
+    fn full(&mut self) -> Result<(), Failure> {
+        if self.filled < self.buf.len() {
+            return Ok(());
+        }
+        self.flush()?;
+        self.fresh();
+        Ok(())
+    }
+
+    /// Hands on what is filled.
+    fn flush(&mut self) -> Result<(), Failure> {
+        if self.filled == 0 {
+            return Ok(());
+        }
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.truncate(self.filled);
+        let at = self.at;
+        self.at += self.filled as u64;
+        self.filled = 0;
+        if (self.emit)(at, buf) {
+            Ok(())
+        } else {
+            Err(Failure::Other("stopped".into()))
+        }
+    }
+
+    /// `n` zero bytes (a pad file, or the gap before a part).
+    fn zeros(&mut self, mut n: u64) -> Result<(), Failure> {
+        while n > 0 {
+            // Buffers start zeroed: skipping is writing zeros.
+            let k = ((self.buf.len() - self.filled) as u64).min(n);
+            self.filled += k as usize;
+            n -= k;
+            self.full()?;
+        }
+        Ok(())
+    }
+
+    /// Up to `n` bytes from `r`; the bytes read (fewer when the body ends).
+    fn read_from(&mut self, r: &mut impl Read, n: u64) -> Result<u64, Failure> {
+        let mut got = 0;
+        while got < n {
+            let room = ((self.buf.len() - self.filled) as u64).min(n - got) as usize;
+            let k = match r.read(&mut self.buf[self.filled..self.filled + room]) {
+                Ok(0) => break,
+                Ok(k) => k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Failure::Other(format!("reading the webseed: {e}"))),
+            };
+            self.filled += k;
+            got += k as u64;
+            self.full()?;
+        }
+        Ok(got)
+    }
+}
+
+fn get_part(agent: &ureq::Agent, part: &Part, out: &mut Chunks) -> Result<(), Failure> {
     let (start, end) = (part.range.start, part.range.end);
     let response = agent
         .get(&part.url)
@@ -107,35 +210,21 @@ fn get_part(agent: &ureq::Agent, part: &Part, slot: &mut [u8]) -> Result<(), Fai
     let io_err = |e: io::Error| Failure::Other(format!("reading the webseed: {e}"));
     let mut reader = response.into_reader();
     let skipped = io::copy(&mut (&mut reader).take(skip), &mut io::sink()).map_err(io_err)?;
-    let got = read_full(&mut reader, slot).map_err(io_err)?;
-    if skipped != skip || got != slot.len() {
+    let want = end - start;
+    let got = out.read_from(&mut reader, want)?;
+    if skipped != skip || got != want {
         return Err(Failure::Other(format!(
             "webseed body ended after {} of {} bytes",
-            skipped + got as u64,
-            skip + slot.len() as u64
+            skipped + got,
+            skip + want
         )));
     }
     // A 206 must end here. Seeing its end also hands the connection back to the agent; the
     // rest of a 200 is never read (the connection is closed instead).
     if status == 206 && reader.read(&mut [0u8; 1]).map_err(io_err)? > 0 {
         return Err(Failure::Other(format!(
-            "webseed sent more than the {} bytes asked for",
-            slot.len()
+            "webseed sent more than the {want} bytes asked for"
         )));
     }
     Ok(())
-}
-
-/// Reads until `buf` is full or the body ends; the bytes read.
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }

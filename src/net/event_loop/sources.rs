@@ -33,12 +33,21 @@ pub(super) struct WebSeed {
     pub(super) id: PeerId,
     /// Blocks the engine asked for, not yet in a GET.
     pub(super) queue: Vec<BlockRef>,
-    /// GETs in flight: request id to the blocks it carries.
-    pub(super) jobs: HashMap<u64, Vec<BlockRef>>,
+    /// GETs in flight by request id.
+    pub(super) jobs: HashMap<u64, WebJob>,
     /// Busy (503) or failing: no GET before this time.
     pub(super) retry_at_ms: u64,
     pub(super) choked: bool,
     pub(super) failures: u32,
+}
+
+/// One GET in flight: the blocks it carries not yet handed to the engine, in torrent order,
+/// and the start of a block cut by a chunk boundary.
+#[derive(Default)]
+pub(super) struct WebJob {
+    blocks: std::collections::VecDeque<BlockRef>,
+    carry: Vec<u8>,
+    carry_at: u64,
 }
 
 /// The key naming a download in pool jobs: its info-hash's first 8 bytes.
@@ -201,6 +210,12 @@ impl Loop {
                     self.dial_downloads();
                     self.dial_magnets();
                 }
+                announce::Done::WebseedData {
+                    key,
+                    id,
+                    offset,
+                    bytes,
+                } => self.web_data(key, id, offset, bytes),
                 announce::Done::Webseed { key, id, result } => self.web_done(key, id, result),
             }
         }
@@ -317,7 +332,11 @@ impl Loop {
                 let rid = dl.next_web_id;
                 match webseed::plan(&info, &w.url, rid, start..end) {
                     Ok(request) => {
-                        w.jobs.insert(rid, run);
+                        let job = WebJob {
+                            blocks: run.into(),
+                            ..WebJob::default()
+                        };
+                        w.jobs.insert(rid, job);
                         jobs.push(announce::Job::Webseed { key, request });
                     }
                     Err(e) => {
@@ -330,7 +349,8 @@ impl Loop {
         self.submit_all(jobs);
     }
 
-    fn web_done(&mut self, key: u64, rid: u64, result: Result<Vec<u8>, Failure>) {
+    /// Bytes of a GET in flight: every block they complete goes to the engine now.
+    fn web_data(&mut self, key: u64, rid: u64, at: u64, bytes: Vec<u8>) {
         let Some(ih) = self.ih_of_key(key) else {
             return;
         };
@@ -342,17 +362,66 @@ impl Loop {
         let Some(w) = dl.webseeds.iter_mut().find(|w| w.jobs.contains_key(&rid)) else {
             return;
         };
-        let blocks = w.jobs.remove(&rid).unwrap_or_default();
+        let id = w.id;
+        let Some(job) = w.jobs.get_mut(&rid) else {
+            return;
+        };
+        // A block cut by the previous chunk's end is completed first.
+        let (data, data_at) = if job.carry.is_empty() {
+            (bytes, at)
+        } else if job.carry_at + job.carry.len() as u64 == at {
+            let mut joined = std::mem::take(&mut job.carry);
+            joined.extend_from_slice(&bytes);
+            (joined, job.carry_at)
+        } else {
+            return;
+        };
+        let data_end = data_at + data.len() as u64;
+        while let Some(r) = job.blocks.front().copied() {
+            let start = offset(&r, plen);
+            let end = start + u64::from(r.length);
+            if start < data_at {
+                job.blocks.pop_front();
+                continue;
+            }
+            if end > data_end {
+                if start < data_end {
+                    job.carry = data[(start - data_at) as usize..].to_vec();
+                    job.carry_at = start;
+                }
+                break;
+            }
+            let rel = (start - data_at) as usize;
+            dl.engine
+                .block(id, r, &data[rel..rel + r.length as usize], now);
+            job.blocks.pop_front();
+        }
+        self.download_actions(ih);
+    }
+
+    fn web_done(&mut self, key: u64, rid: u64, result: Result<(), Failure>) {
+        let Some(ih) = self.ih_of_key(key) else {
+            return;
+        };
+        let now = now_ms(self.epoch);
+        let Some(dl) = self.downloads.get_mut(&ih) else {
+            return;
+        };
+        let Some(w) = dl.webseeds.iter_mut().find(|w| w.jobs.contains_key(&rid)) else {
+            return;
+        };
+        let left: Vec<BlockRef> = w
+            .jobs
+            .remove(&rid)
+            .map(|j| j.blocks.into())
+            .unwrap_or_default();
         let id = w.id;
         match result {
-            Ok(bytes) => {
+            Ok(()) => {
                 w.failures = 0;
-                let start = blocks.first().map_or(0, |r| offset(r, plen));
-                for r in &blocks {
-                    let at = (offset(r, plen) - start) as usize;
-                    if let Some(data) = bytes.get(at..at + r.length as usize) {
-                        dl.engine.block(id, *r, data, now);
-                    }
+                // Nothing is left of a GET that delivered its whole range.
+                for r in left {
+                    dl.engine.rejected(id, r);
                 }
             }
             Err(f) => {
@@ -364,7 +433,7 @@ impl Loop {
                 };
                 w.retry_at_ms = now + wait;
                 w.choked = true;
-                let mut dropped = blocks;
+                let mut dropped = left;
                 dropped.append(&mut w.queue);
                 let give_up = w.failures >= WEB_MAX_FAILURES;
                 dl.engine.choked(id, &dropped);
