@@ -109,7 +109,7 @@ impl Pool {
                 } => {
                     assert_eq!((key, id), (3, 42));
                     assert_eq!(offset, range.start + bytes.len() as u64);
-                    assert!(chunk.len() <= webseed_get::CHUNK);
+                    assert!(chunk.len() <= webseed_get::MAX_CHUNK);
                     bytes.extend_from_slice(&chunk);
                 }
                 Done::Webseed { key, id, result } => {

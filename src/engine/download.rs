@@ -115,6 +115,9 @@ struct Peer {
     sole_failures: u32,
     /// A webseed: never banned, asked for whole pieces, at least [`WEB_MIN_QUEUE`] blocks.
     web: bool,
+    /// A webseed's newest piece: the next one follows it where it can, so its GETs are long
+    /// contiguous ranges rather than one piece each.
+    last_piece: Option<u32>,
 }
 
 pub struct Download {
@@ -250,6 +253,7 @@ impl Download {
                 unrequested: 0,
                 sole_failures: 0,
                 web: false,
+                last_piece: None,
             },
         );
         id
@@ -396,45 +400,103 @@ impl Download {
         {
             return self.unrequested(peer, data.len() as u32);
         }
+        if let Some(complete) = self.arrived(peer, b, now_ms) {
+            let len = self.layout.piece_len(b.piece) as usize;
+            let buf = self.buffers.entry(b.piece).or_insert_with(|| vec![0; len]);
+            let at = r.begin as usize;
+            buf[at..at + data.len()].copy_from_slice(data);
+            if complete {
+                let data = self.buffers.remove(&b.piece).unwrap_or_default();
+                self.verify(b.piece, data);
+            }
+        }
+        self.fill(peer);
+    }
+
+    /// A whole piece arrived at once (a webseed's GET): taken as the piece's buffer without a
+    /// copy when every block of it is asked of this peer and none has arrived yet from anyone;
+    /// otherwise handed back, to be given block by block.
+    pub fn piece(
+        &mut self,
+        peer: PeerId,
+        piece: u32,
+        data: Vec<u8>,
+        now_ms: u64,
+    ) -> Result<(), Vec<u8>> {
+        let whole = piece < self.layout.piece_count
+            && data.len() == self.layout.piece_len(piece) as usize
+            && !self.buffers.contains_key(&piece);
+        let asked = |p: &Peer| {
+            (0..self.layout.blocks(piece)).all(|index| {
+                let b = Block { piece, index };
+                p.asked.iter().any(|(a, _)| *a == b)
+            })
+        };
+        if !whole || !self.peers.get(&peer).is_some_and(asked) {
+            return Err(data);
+        }
+        let mut complete = false;
+        for index in 0..self.layout.blocks(piece) {
+            complete = self.arrived(peer, Block { piece, index }, now_ms) == Some(true);
+        }
+        if complete {
+            self.verify(piece, data);
+        } else {
+            // Not reached (no block had arrived): keep what was accepted all the same.
+            self.buffers.insert(piece, data);
+        }
+        self.fill(peer);
+        Ok(())
+    }
+
+    /// Books one block of `peer`'s: Some(piece complete) when it is kept.
+    fn arrived(&mut self, peer: PeerId, b: Block, now_ms: u64) -> Option<bool> {
+        let len = self.layout.block_len(b);
         if let Some(p) = self.peers.get_mut(&peer) {
             if let Some(i) = p.asked.iter().position(|(a, _)| *a == b) {
                 p.asked.remove(i);
             }
-            p.period_bytes += data.len() as u64;
+            p.period_bytes += u64::from(len);
             p.last_data_ms = now_ms;
             p.snubbed = false;
         }
         match self.picker.received(peer, b) {
             Arrival::Kept { complete, cancel } => {
-                self.counters.downloaded += data.len() as u64;
+                self.counters.downloaded += u64::from(len);
                 for other in cancel {
                     if let Some(o) = self.peers.get_mut(&other) {
                         if let Some(i) = o.asked.iter().position(|(a, _)| *a == b) {
                             o.asked.remove(i);
+                            let r = BlockRef {
+                                index: b.piece,
+                                begin: b.index * BLOCK,
+                                length: len,
+                            };
                             self.out.push(Action::Cancel(other, r));
                         }
                     }
                 }
-                let len = self.layout.piece_len(b.piece) as usize;
-                let buf = self.buffers.entry(b.piece).or_insert_with(|| vec![0; len]);
-                let at = r.begin as usize;
-                buf[at..at + data.len()].copy_from_slice(data);
-                if complete {
-                    let data = self.buffers.remove(&b.piece).unwrap_or_default();
-                    let blocks = self.ban.remembered() > 0;
-                    self.out.push(Action::Verify {
-                        piece: b.piece,
-                        data,
-                        blocks,
-                    });
-                }
+                Some(complete)
             }
-            Arrival::Duplicate => self.counters.wasted += data.len() as u64,
+            Arrival::Duplicate => {
+                self.counters.wasted += u64::from(len);
+                None
+            }
             Arrival::Unrequested => {
-                return self.unrequested(peer, data.len() as u32);
+                self.unrequested(peer, len);
+                None
             }
         }
-        self.fill(peer);
+    }
+
+    /// A complete piece goes to be hashed.
+    fn verify(&mut self, piece: u32, data: Vec<u8>) {
+        let blocks = self.ban.remembered() > 0;
+        self.out.push(Action::Verify {
+            piece,
+            data,
+            blocks,
+        });
     }
 
     /// The expected SHA-1 of a piece.
@@ -648,9 +710,13 @@ impl Download {
             return;
         }
         let whole = p.web || p.rate >= u64::from(self.layout.piece_length);
+        let after = if p.web { p.last_piece } else { None };
         let picked = self
             .picker
-            .pick(peer, &p.bits, target - p.asked.len(), whole);
+            .pick_after(peer, &p.bits, target - p.asked.len(), whole, after);
+        if p.web {
+            p.last_piece = picked.last().map(|b| b.piece).or(p.last_piece);
+        }
         let now = self.last_tick_ms;
         for b in picked {
             p.asked.push_back((b, now));

@@ -270,3 +270,37 @@ fn pieces_count_only_once_written() {
     assert!(acts.contains(&Action::Have(0)));
     assert!(acts.contains(&Action::Complete));
 }
+
+#[test]
+fn a_webseed_piece_arriving_whole_is_taken_without_a_copy_or_given_back() {
+    let (mut d, content) = setup(3 * PIECE as usize, Limits::default());
+    let w = d.webseed_added(0);
+    let asked: Vec<BlockRef> = d
+        .take_actions()
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::Request(p, r) if p == w => Some(r),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(asked.len(), 12, "a webseed is asked for whole pieces");
+    let piece = |i: u32| content[(i * PIECE) as usize..((i + 1) * PIECE) as usize].to_vec();
+    // Piece 0 whole: taken as it is, and it goes to be hashed at once.
+    let whole = piece(0);
+    let at = whole.as_ptr();
+    assert!(d.piece(w, 0, whole, 1).is_ok());
+    let verify = d.take_actions().into_iter().find_map(|a| match a {
+        Action::Verify { piece, data, .. } => Some((piece, data)),
+        _ => None,
+    });
+    let (p, data) = verify.expect("piece 0 is hashed");
+    assert_eq!((p, data.as_ptr()), (0, at), "the same buffer, not a copy");
+    // Piece 1 after one of its blocks came on its own: given back, for block-by-block.
+    let first = asked.iter().find(|r| r.index == 1).copied().unwrap();
+    d.block(w, first, &piece(1)[..first.length as usize], 2);
+    assert!(d.piece(w, 1, piece(1), 3).is_err());
+    // A buffer of the wrong length, or a piece never asked for, is given back too.
+    assert!(d.piece(w, 2, vec![0; 5], 4).is_err());
+    assert!(d.piece(w, 9, piece(0), 4).is_err());
+    assert_eq!(d.counters().downloaded, u64::from(PIECE + first.length));
+}

@@ -200,6 +200,19 @@ impl Picker {
     /// Up to `max` blocks for `peer` to ask for. `whole`: a fast peer that should get whole
     /// pieces of its own rather than share pieces others are fetching.
     pub fn pick(&mut self, peer: PeerId, has: &Bitfield, max: usize, whole: bool) -> Vec<Block> {
+        self.pick_after(peer, has, max, whole, None)
+    }
+
+    /// [`Picker::pick`], but a new piece is the one after `after` (and the next after it)
+    /// while that one can be fetched: a webseed's requests then form long contiguous ranges.
+    pub fn pick_after(
+        &mut self,
+        peer: PeerId,
+        has: &Bitfield,
+        max: usize,
+        whole: bool,
+        mut after: Option<u32>,
+    ) -> Vec<Block> {
         let mut out = Vec::new();
         let deadline: Vec<u32> = self.deadlines.iter().map(|&(_, p)| p).collect();
         for piece in deadline {
@@ -231,9 +244,18 @@ impl Picker {
             self.take_free(piece, peer, max, &mut out);
         }
         while out.len() < max && self.partial.len() < self.max_in_progress {
-            let Some(piece) = self.choose_new(has) else {
+            // The run goes on within the priority it started in.
+            let next = after.and_then(|a| {
+                let n = a.checked_add(1).filter(|&n| n < self.layout.piece_count)?;
+                (self.fetchable(n, has)
+                    && !self.partial.contains_key(&n)
+                    && self.priority[n as usize] >= self.priority[a as usize])
+                    .then_some(n)
+            });
+            let Some(piece) = next.or_else(|| self.choose_new(has)) else {
                 break;
             };
+            after = Some(piece);
             self.start(piece);
             self.take_free(piece, peer, max, &mut out);
         }
@@ -557,6 +579,27 @@ mod tests {
                 Block { piece: 9, index: 1 }
             ]
         );
+    }
+
+    #[test]
+    fn a_run_goes_on_from_the_piece_named_and_jumps_where_it_cannot() {
+        let mut p = picker();
+        let all = Bitfield::full(10);
+        let got = p.pick_after(1, &all, 6, true, Some(2));
+        let pieces: Vec<u32> = got.iter().map(|b| b.piece).collect();
+        assert_eq!(pieces, vec![3, 3, 4, 4, 5, 5]);
+        // Piece 6 is taken by another peer: the run jumps elsewhere, then goes on from there.
+        let other = p.pick_after(2, &all, 2, true, Some(5));
+        assert_eq!(
+            other,
+            vec![Block { piece: 6, index: 0 }, Block { piece: 6, index: 1 }]
+        );
+        let next = p.pick_after(1, &all, 4, true, Some(5));
+        assert!(
+            next.iter().all(|b| ![3, 4, 5, 6].contains(&b.piece)),
+            "{next:?}"
+        );
+        assert_eq!(next[2].piece, next[0].piece + 1, "{next:?}");
     }
 
     #[test]

@@ -37,6 +37,8 @@ pub struct Request {
     pub range: Range<u64>,
     /// The GETs in torrent order (none for pad files).
     pub parts: Vec<Part>,
+    /// The torrent's piece length: the bytes are handed on cut at piece boundaries.
+    pub piece_length: u64,
 }
 
 /// Why a webseed request failed.
@@ -139,6 +141,7 @@ pub fn plan(info: &Info, base: &str, id: u64, bytes: Range<u64>) -> Result<Reque
         id,
         range: bytes,
         parts,
+        piece_length: info.piece_length,
     })
 }
 

@@ -25,13 +25,18 @@ pub fn agent() -> ureq::Agent {
         .build()
 }
 
-/// Bytes handed on at a time: a GET's body is passed on while it arrives, never kept whole.
+/// A GET's body is passed on while it arrives, never kept whole: one piece at a time (so the
+/// engine can take it as the piece's buffer), or this much at a time for pieces longer than
+/// [`MAX_CHUNK`].
 pub const CHUNK: usize = 256 << 10;
+/// The longest chunk handed on.
+pub const MAX_CHUNK: usize = 4 << 20;
 
 /// Fetches every part of `request`, handing its bytes to `emit` in order as they arrive:
-/// `emit(torrent_offset, bytes)` with chunks of [`CHUNK`] bytes (the last one shorter), so
+/// `emit(torrent_offset, bytes)` in chunks (see [`MAX_CHUNK`]), so
 /// together exactly `request.range`'s bytes (pad files as zeros). `emit` returns false to stop
 /// early (the result is then an error). On an error the chunks already handed on stand.
+/// Chunks end at piece boundaries where pieces are at most [`MAX_CHUNK`] long.
 pub fn fetch(
     agent: &ureq::Agent,
     request: &Request,
@@ -41,7 +46,12 @@ pub fn fetch(
     if len == 0 || len > MAX_REQUEST_BYTES {
         return Err(Failure::Other(format!("bad request length {len}")));
     }
-    let mut out = Chunks::new(request.range.start, request.range.end, emit);
+    let mut out = Chunks::new(
+        request.range.start,
+        request.range.end,
+        request.piece_length,
+        emit,
+    );
     for part in &request.parts {
         let plen = part.range.end.saturating_sub(part.range.start);
         let at = part.torrent_offset;
@@ -60,16 +70,23 @@ struct Chunks<'a> {
     /// Torrent offset of `buf[0]`.
     at: u64,
     end: u64,
+    piece_length: u64,
     buf: Vec<u8>,
     filled: usize,
     emit: &'a mut dyn FnMut(u64, Vec<u8>) -> bool,
 }
 
 impl<'a> Chunks<'a> {
-    fn new(start: u64, end: u64, emit: &'a mut dyn FnMut(u64, Vec<u8>) -> bool) -> Chunks<'a> {
+    fn new(
+        start: u64,
+        end: u64,
+        piece_length: u64,
+        emit: &'a mut dyn FnMut(u64, Vec<u8>) -> bool,
+    ) -> Chunks<'a> {
         let mut c = Chunks {
             at: start,
             end,
+            piece_length,
             buf: Vec::new(),
             filled: 0,
             emit,
@@ -82,9 +99,16 @@ impl<'a> Chunks<'a> {
         self.at + self.filled as u64
     }
 
-    /// A zeroed buffer for the next chunk (never past the request's end).
+    /// A zeroed buffer for the next chunk: to the next piece boundary (or [`CHUNK`] bytes
+    /// when pieces are long), never past the request's end.
     fn fresh(&mut self) {
-        let n = (self.end - self.at).min(CHUNK as u64) as usize;
+        let p = self.piece_length;
+        let next = if p > 0 && p <= MAX_CHUNK as u64 {
+            (self.at / p + 1) * p
+        } else {
+            self.at + CHUNK as u64
+        };
+        let n = (next.min(self.end) - self.at) as usize;
         self.buf = vec![0; n];
         self.filled = 0;
     }

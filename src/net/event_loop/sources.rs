@@ -376,6 +376,17 @@ impl Loop {
         } else {
             return;
         };
+        // A whole piece whose blocks are all this GET's next ones: the engine takes the buffer.
+        let data = match whole_piece(&job.blocks, data_at, data.len(), plen) {
+            Some(piece) => match dl.engine.piece(id, piece, data, now) {
+                Ok(()) => {
+                    job.blocks.retain(|r| r.index != piece);
+                    return self.download_actions(ih);
+                }
+                Err(data) => data,
+            },
+            None => data,
+        };
         let data_end = data_at + data.len() as u64;
         while let Some(r) = job.blocks.front().copied() {
             let start = offset(&r, plen);
@@ -501,6 +512,25 @@ fn web_file_missing(dl: &mut Dl, id: PeerId, file: usize) {
         bits.clear(p);
     }
     dl.engine.peer_bitfield(id, bits);
+}
+
+/// The piece `len` bytes at torrent offset `at` are, when they are exactly one piece whose
+/// blocks lead `blocks`.
+fn whole_piece(
+    blocks: &std::collections::VecDeque<BlockRef>,
+    at: u64,
+    len: usize,
+    piece_length: u64,
+) -> Option<u32> {
+    let first = blocks.front()?;
+    let piece = first.index;
+    let covered: u64 = blocks
+        .iter()
+        .take_while(|r| r.index == piece)
+        .map(|r| u64::from(r.length))
+        .sum();
+    (first.begin == 0 && at == offset(first, piece_length) && covered == len as u64)
+        .then_some(piece)
 }
 
 fn offset(r: &BlockRef, piece_length: u64) -> u64 {
