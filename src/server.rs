@@ -214,10 +214,13 @@ pub fn run_server(config: Config) -> Result<Running, String> {
         stats: Arc::clone(&n.stats),
     });
     let fetch = net.as_ref().map(|n| {
-        Arc::new(crate::fetch::Fetcher::new(
+        let f = Arc::new(crate::fetch::Fetcher::new(
             n.notifier(),
             config.data_dir.join("cache"),
-        ))
+            config.fetch.clone(),
+        ));
+        f.resume();
+        f
     });
     let gateway = Arc::new(Gateway {
         fetch,
