@@ -131,6 +131,17 @@ fn bad_fetch_requests_get_clear_statuses() {
     assert!(r.text().contains("magnet"), "{}", r.text());
     let r = request(gw.addr, "POST", "/api/torrents", &[], b"d4:spam3:egge");
     assert_eq!(r.status, 400, "{}", r.text());
+    // A torrent whose file path climbs out with `..`: refused before anything is created.
+    let evil: &[u8] = b"d4:infod5:filesld6:lengthi5e4:pathl2:..4:evileee4:name3:top\
+        12:piece lengthi16384e6:pieces20:aaaaaaaaaaaaaaaaaaaaee";
+    let r = request(gw.addr, "POST", "/api/torrents", &[], evil);
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains(".."), "{}", r.text());
+    assert!(!gw.data.join("evil").exists() && !gw.data.join("cache/evil").exists());
+    assert_eq!(
+        gw.get("/api/torrents").json()["torrents"],
+        serde_json::json!([])
+    );
     // An info-hash nobody has: accepted, waits for metadata; a stream waits the configured
     // 2 s (not less, and boundedly more) and gets 504 with the reason.
     let ih = "0123456789abcdef0123456789abcdef01234567";

@@ -424,6 +424,7 @@ impl Loop {
         };
         dl.pinned = true;
         dl.complete = false;
+        dl.status.complete.store(false, Ordering::Release);
         dl.engine.want_all();
         self.cache.remove_torrent(&ih);
         self.cache_gauge();
