@@ -442,6 +442,13 @@ impl Fetcher {
             }
         );
         let peers = m.peers.iter().filter_map(|p| p.parse().ok()).collect();
-        self.start_with(t, meta, files, peers, have);
+        // Deleted while it was rechecked: it stays gone (a DELETE holds the same lock).
+        let all = self.torrents.lock();
+        if all
+            .get(&t.info_hash)
+            .is_some_and(|x| std::ptr::eq(Arc::as_ptr(x), t))
+        {
+            self.start_with(t, meta, files, peers, have);
+        }
     }
 }
