@@ -224,11 +224,12 @@ timeout_secs = 10
 # disk under <data_dir>/cache/ (disk, not memory: 2 GiB); past it the least recently used
 # pieces no stream is reading are released. Pinned torrents are kept whole, outside it.
 cache_bytes = 2147483648
-# Torrents joined at once (past it POST /api/torrents gets 429) and streams at once (503).
+# Torrents joined at once (past it POST /api/torrents gets 429) and streams at once (503;
+# at most api.max_streams).
 max_torrents = 64
 max_streams = 16
 # Seconds a stream waits for the metadata or its first piece before a 504, and for each
-# later piece before the connection is closed (less than 3 x api.io_timeout_secs).
+# later piece before the connection is closed (at most 3 x api.io_timeout_secs - 1).
 wait_secs = 30
 "#;
 
@@ -629,7 +630,7 @@ impl Config {
             return Err(bad("rate_limit.ipv6_prefix_bits", "must be from 32 to 128"));
         }
         self.tracker.validate()?;
-        self.fetch.validate(api.max_streams, api.io_timeout_secs)?;
+        self.fetch.validate()?;
         self.validate_peer()?;
         self.validate_nostr()
     }

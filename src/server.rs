@@ -217,7 +217,9 @@ pub fn run_server(config: Config) -> Result<Running, String> {
         let f = Arc::new(crate::fetch::Fetcher::new(
             n.notifier(),
             config.data_dir.join("cache"),
-            config.fetch.clone(),
+            config
+                .fetch
+                .effective(config.api.max_streams, config.api.io_timeout_secs),
         ));
         f.resume();
         f

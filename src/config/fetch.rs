@@ -28,27 +28,33 @@ impl Default for FetchConfig {
 }
 
 impl FetchConfig {
-    /// `api_streams`: api.max_streams; `api_io_secs`: api.io_timeout_secs (a waiting long
-    /// response is cut after three of those, so the wait must end sooner).
-    pub fn validate(&self, api_streams: usize, api_io_secs: u64) -> Result<(), ConfigError> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         if self.cache_bytes < 1 << 20 {
             return Err(bad("fetch.cache_bytes", "must be at least 1048576 (1 MiB)"));
         }
         if !(1..=10_000).contains(&self.max_torrents) {
             return Err(bad("fetch.max_torrents", "must be from 1 to 10000"));
         }
-        if self.max_streams == 0 || self.max_streams > api_streams {
-            return Err(bad(
-                "fetch.max_streams",
-                "must be from 1 to api.max_streams",
-            ));
+        if !(1..=65_536).contains(&self.max_streams) {
+            return Err(bad("fetch.max_streams", "must be from 1 to 65536"));
         }
-        if self.wait_secs == 0 || self.wait_secs >= 3 * api_io_secs {
-            return Err(bad(
-                "fetch.wait_secs",
-                "must be at least 1 and less than 3 x api.io_timeout_secs",
-            ));
+        if !(1..=3600).contains(&self.wait_secs) {
+            return Err(bad("fetch.wait_secs", "must be from 1 to 3600"));
         }
         Ok(())
+    }
+
+    /// The values in force: at most `api_streams` (api.max_streams) streams, and a wait that
+    /// ends before the connection layer cuts a waiting long response (three times
+    /// `api_io_secs`, api.io_timeout_secs).
+    pub fn effective(&self, api_streams: usize, api_io_secs: u64) -> FetchConfig {
+        FetchConfig {
+            max_streams: self.max_streams.min(api_streams).max(1),
+            wait_secs: self
+                .wait_secs
+                .min((3 * api_io_secs).saturating_sub(1))
+                .max(1),
+            ..self.clone()
+        }
     }
 }
