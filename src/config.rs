@@ -10,7 +10,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod fetch;
 mod tracker;
+pub use fetch::FetchConfig;
 pub use tracker::{IntervalRule, Intervals, TrackerBackend, TrackerConfig, TrackerMode};
 
 /// The annotated default configuration.
@@ -216,6 +218,19 @@ retry_max_secs = 900
 max_outbox = 10000
 # Seconds to connect to a relay and to wait for its OK.
 timeout_secs = 10
+
+[fetch]
+# Fetch-through (POST /api/torrents, GET /stream/...). Bytes of streamed pieces kept on
+# disk under <data_dir>/cache/ (disk, not memory: 2 GiB); past it the least recently used
+# pieces no stream is reading are released. Pinned torrents are kept whole, outside it.
+cache_bytes = 2147483648
+# Torrents joined at once (past it POST /api/torrents gets 429) and streams at once (503;
+# at most api.max_streams).
+max_torrents = 64
+max_streams = 16
+# Seconds a stream waits for the metadata or its first piece before a 504, and for each
+# later piece before the connection is closed (at most 3 x api.io_timeout_secs - 1).
+wait_secs = 30
 "#;
 
 /// The whole configuration.
@@ -231,6 +246,7 @@ pub struct Config {
     pub blossom: BlossomConfig,
     pub nostr: NostrConfig,
     pub dht: DhtConfig,
+    pub fetch: FetchConfig,
 }
 
 /// The Blossom server.
@@ -452,6 +468,7 @@ impl Default for Config {
             blossom: BlossomConfig::default(),
             nostr: NostrConfig::default(),
             dht: DhtConfig::default(),
+            fetch: FetchConfig::default(),
         }
     }
 }
@@ -613,6 +630,7 @@ impl Config {
             return Err(bad("rate_limit.ipv6_prefix_bits", "must be from 32 to 128"));
         }
         self.tracker.validate()?;
+        self.fetch.validate()?;
         self.validate_peer()?;
         self.validate_nostr()
     }

@@ -214,10 +214,15 @@ pub fn run_server(config: Config) -> Result<Running, String> {
         stats: Arc::clone(&n.stats),
     });
     let fetch = net.as_ref().map(|n| {
-        Arc::new(crate::fetch::Fetcher::new(
+        let f = Arc::new(crate::fetch::Fetcher::new(
             n.notifier(),
             config.data_dir.join("cache"),
-        ))
+            config
+                .fetch
+                .effective(config.api.max_streams, config.api.io_timeout_secs),
+        ));
+        f.resume();
+        f
     });
     let gateway = Arc::new(Gateway {
         fetch,

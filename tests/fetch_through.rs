@@ -40,7 +40,7 @@ fn a_magnet_only_the_swarm_holds_streams_with_range() {
         added.status,
         added.text()
     );
-    // Bounded wait for the metadata (the stream answers 503 until then).
+    // Bounded wait for the metadata (a stream would wait for it too).
     let mut ready = false;
     for _ in 0..300 {
         let r = gw.get(&format!("/api/torrents/{ih}"));
@@ -116,7 +116,10 @@ fn a_magnet_only_the_swarm_holds_streams_with_range() {
 #[test]
 fn bad_fetch_requests_get_clear_statuses() {
     let dir = tempdir();
-    let gw = Server::start(&dir.path().join("gw"), "");
+    let gw = Server::start(
+        &dir.path().join("gw"),
+        "[fetch]\nwait_secs = 2\nmax_torrents = 2\n",
+    );
     let r = request(
         gw.addr,
         "POST",
@@ -128,7 +131,19 @@ fn bad_fetch_requests_get_clear_statuses() {
     assert!(r.text().contains("magnet"), "{}", r.text());
     let r = request(gw.addr, "POST", "/api/torrents", &[], b"d4:spam3:egge");
     assert_eq!(r.status, 400, "{}", r.text());
-    // An info-hash nobody has: accepted, waits for metadata, streams answer 503 meanwhile.
+    // A torrent whose file path climbs out with `..`: refused before anything is created.
+    let evil: &[u8] = b"d4:infod5:filesld6:lengthi5e4:pathl2:..4:evileee4:name3:top\
+        12:piece lengthi16384e6:pieces20:aaaaaaaaaaaaaaaaaaaaee";
+    let r = request(gw.addr, "POST", "/api/torrents", &[], evil);
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains(".."), "{}", r.text());
+    assert!(!gw.data.join("evil").exists() && !gw.data.join("cache/evil").exists());
+    assert_eq!(
+        gw.get("/api/torrents").json()["torrents"],
+        serde_json::json!([])
+    );
+    // An info-hash nobody has: accepted, waits for metadata; a stream waits the configured
+    // 2 s (not less, and boundedly more) and gets 504 with the reason.
     let ih = "0123456789abcdef0123456789abcdef01234567";
     let r = request(gw.addr, "POST", "/api/torrents", &[], ih.as_bytes());
     assert_eq!(r.status, 202, "{}", r.text());
@@ -136,13 +151,56 @@ fn bad_fetch_requests_get_clear_statuses() {
         gw.get(&format!("/api/torrents/{ih}")).json()["state"],
         "metadata"
     );
+    let t0 = std::time::Instant::now();
     let r = gw.get(&format!("/stream/{ih}/0"));
-    assert_eq!(r.status, 503);
-    assert!(r.header("Retry-After").is_some());
+    let took = t0.elapsed();
+    assert_eq!(r.status, 504, "{}", r.text());
+    assert!(r.text().contains("metadata"), "{}", r.text());
+    assert!(
+        took >= std::time::Duration::from_secs(2) && took < std::time::Duration::from_secs(10),
+        "{took:?}"
+    );
+    // Still listed, with its state.
+    let list = gw.get("/api/torrents").json();
+    assert_eq!(list["torrents"][0]["info_hash"], ih);
+    assert_eq!(list["torrents"][0]["state"], "metadata");
     assert_eq!(gw.get("/stream/zz/0").status, 400);
     assert_eq!(
         gw.get("/stream/89abcdef0123456789abcdef0123456789abcdef/0")
             .status,
         404
     );
+    // Past fetch.max_torrents (2): 429 with the reason; the same one again is fine.
+    let second = "1123456789abcdef0123456789abcdef01234567";
+    let third = "2123456789abcdef0123456789abcdef01234567";
+    assert_eq!(
+        request(gw.addr, "POST", "/api/torrents", &[], second.as_bytes()).status,
+        202
+    );
+    let r = request(gw.addr, "POST", "/api/torrents", &[], third.as_bytes());
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert!(r.text().contains("fetch.max_torrents"), "{}", r.text());
+    assert_eq!(
+        request(gw.addr, "POST", "/api/torrents", &[], ih.as_bytes()).status,
+        202
+    );
+    // Pinning something unknown is a 404; deleting frees a place.
+    let r = request(
+        gw.addr,
+        "POST",
+        &format!("/api/torrents/{third}/pin"),
+        &[],
+        b"",
+    );
+    assert_eq!(r.status, 404, "{}", r.text());
+    let r = request(
+        gw.addr,
+        "DELETE",
+        &format!("/api/torrents/{second}"),
+        &[],
+        b"",
+    );
+    assert_eq!(r.status, 204);
+    let r = request(gw.addr, "POST", "/api/torrents", &[], third.as_bytes());
+    assert_eq!(r.status, 202, "{}", r.text());
 }

@@ -166,6 +166,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
         limits: Limits::default(),
         status: Arc::clone(&status),
         stream: false,
+        pinned: false,
     });
     let watch = Watch {
         status: &status,

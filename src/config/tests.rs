@@ -74,3 +74,30 @@ fn public_url_follows_the_bound_address() {
         "https://gw.example"
     );
 }
+
+#[test]
+fn fetch_keys_are_checked() {
+    let c = Config::from_toml("[fetch]\ncache_bytes = 4194304\nwait_secs = 5\n").unwrap();
+    assert_eq!((c.fetch.cache_bytes, c.fetch.wait_secs), (4 << 20, 5));
+    c.validate().unwrap();
+    for (toml, key) in [
+        ("[fetch]\ncache_bytes = 1000\n", "fetch.cache_bytes"),
+        ("[fetch]\nmax_torrents = 0\n", "fetch.max_torrents"),
+        ("[fetch]\nmax_streams = 0\n", "fetch.max_streams"),
+        ("[fetch]\nwait_secs = 4000\n", "fetch.wait_secs"),
+        ("[fetch]\nwait_secs = 0\n", "fetch.wait_secs"),
+    ] {
+        let e = Config::from_toml(toml).unwrap().validate().unwrap_err();
+        assert!(e.0.contains(key), "{toml}: {e}");
+    }
+    // In force: no more streams than the API layer's, a wait the layer does not cut.
+    let text = "[api]\nmax_streams = 8\nio_timeout_secs = 5\n[fetch]\nwait_secs = 60\n";
+    let c = Config::from_toml(text).unwrap();
+    c.validate().unwrap();
+    let f = c.fetch.effective(c.api.max_streams, c.api.io_timeout_secs);
+    assert_eq!(
+        (f.max_streams, f.wait_secs, f.cache_bytes),
+        (8, 14, 2 << 30)
+    );
+    assert!(Config::from_toml("[fetch]\ncache = 1\n").is_err());
+}

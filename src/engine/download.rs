@@ -15,9 +15,15 @@
 //!   address until the download ends. A peer that alone sent [`SOLE_FAILURES`] bad pieces
 //!   is banned too.
 //! - A piece counts as had only once it is verified *and* written.
+//! - Fetch-through: readers ([`Download::want`]) lift the pieces under them to the top
+//!   priority with deadlines, and give them back ([`Download::unwant`]) when they move or
+//!   close; a piece someone started is finished. A had piece can be un-had
+//!   ([`Download::evict`], then [`Download::evicted`] once its bytes are gone) and is fetched
+//!   again when a reader asks.
 
 use super::bitfield::Bitfield;
 use super::picker::{Arrival, Layout, Picker};
+use super::readers::Readers;
 use super::smart_ban::{BlockRecord, SmartBan};
 use super::{Block, PeerId, BLOCK};
 use crate::proto::bt::peer_wire::BlockRef;
@@ -141,6 +147,9 @@ pub struct Download {
     last_tick_ms: u64,
     complete_sent: bool,
     out: Vec<Action>,
+    /// Each piece's priority when no reader wants it.
+    base: Vec<u8>,
+    readers: Readers,
 }
 
 impl Download {
@@ -175,6 +184,10 @@ impl Download {
             last_tick_ms: 0,
             complete_sent: false,
             out: Vec::new(),
+            base: (0..layout.piece_count as usize)
+                .map(|i| priorities.get(i).copied().unwrap_or(0))
+                .collect(),
+            readers: Readers::default(),
         }
     }
 
@@ -567,20 +580,114 @@ impl Download {
         self.fill_all();
     }
 
-    /// Readers want `pieces` soon, most urgent first: they get the top priority and
-    /// deadlines in that order, and peers that have them become interesting.
-    pub fn want(&mut self, pieces: &[u32], now_ms: u64) {
+    /// Reader `reader` wants `pieces` soon, most urgent first (its earlier list is
+    /// replaced): they get the top priority and deadlines in that order, and peers that
+    /// have them become interesting. False when the download has too many readers.
+    pub fn want(&mut self, reader: u64, pieces: &[u32], now_ms: u64) -> bool {
+        let pieces: Vec<u32> = pieces
+            .iter()
+            .copied()
+            .filter(|&p| p < self.layout.piece_count)
+            .collect();
+        let Some(change) = self.readers.set(reader, &pieces) else {
+            return false;
+        };
+        for p in change.released {
+            self.release(p);
+        }
         for (i, &p) in pieces.iter().enumerate() {
-            if p < self.layout.piece_count && !self.picker.have().get(p) {
+            if !self.picker.have().get(p) {
                 self.picker.set_priority(p, 7);
                 self.picker.set_deadline(p, Some(now_ms + i as u64));
             }
         }
+        self.interest_changed();
+        true
+    }
+
+    /// The reader is gone: what only it wanted goes back to its base priority at once.
+    pub fn unwant(&mut self, reader: u64) {
+        let released = self.readers.remove(reader);
+        if released.is_empty() {
+            return;
+        }
+        for p in released {
+            self.release(p);
+        }
+        self.interest_changed();
+    }
+
+    /// No reader wants `piece` any more: its deadline goes, its priority is the base one
+    /// (a started piece is finished at the lowest priority rather than left half-fetched).
+    fn release(&mut self, piece: u32) {
+        self.picker.set_deadline(piece, None);
+        let base = self.base[piece as usize];
+        let p = if base == 0 && self.picker.started(piece) {
+            1
+        } else {
+            base
+        };
+        self.picker.set_priority(piece, p);
+    }
+
+    fn interest_changed(&mut self) {
         let ids: Vec<PeerId> = self.peers.keys().copied().collect();
         for id in ids {
             self.update_interest(id);
         }
         self.fill_all();
+    }
+
+    /// Wanted by some reader right now (the piece cache keeps those).
+    pub fn is_read(&self, piece: u32) -> bool {
+        self.readers.wants(piece)
+    }
+
+    /// Readers with pieces wanted, and the distinct pieces they want.
+    pub fn reader_counts(&self) -> (usize, usize) {
+        (self.readers.len(), self.readers.wanted())
+    }
+
+    /// Fetch every piece (a pinned torrent): the base priority of all is at least 1.
+    pub fn want_all(&mut self) {
+        for p in 0..self.layout.piece_count {
+            let b = &mut self.base[p as usize];
+            *b = (*b).max(1);
+            if !self.readers.wants(p) {
+                self.picker.set_priority(p, *b);
+            }
+        }
+        self.complete_sent = false;
+        self.interest_changed();
+        if self.is_done() {
+            self.complete_sent = true;
+            self.out.push(Action::Complete);
+        }
+    }
+
+    /// The piece cache takes a had piece off the disk: it is not had from now on, and not
+    /// fetched again before [`Download::evicted`]. False (nothing done) when it is not had,
+    /// or a reader wants it.
+    pub fn evict(&mut self, piece: u32) -> bool {
+        if self.readers.wants(piece) || !self.picker.evict(piece) {
+            return false;
+        }
+        if self.base[piece as usize] > 0 {
+            self.complete_sent = false;
+        }
+        true
+    }
+
+    /// An evicted piece's bytes are gone: fetched again when wanted.
+    pub fn evicted(&mut self, piece: u32) {
+        if piece >= self.layout.piece_count {
+            return;
+        }
+        self.picker.evicted(piece);
+        if !self.readers.wants(piece) {
+            self.picker.set_priority(piece, self.base[piece as usize]);
+        }
+        self.interest_changed();
     }
 
     /// The once-a-second clock: rates, snubs and request timeouts.

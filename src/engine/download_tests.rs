@@ -304,3 +304,101 @@ fn a_webseed_piece_arriving_whole_is_taken_without_a_copy_or_given_back() {
     assert!(d.piece(w, 9, piece(0), 4).is_err());
     assert_eq!(d.counters().downloaded, u64::from(PIECE + first.length));
 }
+
+/// A fetch-through download: nothing wanted until a reader asks.
+fn stream_setup(pieces: u32) -> (Download, Vec<u8>) {
+    let len = (pieces * PIECE) as usize;
+    let content = data(len);
+    let layout = Layout {
+        piece_count: pieces,
+        piece_length: PIECE,
+        total: len as u64,
+    };
+    let hashes = content
+        .chunks(PIECE as usize)
+        .map(|c| Sha1::digest(c).into())
+        .collect();
+    let prio = vec![0; pieces as usize];
+    let d = Download::new(
+        layout,
+        hashes,
+        Bitfield::new(pieces),
+        &prio,
+        Limits::default(),
+        3,
+    );
+    (d, content)
+}
+
+#[test]
+fn readers_fetch_only_what_they_want_and_release_it_on_close() {
+    let (mut d, content) = stream_setup(20);
+    connect(&mut d, 1);
+    assert!(
+        run(&mut d, &content, &[], 100).is_empty(),
+        "nothing wanted yet"
+    );
+    assert!(d.want(7, &[5, 6], 1000));
+    let mut written = run(&mut d, &content, &[], 10_000);
+    written.sort_unstable();
+    assert_eq!(written, vec![5, 6]);
+    assert_eq!(d.reader_counts(), (1, 2));
+    assert!(d.is_read(5) && !d.is_read(4));
+    // A second reader far away; the first one closes: its pieces are released at once.
+    assert!(d.want(8, &[15, 16], 2000));
+    d.unwant(7);
+    assert_eq!(d.reader_counts(), (1, 2));
+    assert!(!d.is_read(5) && d.is_read(15));
+    d.unwant(8);
+    assert_eq!(d.reader_counts(), (0, 0));
+    // Whatever was requested and started is finished, nothing else.
+    let more = run(&mut d, &content, &[], 10_000);
+    assert!(more.iter().all(|p| [15, 16].contains(p)), "{more:?}");
+    assert_eq!(d.left(), 0);
+}
+
+#[test]
+fn an_evicted_piece_is_fetched_again_when_read() {
+    let (mut d, content) = stream_setup(8);
+    connect(&mut d, 1);
+    d.want(1, &[2, 3], 1000);
+    run(&mut d, &content, &[], 10_000);
+    assert!(d.have().get(2) && d.have().get(3));
+    // A piece a reader wants is never evicted.
+    assert!(!d.evict(2));
+    d.want(1, &[4], 2000);
+    run(&mut d, &content, &[], 10_000);
+    assert!(d.evict(2), "no reader wants 2 now");
+    assert!(!d.have().get(2) && !d.evict(2));
+    // Until its bytes are released, a reader's wish does not fetch it.
+    d.want(2, &[2], 3000);
+    assert!(run(&mut d, &content, &[], 1000).is_empty());
+    d.evicted(2);
+    assert_eq!(run(&mut d, &content, &[], 10_000), vec![2]);
+    assert!(d.have().get(2));
+    // Evicted with no reader: stays missing.
+    d.unwant(2);
+    d.unwant(1);
+    assert!(d.evict(3));
+    d.evicted(3);
+    assert!(run(&mut d, &content, &[], 1000).is_empty());
+    assert!(!d.have().get(3) && d.left() == 0);
+}
+
+#[test]
+fn want_all_fetches_the_rest_and_completes() {
+    let (mut d, content) = stream_setup(6);
+    connect(&mut d, 1);
+    d.want(1, &[0], 1000);
+    run(&mut d, &content, &[], 10_000);
+    d.want_all();
+    assert_eq!(d.left(), 5 * u64::from(PIECE));
+    let w = run(&mut d, &content, &[], 10_000);
+    assert_eq!(w.len(), 5);
+    assert!(d.is_done() && d.have().is_full());
+    // A pinned piece evicted anyway is fetched again (its base priority is 1).
+    d.unwant(1);
+    assert!(d.evict(0));
+    d.evicted(0);
+    assert_eq!(run(&mut d, &content, &[], 10_000), vec![0]);
+}

@@ -13,12 +13,16 @@
 //! - `webseed`: BEP-19 planning, a range of the torrent to ranged GETs per file.
 //! - `metadata`: BEP-9 metadata for magnets, from several peers, checked against the
 //!   info-hash before use.
+//! - `readers`: fetch-through readers and the pieces each wants soon; `cache`: the piece
+//!   cache's LRU order and byte count under its cap.
 
 pub mod bitfield;
+pub mod cache;
 pub mod download;
 pub mod metadata;
 pub mod peers;
 pub mod picker;
+pub mod readers;
 pub mod smart_ban;
 pub mod trackers;
 pub mod webseed;

@@ -318,6 +318,32 @@ impl Picker {
         }
     }
 
+    /// Whether `piece` has blocks in flight or received (started, not yet had).
+    pub fn started(&self, piece: u32) -> bool {
+        self.partial.contains_key(&piece)
+    }
+
+    /// A had piece leaves the disk (the piece cache evicts it): not had, and not fetched
+    /// again until [`Picker::evicted`] says its bytes are gone.
+    pub fn evict(&mut self, piece: u32) -> bool {
+        if piece >= self.layout.piece_count || !self.have.get(piece) {
+            return false;
+        }
+        self.have.clear(piece);
+        self.pending.set(piece);
+        true
+    }
+
+    /// An evicted piece's bytes are released: it may be fetched again.
+    pub fn evicted(&mut self, piece: u32) {
+        if piece < self.layout.piece_count
+            && !self.have.get(piece)
+            && !self.partial.contains_key(&piece)
+        {
+            self.pending.clear(piece);
+        }
+    }
+
     /// Peers with an outstanding request for `block`.
     pub fn requesters(&self, block: Block) -> Vec<PeerId> {
         match self

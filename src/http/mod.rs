@@ -17,6 +17,7 @@ pub mod respond;
 pub mod router;
 pub mod stats;
 pub mod status;
+pub mod stream;
 pub mod torrents;
 pub mod tracker;
 pub mod ui;

@@ -338,8 +338,21 @@ impl Poller {
                 }
             }
             Phase::Source(_) => {
-                // The client sent something or went away while its stream waits; a failed
-                // write notices the latter when data comes.
+                // The client sent something or went away while its stream waits. Gone (end
+                // of stream or an error): the reply is dropped now, so what it held (a
+                // stream's piece priorities) is released at once; bytes (a pipelined
+                // request) stay for later.
+                let mut probe = [0u8; 1];
+                let gone = match slot.conn.stream.peek(&mut probe) {
+                    Ok(n) => n == 0,
+                    Err(e) => !matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ),
+                };
+                if gone {
+                    self.remove(i);
+                }
             }
             Phase::Linger(read) => {
                 let mut scratch = [0u8; 8192];

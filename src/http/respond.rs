@@ -24,6 +24,14 @@ pub trait Source: Send {
     fn pull(&mut self, out: &mut Vec<u8>, max: usize, wake: &Wake) -> Pull;
 }
 
+/// A reply that becomes known later (a stream waiting for its torrent's metadata or first
+/// piece, bounded by its own deadline).
+pub trait Deferred: Send {
+    /// The reply, once known. On `None` the reply must call `wake.wake()` when it should be
+    /// asked again.
+    fn poll(&mut self, wake: &Wake) -> Option<Reply>;
+}
+
 /// What [`Source::pull`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pull {
@@ -70,6 +78,8 @@ pub(super) enum OutBody {
         at: usize,
         ended: bool,
     },
+    /// Nothing is known yet, not even the head.
+    Deferred(Box<dyn Deferred>),
 }
 
 /// A reply being written.
@@ -87,6 +97,9 @@ pub struct Outgoing {
     pub(super) woken: Arc<AtomicBool>,
     /// Counts this reply among the listener's long responses while it lives.
     stream: Option<StreamGuard>,
+    /// How the reply was asked for (a deferred one builds its head later).
+    head_only: bool,
+    minor: u8,
 }
 
 /// One place among a listener's long responses, given back on drop.
@@ -113,6 +126,20 @@ impl Outgoing {
     /// chunked framing for sources, Connection) and the body to follow. For HEAD requests
     /// (`head_only`) the body is dropped but its length still announced.
     pub fn new(reply: Reply, head_only: bool, close: bool, minor: u8) -> Outgoing {
+        if let ReplyBody::Deferred(d) = reply.body {
+            return Outgoing {
+                head: Vec::new(),
+                head_at: 0,
+                body: OutBody::Deferred(d),
+                close,
+                sent: 0,
+                chunked: false,
+                woken: Arc::new(AtomicBool::new(false)),
+                stream: None,
+                head_only,
+                minor,
+            };
+        }
         let status = reply.status;
         let no_body = head_only || status == 204 || status == 304 || (100..200).contains(&status);
         let is_source = matches!(reply.body, ReplyBody::Source(_));
@@ -162,6 +189,7 @@ impl Outgoing {
                 at: 0,
                 ended: false,
             },
+            ReplyBody::Deferred(_) => unreachable!("returned above"),
         };
         Outgoing {
             head,
@@ -172,6 +200,8 @@ impl Outgoing {
             chunked,
             woken: Arc::new(AtomicBool::new(false)),
             stream: None,
+            head_only,
+            minor,
         }
     }
 
@@ -182,13 +212,26 @@ impl Outgoing {
     }
 
     pub fn is_source(&self) -> bool {
-        matches!(self.body, OutBody::Source { .. })
+        matches!(self.body, OutBody::Source { .. } | OutBody::Deferred(_))
     }
 
     /// Writes until done, blocked, or (for sources) nothing is ready.
     pub fn drive(&mut self, conn: &mut Conn, wake: &Wake) -> io::Result<Drive> {
-        let chunked_framing = self.chunked;
         loop {
+            if let OutBody::Deferred(d) = &mut self.body {
+                wake.woken.store(false, Ordering::Release);
+                let Some(reply) = d.poll(wake) else {
+                    return Ok(Drive::SourcePending);
+                };
+                let next = Outgoing::new(reply, self.head_only, self.close, self.minor);
+                self.head = next.head;
+                self.head_at = 0;
+                self.body = next.body;
+                self.close = next.close;
+                self.chunked = next.chunked;
+                continue;
+            }
+            let chunked_framing = self.chunked;
             if self.head_at < self.head.len() {
                 match write_once(conn, &self.head[self.head_at..])? {
                     Some(n) => self.head_at += n,
@@ -202,6 +245,7 @@ impl Outgoing {
             }
             let step = match &mut self.body {
                 OutBody::None => return Ok(Drive::Done),
+                OutBody::Deferred(_) => continue,
                 OutBody::Bytes(b, at) => {
                     if *at == b.len() {
                         return Ok(Drive::Done);

@@ -4,8 +4,8 @@
 //! and return a [`Reply`], so they can be tested without a socket. Every error reply carries
 //! its reason both as a JSON body `{"error": ...}` and as an `X-Reason` header.
 
-use super::respond::Source;
-use super::{api, blossom, download, overview, status, torrents, tracker, ui};
+use super::respond::{Deferred, Source};
+use super::{api, blossom, download, overview, status, stream, torrents, tracker, ui};
 use crate::server::Gateway;
 use crate::store::content::Body;
 use serde_json::{json, Value};
@@ -113,6 +113,10 @@ pub enum ReplyBody {
     /// Bytes produced over time whose length is known (sent with a Content-Length; the
     /// source must produce exactly that many).
     SizedSource(Box<dyn Source>, u64),
+    /// The whole reply is not known yet (a stream waiting for metadata or its first piece):
+    /// the connection layer polls it without holding a worker, and sends what it gives;
+    /// the status and headers around it are ignored.
+    Deferred(Box<dyn Deferred>),
 }
 
 /// A reply as handlers build it.
@@ -173,6 +177,7 @@ impl Reply {
             ReplyBody::Mapped(b) => b.len(),
             ReplyBody::Source(_) => 0,
             ReplyBody::SizedSource(_, n) => *n,
+            ReplyBody::Deferred(_) => 0,
         }
     }
 }
@@ -208,8 +213,9 @@ pub fn route(gw: &Gateway, req: &mut Req<'_>) -> Reply {
         (Get | Head, ["api", "torrents"]) => torrents::list(gw),
         (Get | Head, ["api", "torrents", ih]) => torrents::get(gw, ih),
         (Delete, ["api", "torrents", ih]) => torrents::delete(gw, req, ih),
+        (Post, ["api", "torrents", ih, "pin"]) => torrents::pin(gw, req, ih),
         (Get | Head, ["stream", ih, file @ ..]) if !file.is_empty() => {
-            torrents::stream(gw, req, ih, file)
+            stream::stream(gw, req, ih, file)
         }
         (Get | Head, ["webseed", info_hash, rest @ ..]) => {
             download::webseed(gw, req, info_hash, rest)

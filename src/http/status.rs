@@ -5,6 +5,7 @@ use super::router::Reply;
 use crate::server::Gateway;
 use serde_json::json;
 use std::fmt::Write;
+use std::sync::atomic::Ordering;
 
 /// Components of the gateway and their weight in the health score. Those not built yet
 /// report `disabled` and do not count.
@@ -183,6 +184,7 @@ pub fn stats_json(gw: &Gateway) -> Result<serde_json::Value, String> {
             },
             "tracker": tracker_stats(gw),
             "peer_wire": gw.p2p.as_ref().map(|p| p2p_json(gw, p, 0)),
+            "fetch": super::torrents::stats_json(gw),
             "uptime_secs": s.started.elapsed().as_secs(),
     }))
 }
@@ -466,6 +468,45 @@ pub fn metrics(gw: &Gateway) -> Reply {
                 ("{reason=\"dial_failed\"}", n(&st.dial_failures)),
             ],
         );
+        if let Some(f) = &gw.fetch {
+            let c = &f.counters;
+            metric(
+                "tg_fetch_cache_requests_total",
+                "counter",
+                "Pieces fetch-through readers came to, by whether they were cached (hit) or had to come from the swarm (miss).",
+                &[
+                    ("{result=\"hit\"}", c.hits.load(Ordering::Relaxed) as f64),
+                    ("{result=\"miss\"}", c.misses.load(Ordering::Relaxed) as f64),
+                ],
+            );
+            metric(
+                "tg_fetch_cache_evictions_total",
+                "counter",
+                "Pieces the fetch-through cache released to stay under fetch.cache_bytes.",
+                &[("", n(&st.cache_evictions))],
+            );
+            metric(
+                "tg_fetch_cache_bytes",
+                "gauge",
+                "Bytes of fetch-through pieces cached (pinned torrents apart), and the cap.",
+                &[
+                    (
+                        "{kind=\"used\"}",
+                        st.cache_bytes.load(Ordering::Relaxed) as f64,
+                    ),
+                    (
+                        "{kind=\"cap\"}",
+                        st.cache_cap.load(Ordering::Relaxed) as f64,
+                    ),
+                ],
+            );
+            metric(
+                "tg_fetch_streams",
+                "gauge",
+                "Fetch-through streams open.",
+                &[("", f.streams() as f64)],
+            );
+        }
         let torrents = st.torrents.lock().clone();
         // One sample per torrent (at most 100) for which `value` is not zero.
         let per_torrent = |value: &dyn Fn(&crate::net::stats::TorrentStats) -> f64| {

@@ -105,6 +105,14 @@ pub enum Job {
         offset: u64,
         data: Vec<u8>,
     },
+    /// Release an evicted piece's bytes (the fetch-through cache): punch a hole.
+    Punch {
+        info_hash: [u8; 20],
+        files: Arc<TorrentFiles>,
+        piece: u32,
+        offset: u64,
+        len: u64,
+    },
 }
 
 pub enum Done {
@@ -119,6 +127,11 @@ pub enum Done {
         result: Result<Block, String>,
     },
     Written {
+        info_hash: [u8; 20],
+        piece: u32,
+        result: Result<(), String>,
+    },
+    Punched {
         info_hash: [u8; 20],
         piece: u32,
         result: Result<(), String>,
@@ -335,6 +348,17 @@ impl DiskPool {
                                     info_hash,
                                     piece,
                                     result: files.write(offset, &data).map_err(|e| e.to_string()),
+                                },
+                                Job::Punch {
+                                    info_hash,
+                                    files,
+                                    piece,
+                                    offset,
+                                    len,
+                                } => Done::Punched {
+                                    info_hash,
+                                    piece,
+                                    result: files.punch(offset, len).map_err(|e| e.to_string()),
                                 },
                             };
                             if done.send(out).is_err() {

@@ -9,6 +9,7 @@ use parking_lot::Mutex;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 /// Everything the loop needs to download (and then seed) one torrent.
 pub struct DownloadSpec {
@@ -32,6 +33,8 @@ pub struct DownloadSpec {
     /// Fetch-through: pieces are fetched when readers ask for them (see `Command::Want`),
     /// peers are kept while nothing is wanted.
     pub stream: bool,
+    /// Fetch-through, pinned: every piece is fetched and none is evicted.
+    pub pinned: bool,
 }
 
 /// A callback the loop runs once a piece is verified and written.
@@ -88,9 +91,19 @@ pub struct DownloadStatus {
     /// A magnet's verified info dict, once fetched (then `metadata_ready`).
     pub metadata: Mutex<Option<Vec<u8>>>,
     pub metadata_ready: AtomicBool,
-    /// Readers waiting for pieces (fetch-through streams).
-    pub waiters: Mutex<Vec<(u32, PieceWaiter)>>,
+    /// Readers waiting for pieces (fetch-through streams) until their deadlines;
+    /// [`METADATA`] for the info dict.
+    pub waiters: Mutex<Vec<(u32, Instant, PieceWaiter)>>,
+    /// Pieces the piece cache evicted (a reader compares it around a read: a change means
+    /// the bytes it read may be a hole).
+    pub evictions: AtomicU64,
+    /// Fetch-through readers with pieces wanted, and the distinct pieces they want.
+    pub readers: AtomicUsize,
+    pub wanted_pieces: AtomicUsize,
 }
+
+/// The waiter "piece" that stands for a magnet's info dict.
+pub const METADATA: u32 = u32::MAX;
 
 /// A magnet link whose info dict the loop fetches from peers (BEP-9).
 pub struct MagnetSpec {
@@ -110,35 +123,56 @@ impl DownloadStatus {
             .is_some_and(|b| b & (0x80 >> (piece % 8)) != 0)
     }
 
-    /// Runs `wake` once `piece` is had (at once if it already is).
-    pub fn wait_for(&self, piece: u32, wake: PieceWaiter) {
+    /// Runs `wake` once `piece` is had (at once if it already is), or at `deadline` (the
+    /// loop's tick calls [`DownloadStatus::wake_expired`]). `METADATA`: once the magnet's
+    /// info dict is in.
+    pub fn wait_for(&self, piece: u32, deadline: Instant, wake: PieceWaiter) {
         let early = {
             let mut w = self.waiters.lock();
             let early = if w.len() >= MAX_WAITERS {
-                Some(w.remove(0).1)
+                Some(w.remove(0).2)
             } else {
                 None
             };
-            w.push((piece, wake));
+            w.push((piece, deadline, wake));
             early
         };
         if let Some(f) = early {
             f();
         }
-        if self.has(piece) {
+        let ready = if piece == METADATA {
+            self.metadata_ready.load(Ordering::Acquire)
+        } else {
+            self.has(piece)
+        };
+        if ready {
             self.wake_piece(piece);
         }
     }
 
     /// Runs the waiters of `piece`.
     pub fn wake_piece(&self, piece: u32) {
+        self.wake_where(|p, _| p == piece);
+    }
+
+    /// Runs the waiters whose deadline has passed.
+    pub fn wake_expired(&self, now: Instant) {
+        self.wake_where(|_, d| d <= now);
+    }
+
+    /// Runs every waiter (the download is gone, or the metadata arrived).
+    pub fn wake_all(&self) {
+        self.wake_where(|_, _| true);
+    }
+
+    fn wake_where(&self, pick: impl Fn(u32, Instant) -> bool) {
         let ready: Vec<PieceWaiter> = {
             let mut w = self.waiters.lock();
             let mut ready = Vec::new();
             let mut i = 0;
             while i < w.len() {
-                if w[i].0 == piece {
-                    ready.push(w.swap_remove(i).1);
+                if pick(w[i].0, w[i].1) {
+                    ready.push(w.swap_remove(i).2);
                 } else {
                     i += 1;
                 }
@@ -148,6 +182,15 @@ impl DownloadStatus {
         for f in ready {
             f();
         }
+    }
+
+    /// Pieces verified and on disk now.
+    pub fn cached_pieces(&self) -> usize {
+        self.have
+            .lock()
+            .iter()
+            .map(|b| b.count_ones() as usize)
+            .sum()
     }
 
     pub fn is_complete(&self) -> bool {

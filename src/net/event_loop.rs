@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 pub use magnet::magnet_tiers;
 
+mod cache;
 mod dht;
 mod housekeeping;
 mod leech;
@@ -157,6 +158,8 @@ pub struct Loop {
     /// Verified pieces waiting for room in the disk queue (bounded by the engines' memory
     /// budgets: a piece here is still in progress for its engine).
     write_backlog: std::collections::VecDeque<Job>,
+    /// Fetch-through pieces on disk under the cache's cap (see `cache.rs`).
+    cache: crate::engine::cache::PieceCache,
     /// Tracker announces and webseed GETs (started with the first download).
     announce: Option<crate::net::announce::AnnouncePool>,
     announce_tx: Sender<crate::net::announce::Done>,
@@ -245,6 +248,7 @@ impl Loop {
             downloads: HashMap::new(),
             magnets: HashMap::new(),
             write_backlog: std::collections::VecDeque::new(),
+            cache: crate::engine::cache::PieceCache::new(u64::MAX),
             announce: None,
             announce_tx,
             announce_rx,
@@ -880,6 +884,11 @@ impl Loop {
                     piece,
                     result,
                 } => self.written(info_hash, piece, result),
+                Done::Punched {
+                    info_hash,
+                    piece,
+                    result,
+                } => self.punched(info_hash, piece, result),
                 Done::Hashed {
                     info_hash,
                     piece,

@@ -46,11 +46,22 @@ pub enum Command {
     Download(Box<download::DownloadSpec>),
     /// Fetch a magnet's info dict (see `download::DownloadStatus::metadata`).
     Magnet(Box<download::MagnetSpec>),
-    /// Readers want these pieces of a download soon (most urgent first).
+    /// Reader `reader` wants these pieces of a download soon (most urgent first), instead of
+    /// what it wanted before.
     Want {
         info_hash: [u8; 20],
+        reader: u64,
         pieces: Vec<u32>,
     },
+    /// The reader is gone (its stream closed): its priorities are released.
+    Unwant {
+        info_hash: [u8; 20],
+        reader: u64,
+    },
+    /// Fetch a download whole and keep it out of the piece cache (fetch-through pin).
+    Pin([u8; 20]),
+    /// The fetch-through piece cache's byte cap (`fetch.cache_bytes`).
+    CacheCap(u64),
     /// Forget a download (its files are the caller's to delete).
     Forget([u8; 20]),
     /// Peers for a download (from a tracker).

@@ -4,7 +4,7 @@
 use crate::hash::Counter;
 use parking_lot::Mutex;
 use serde_json::{json, Value};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// One torrent's peers and transfer, as of the last snapshot.
 #[derive(Debug, Clone, Default)]
@@ -39,6 +39,11 @@ pub struct NetStats {
     pub blocks_served: Counter,
     pub blocks_rejected: Counter,
     pub disk_errors: Counter,
+    /// The fetch-through piece cache: pieces evicted, bytes cached (pinned torrents not
+    /// counted) and the cap.
+    pub cache_evictions: Counter,
+    pub cache_bytes: AtomicU64,
+    pub cache_cap: AtomicU64,
     pub torrents: Mutex<Vec<TorrentStats>>,
     /// The DHT node's `/api/dht/stats` JSON as of the last tick (None: no DHT).
     pub dht: Mutex<Option<Value>>,

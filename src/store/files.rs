@@ -3,6 +3,7 @@
 //! with `pread` to seed. Byte ranges of the concatenated data go through
 //! [`Layout::spans`], so BEP-47 padding is never written (it reads as zeros) and the bytes of
 //! unwanted files that shared pieces carry go to the hidden parts file, not a visible one.
+//! The fetch-through cache releases an evicted piece's bytes with [`TorrentFiles::punch`].
 
 use crate::store::layout::{Dest, Layout};
 use crate::store::resume::FileStamp;
@@ -127,6 +128,45 @@ impl TorrentFiles {
         Ok(out)
     }
 
+    /// Releases the disk blocks under `len` bytes at torrent offset `at` (they read as zeros
+    /// after): `fallocate(PUNCH_HOLE | KEEP_SIZE)`, so file sizes stay.
+    pub fn punch(&self, at: u64, len: u64) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let hole = |f: &File, offset: u64, n: u64| -> io::Result<()> {
+            // SAFETY: fallocate on an open descriptor with in-range offsets; no memory is
+            // passed.
+            let r = unsafe {
+                libc::fallocate(
+                    f.as_raw_fd(),
+                    libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                    offset as libc::off_t,
+                    n as libc::off_t,
+                )
+            };
+            if r == 0 {
+                Ok(())
+            } else {
+                Err(io::Error::last_os_error())
+            }
+        };
+        for span in self.layout.spans(at..at + len) {
+            let n = span.within.end - span.within.start;
+            match span.dest {
+                Dest::File { index, offset } => {
+                    if let Some(f) = self.handles[index].as_ref() {
+                        hole(f, offset, n).map_err(|e| with_path(e, &self.layout.path(index)))?;
+                    }
+                }
+                Dest::Parts { offset } => {
+                    if let Some(f) = self.parts_file.lock().clone() {
+                        hole(&f, offset, n).map_err(|e| with_path(e, &self.parts))?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Flushes every file to disk.
     pub fn sync(&self) -> io::Result<()> {
         for f in self.handles.iter().flatten() {
@@ -207,6 +247,33 @@ mod tests {
             &data[10_000..]
         );
         assert_eq!(files.stamps()[2].size, 30_000);
+    }
+
+    #[test]
+    fn a_punched_range_reads_as_zeros_and_frees_its_blocks() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let i = info(&[(vec!["big.bin".into()], 4 << 20)]);
+        let layout = Layout::new(dir.path(), i, None).unwrap();
+        let files = TorrentFiles::create(layout, dir.path().join(".p")).unwrap();
+        let data = vec![0x5au8; 4 << 20];
+        files.write(0, &data).unwrap();
+        files.sync().unwrap();
+        let path = dir.path().join("top/big.bin");
+        let blocks = || fs::metadata(&path).unwrap().blocks() * 512;
+        let before = blocks();
+        assert!(before >= 4 << 20, "written: {before} bytes on disk");
+        files.punch(1 << 20, 2 << 20).unwrap();
+        let after = blocks();
+        assert!(
+            after + (2 << 20) <= before,
+            "{before} -> {after} bytes on disk"
+        );
+        let back = files.read(0, 4 << 20).unwrap();
+        assert_eq!(&back[..1 << 20], &data[..1 << 20]);
+        assert!(back[1 << 20..3 << 20].iter().all(|&b| b == 0));
+        assert_eq!(&back[3 << 20..], &data[3 << 20..]);
+        assert_eq!(fs::metadata(&path).unwrap().len(), 4 << 20, "size kept");
     }
 
     #[test]

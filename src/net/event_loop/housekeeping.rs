@@ -30,7 +30,17 @@ impl Loop {
                 Ok(Command::Magnet(spec)) => self.add_magnet(*spec),
                 Ok(Command::Dht(setup)) => self.dht_start(*setup),
                 Ok(Command::DhtBootstrap(addrs)) => self.dht_bootstrap(addrs),
-                Ok(Command::Want { info_hash, pieces }) => self.want(info_hash, &pieces),
+                Ok(Command::Want {
+                    info_hash,
+                    reader,
+                    pieces,
+                }) => self.want(info_hash, reader, &pieces),
+                Ok(Command::Unwant { info_hash, reader }) => self.unwant(info_hash, reader),
+                Ok(Command::Pin(ih)) => self.pin(ih),
+                Ok(Command::CacheCap(cap)) => {
+                    self.cache.set_cap(cap);
+                    self.cache_trim();
+                }
                 Ok(Command::Forget(ih)) => self.forget_download(ih),
                 Ok(Command::Peers { info_hash, peers }) => {
                     self.add_peers(info_hash, &peers, crate::engine::peers::Source::Tracker);

@@ -34,6 +34,8 @@ pub(super) struct Dl {
     pub(super) info: Option<Arc<crate::proto::bt::metainfo::Info>>,
     pub(super) next_web_id: u64,
     pub(super) stream: bool,
+    /// Fetch-through, pinned: fetched whole, outside the piece cache.
+    pub(super) pinned: bool,
 }
 
 impl Loop {
@@ -73,6 +75,9 @@ impl Loop {
                 failures: 0,
             })
             .collect();
+        if spec.pinned {
+            engine.want_all();
+        }
         let complete = engine.is_done();
         spec.status.complete.store(complete, Ordering::Release);
         spec.status.left.store(engine.left(), Ordering::Relaxed);
@@ -113,8 +118,19 @@ impl Loop {
                 info: spec.info,
                 next_web_id: 0,
                 stream: spec.stream,
+                pinned: spec.pinned,
             },
         );
+        if spec.stream && !spec.pinned {
+            // Pieces found on disk (a restart) count against the cache at once.
+            if let Some(dl) = self.downloads.get(&ih) {
+                for p in dl.engine.have().iter() {
+                    let len = dl.engine.layout().piece_len(p);
+                    self.cache.insert(&ih, p, len);
+                }
+            }
+            self.cache_trim();
+        }
         self.download_actions(ih);
         self.announce_due();
         self.dial_downloads();
@@ -322,6 +338,13 @@ impl Loop {
                 });
             }
             Action::Write { piece, data } => {
+                if self
+                    .downloads
+                    .get(&ih)
+                    .is_some_and(|d| d.stream && !d.pinned)
+                {
+                    self.cache_room(ih, piece);
+                }
                 let Some(dl) = self.downloads.get(&ih) else {
                     return;
                 };
@@ -371,25 +394,56 @@ impl Loop {
         }
     }
 
-    /// Readers need these pieces: they go first (deadlines in the given order).
-    pub(super) fn want(&mut self, ih: [u8; 20], pieces: &[u32]) {
+    /// Reader `reader` needs these pieces: they go first (deadlines in the given order).
+    pub(super) fn want(&mut self, ih: [u8; 20], reader: u64, pieces: &[u32]) {
         let now = now_ms(self.epoch);
         let Some(dl) = self.downloads.get_mut(&ih) else {
             return;
         };
-        dl.engine.want(pieces, now);
+        if !dl.engine.want(reader, pieces, now) {
+            log::debug!("download: too many readers, one ignored");
+        }
+        self.cache_touch(ih, pieces);
+        self.download_actions(ih);
+        self.dial_downloads();
+    }
+
+    /// The reader closed: what it alone wanted is released.
+    pub(super) fn unwant(&mut self, ih: [u8; 20], reader: u64) {
+        if let Some(dl) = self.downloads.get_mut(&ih) {
+            dl.engine.unwant(reader);
+            self.update_status(ih);
+            self.download_actions(ih);
+        }
+    }
+
+    /// Fetch the whole torrent and keep it (out of the piece cache).
+    pub(super) fn pin(&mut self, ih: [u8; 20]) {
+        let Some(dl) = self.downloads.get_mut(&ih) else {
+            return;
+        };
+        dl.pinned = true;
+        dl.complete = false;
+        dl.status.complete.store(false, Ordering::Release);
+        dl.engine.want_all();
+        self.cache.remove_torrent(&ih);
+        self.cache_gauge();
         self.download_actions(ih);
         self.dial_downloads();
     }
 
     /// Drops a download: its connections close.
     pub(super) fn forget_download(&mut self, ih: [u8; 20]) {
+        if let Some(mg) = self.magnets.get(&ih) {
+            // Still fetching the info dict: stop that.
+            mg.status.wake_all();
+            self.magnet_done(ih);
+        }
         if let Some(dl) = self.downloads.remove(&ih) {
             // Readers waiting for pieces look again (and find the torrent gone).
-            let waiters: Vec<_> = dl.status.waiters.lock().drain(..).collect();
-            for (_, f) in waiters {
-                f();
-            }
+            dl.status.wake_all();
+            self.cache.remove_torrent(&ih);
+            self.cache_gauge();
             self.torrents.remove(&ih);
             self.req2.remove(&mse::req2_hash(&ih));
             let slots: Vec<usize> = (0..self.conns.len())
@@ -423,6 +477,7 @@ impl Loop {
             return;
         };
         if let Err(e) = &result {
+            self.cache.remove(&ih, piece);
             log::error!("download: writing piece {piece}: {e}");
             self.stats.disk_errors.add(1);
             let mut err = dl.status.error.lock();
@@ -456,12 +511,17 @@ impl Loop {
     pub(super) fn tick_downloads(&mut self) {
         let now = now_ms(self.epoch);
         let ihs: Vec<[u8; 20]> = self.downloads.keys().copied().collect();
+        let clock = Instant::now();
         for ih in ihs {
             if let Some(dl) = self.downloads.get_mut(&ih) {
                 dl.engine.tick(now);
+                dl.status.wake_expired(clock);
             }
             self.download_actions(ih);
             self.update_status(ih);
+        }
+        for mg in self.magnets.values() {
+            mg.status.wake_expired(clock);
         }
         self.web_tick();
         self.announce_due();
@@ -485,6 +545,9 @@ impl Loop {
         s.seeds.store(dl.engine.seed_count(), Ordering::Relaxed);
         s.known_peers.store(dl.peers.len(), Ordering::Relaxed);
         s.left.store(dl.engine.left(), Ordering::Relaxed);
+        let (readers, wanted) = dl.engine.reader_counts();
+        s.readers.store(readers, Ordering::Relaxed);
+        s.wanted_pieces.store(wanted, Ordering::Relaxed);
         *s.trackers.lock() = dl.trackers.status();
         let banned = dl.engine.banned();
         if s.banned.lock().len() != banned.len() {

@@ -93,6 +93,7 @@ impl Loop {
                         );
                         *mg.status.metadata.lock() = Some(info);
                         mg.status.metadata_ready.store(true, Ordering::Release);
+                        mg.status.wake_all();
                         self.magnet_done(ih);
                         return true;
                     }
@@ -139,7 +140,7 @@ impl Loop {
     }
 
     /// The metadata is in: its connections close (the download dials again).
-    fn magnet_done(&mut self, ih: [u8; 20]) {
+    pub(super) fn magnet_done(&mut self, ih: [u8; 20]) {
         self.magnets.remove(&ih);
         let slots: Vec<usize> = self
             .conns

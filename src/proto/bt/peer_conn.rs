@@ -315,6 +315,22 @@ impl PeerConn {
         }
     }
 
+    /// We no longer have a piece (the fetch-through cache evicted it): later requests for it
+    /// are refused, and queued ones are rejected now.
+    pub fn lost(&mut self, piece: u32) {
+        if let Some(bits) = self.ours.as_mut() {
+            if let Some(byte) = bits.get_mut((piece / 8) as usize) {
+                *byte &= !(0x80 >> (piece % 8));
+            }
+        }
+        let (gone, kept): (Vec<BlockRef>, Vec<BlockRef>) =
+            self.queue.drain(..).partition(|b| b.index == piece);
+        self.queue = kept.into();
+        for b in gone {
+            self.reject(b);
+        }
+    }
+
     /// A connection we open to a peer of `shape`'s torrent: our handshake goes first.
     pub fn outgoing(
         settings: Arc<Settings>,
@@ -562,7 +578,10 @@ impl PeerConn {
                         events,
                     );
                 }
-                if self.choking {
+                if self.ours.as_ref().is_some_and(|o| !bit(o, b.index)) {
+                    // A piece we do not have (any more): refused, never read from disk.
+                    self.reject(b);
+                } else if self.choking {
                     self.reject(b);
                     self.choked_requests += 1;
                     if self.choked_requests > self.settings.max_requests + 64 {

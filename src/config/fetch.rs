@@ -1,0 +1,60 @@
+//! The `[fetch]` section of the configuration (fetch-through: torrents joined on request and
+//! streamed over HTTP; its keys are documented in `config::DEFAULT_TOML`): the piece cache's
+//! byte cap on disk, the caps on torrents and streams, and the bounded wait for metadata and
+//! pieces, with their validation.
+
+use super::{bad, ConfigError};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FetchConfig {
+    /// Bytes of streamed pieces kept on disk under `data/cache/` (pinned torrents apart).
+    pub cache_bytes: u64,
+    pub max_torrents: usize,
+    pub max_streams: usize,
+    pub wait_secs: u64,
+}
+
+impl Default for FetchConfig {
+    fn default() -> Self {
+        FetchConfig {
+            cache_bytes: 2 << 30,
+            max_torrents: 64,
+            max_streams: 16,
+            wait_secs: 30,
+        }
+    }
+}
+
+impl FetchConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.cache_bytes < 1 << 20 {
+            return Err(bad("fetch.cache_bytes", "must be at least 1048576 (1 MiB)"));
+        }
+        if !(1..=10_000).contains(&self.max_torrents) {
+            return Err(bad("fetch.max_torrents", "must be from 1 to 10000"));
+        }
+        if !(1..=65_536).contains(&self.max_streams) {
+            return Err(bad("fetch.max_streams", "must be from 1 to 65536"));
+        }
+        if !(1..=3600).contains(&self.wait_secs) {
+            return Err(bad("fetch.wait_secs", "must be from 1 to 3600"));
+        }
+        Ok(())
+    }
+
+    /// The values in force: at most `api_streams` (api.max_streams) streams, and a wait that
+    /// ends before the connection layer cuts a waiting long response (three times
+    /// `api_io_secs`, api.io_timeout_secs).
+    pub fn effective(&self, api_streams: usize, api_io_secs: u64) -> FetchConfig {
+        FetchConfig {
+            max_streams: self.max_streams.min(api_streams).max(1),
+            wait_secs: self
+                .wait_secs
+                .min((3 * api_io_secs).saturating_sub(1))
+                .max(1),
+            ..self.clone()
+        }
+    }
+}
