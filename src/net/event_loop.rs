@@ -32,9 +32,11 @@ mod cache;
 mod dht;
 mod housekeeping;
 mod leech;
+mod lookup;
 mod magnet;
 mod sources;
 mod swarm;
+mod wire_in;
 
 pub const LISTENER: Token = Token(0);
 pub const WAKER: Token = Token(1);
@@ -494,84 +496,27 @@ impl Loop {
                         log::trace!("peer {}: read {n} bytes", c.addr);
                         self.stats.bytes_down.add(n as u64);
                         c.last_recv = Instant::now();
-                        let mut early = None;
-                        if let Mse::Undecided(seen) = &mut c.mse {
-                            seen.extend_from_slice(&scratch[..n]);
-                            match mse::is_plaintext(seen) {
-                                None => continue,
-                                Some(plain) => {
-                                    early = Some(std::mem::take(seen));
-                                    c.mse = if plain {
-                                        Mse::Off(None)
-                                    } else {
-                                        Mse::Running(Box::new(mse::Receiver::new(
-                                            random_bytes(),
-                                            random_pad(),
-                                        )))
-                                    };
-                                }
-                            }
+                        // Built on the first MSE handshake, then kept in step by the
+                        // Added/Removed commands; rebuilt if one was dropped.
+                        let handshaking = matches!(c.mse, Mse::Undecided(_) | Mse::Running(_));
+                        if handshaking
+                            && self.req2.len()
+                                != self.deps.hosted.read().len() + self.downloads.len()
+                        {
+                            self.req2 = self
+                                .deps
+                                .hosted
+                                .read()
+                                .iter()
+                                .chain(self.downloads.keys())
+                                .map(|ih| (mse::req2_hash(ih), *ih))
+                                .collect();
                         }
-                        let data: &mut [u8] = match early.as_mut() {
-                            Some(bytes) => bytes,
-                            None => &mut scratch[..n],
-                        };
-                        // Either side of the obfuscated handshake; its end is handled once.
-                        let step = match &mut c.mse {
-                            Mse::Initiating(init) => {
-                                let mut reply = Vec::new();
-                                let step = init.receive(data, &mut reply);
-                                c.out.push_bytes(reply);
-                                Some(step)
-                            }
-                            Mse::Running(rx) => {
-                                // Built on the first MSE handshake, then kept in step by the
-                                // Added/Removed commands; rebuilt if one was dropped.
-                                if self.req2.len()
-                                    != self.deps.hosted.read().len() + self.downloads.len()
-                                {
-                                    self.req2 = self
-                                        .deps
-                                        .hosted
-                                        .read()
-                                        .iter()
-                                        .chain(self.downloads.keys())
-                                        .map(|ih| (mse::req2_hash(ih), *ih))
-                                        .collect();
-                                }
-                                let req2 = &self.req2;
-                                let mut reply = Vec::new();
-                                let step = rx.receive(data, &mut reply, &|h| req2.get(h).copied());
-                                c.out.push_bytes(reply);
-                                Some(step)
-                            }
-                            Mse::Off(Some(rc4)) => {
-                                rc4.apply(data);
-                                c.wire.receive(data, now, &mut events);
-                                None
-                            }
-                            _ => {
-                                c.wire.receive(data, now, &mut events);
-                                None
-                            }
-                        };
-                        match step {
-                            None | Some(Ok(None)) => {}
-                            Some(Ok(Some(done))) => {
-                                let recv = match done.crypto {
-                                    mse::Crypto::Plain => None,
-                                    mse::Crypto::Rc4 { send, recv } => {
-                                        c.out.encrypt_with(send);
-                                        Some(recv)
-                                    }
-                                };
-                                c.mse = Mse::Off(recv);
-                                c.wire.receive(&done.payload, now, &mut events);
-                            }
-                            Some(Err(e)) => {
-                                ended = Some(e.to_string());
-                                break;
-                            }
+                        let req2 = &self.req2;
+                        let find = |h: &[u8; 20]| req2.get(h).copied();
+                        if let Err(e) = c.take_in(&mut scratch[..n], now, &mut events, &find) {
+                            ended = Some(e);
+                            break;
                         }
                         if c.wire.is_closed() {
                             break;
@@ -700,84 +645,6 @@ impl Loop {
                 }
             }
         }
-    }
-
-    fn lookup(&mut self, slot: usize, ih: [u8; 20]) {
-        if let Some(dl) = self.downloads.get(&ih) {
-            let t = Arc::clone(&dl.torrent);
-            return self.attach(slot, t);
-        }
-        if !self.deps.hosted.read().contains(&ih) {
-            self.stats.refused.add(1);
-            return self.close(slot, "unknown info-hash", false);
-        }
-        if let Some(e) = self.torrents.get(&ih) {
-            let t = Arc::clone(&e.torrent);
-            return self.attach(slot, t);
-        }
-        let key = self.key(slot);
-        self.request_lookup(ih, Waiter::Conn(key));
-    }
-
-    fn request_lookup(&mut self, ih: [u8; 20], waiter: Waiter) {
-        let waiting = self.lookups.entry(ih).or_default();
-        waiting.push(waiter);
-        if waiting.len() == 1 {
-            if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
-                self.ch.jobs.try_send(Job::Lookup { info_hash: ih })
-            {
-                // Busy disk: the waiters are dropped (connections close, dials retry later).
-                let waiters = self.lookups.remove(&ih).unwrap_or_default();
-                self.lookup_done(ih, None, waiters);
-            }
-        }
-    }
-
-    fn lookup_done(&mut self, ih: [u8; 20], torrent: Option<Arc<Torrent>>, waiters: Vec<Waiter>) {
-        let torrent = torrent.filter(|_| self.deps.hosted.read().contains(&ih));
-        if let Some(t) = &torrent {
-            self.torrents.entry(ih).or_insert_with(|| Entry {
-                torrent: Arc::clone(t),
-                peers: 0,
-                uploaded: 0,
-                blocks: 0,
-                metadata_pieces: 0,
-                idle_since: Some(Instant::now()),
-            });
-        }
-        for w in waiters {
-            match (w, &torrent) {
-                (Waiter::Conn(key), Some(t)) => {
-                    if let Some(slot) = self.by_key(key) {
-                        self.attach(slot, Arc::clone(t));
-                    }
-                }
-                (Waiter::Conn(key), None) => {
-                    if let Some(slot) = self.by_key(key) {
-                        self.close(slot, "torrent not found", false);
-                    }
-                }
-                (Waiter::Dial(addr), Some(t)) => self.dial(Arc::clone(t), addr),
-                (Waiter::Dial(..), None) => {}
-            }
-        }
-    }
-
-    fn attach(&mut self, slot: usize, t: Arc<Torrent>) {
-        let now = now_ms(self.epoch);
-        let mut events = Vec::new();
-        let ours = self.ours_for(&t.shape.info_hash);
-        let Some(c) = self.conns[slot].as_mut() else {
-            return;
-        };
-        if let Some(bits) = ours {
-            c.wire.set_ours(bits);
-        }
-        c.torrent = Some(Arc::clone(&t));
-        c.wire.attach(Arc::clone(&t.shape), now, &mut events);
-        self.on_events(slot, events);
-        self.pump(slot);
-        self.flush(slot);
     }
 
     /// Hands queued requests to the disk pool while the peer's queue has room.
