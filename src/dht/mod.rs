@@ -18,6 +18,7 @@ mod tests;
 
 use crate::proto::dht::compact::CompactNode;
 use crate::proto::dht::krpc::{self, Body, Message, Method};
+use crate::proto::dht::node_id::{self, IpVotes};
 use crate::proto::dht::routing::{self, Contact, Failed, Outcome, Table};
 use crate::proto::dht::storage::{Limits, Storage};
 use crate::proto::dht::tokens::Tokens;
@@ -52,6 +53,11 @@ const MAX_RATE_ENTRIES: usize = 10_000;
 const BLOCK_MS: u64 = 60_000;
 /// Our client version (`v`): "TG" and version 0.1.
 const VERSION: &[u8] = b"TG\x00\x01";
+/// Nodes (one per /24 or /64) whose `ip` reports are kept to learn our external IP.
+const IP_VOTERS: usize = 32;
+/// Agreeing reports (a strict majority of those kept) before we take an external IP as ours
+/// and, when it is global, take a BEP-42 id for it.
+const IP_MIN_VOTES: usize = 5;
 
 /// Node settings.
 #[derive(Debug, Clone)]
@@ -95,6 +101,8 @@ pub struct Stats {
     pub lookup_ms_total: u64,
     pub announces_sent: u64,
     pub bootstraps: u64,
+    /// Times our id was replaced by a BEP-42 id for a newly learned external IP.
+    pub id_changes: u64,
 }
 
 /// A finished lookup: its target and the closest nodes that answered (closest first).
@@ -164,6 +172,8 @@ pub struct Dht {
     /// Our address as others reach us, when known: get_peers answers for the torrents we
     /// announce include us.
     own_ip: Option<IpAddr>,
+    /// Our external IP as the `ip` fields of responses report it (BEP-42).
+    votes: IpVotes,
     pub stats: Stats,
 }
 
@@ -221,6 +231,7 @@ impl Dht {
             budget_at: now_ms,
             now: now_ms,
             own_ip: None,
+            votes: IpVotes::new(IP_VOTERS),
             stats: Stats::default(),
         }
     }
@@ -572,6 +583,9 @@ impl Dht {
                     return;
                 }
                 self.heard(r.id, from, Contact::Response);
+                if let Some(seen) = msg.ip {
+                    self.external_ip_seen(from.ip(), seen.ip());
+                }
                 if let Purpose::Lookup(lid) | Purpose::Seed(lid) = p.purpose {
                     let seed = matches!(p.purpose, Purpose::Seed(_));
                     self.lookup_response(lid, from, r, seed);
@@ -584,6 +598,38 @@ impl Dht {
                 }
             }
         }
+    }
+
+    /// A node at `voter` saw us at `seen`. Once enough agree on a global IP that our id does
+    /// not fit (BEP-42), we take a fitting id, keeping the nodes we know.
+    fn external_ip_seen(&mut self, voter: IpAddr, seen: IpAddr) {
+        self.votes.vote(voter, seen);
+        let Some(ip) = self.votes.leader(IP_MIN_VOTES) else {
+            return;
+        };
+        if node_id::is_exempt(ip) {
+            return;
+        }
+        self.own_ip = Some(ip);
+        if node_id::id_matches_ip(&self.id, ip) {
+            return;
+        }
+        let random = self.random_id();
+        let id = node_id::bep42_id(ip, random);
+        log::info!("dht: external IP {ip}; node id now {id:?}");
+        let known: Vec<(NodeId, SocketAddr)> = self.table.nodes().map(|n| (n.id, n.addr)).collect();
+        self.id = id;
+        self.table = Table::new(
+            id,
+            routing::Config {
+                restrict_ips: self.settings.restrict_ips,
+                ..routing::Config::default()
+            },
+        );
+        for (nid, addr) in known {
+            let _ = self.table.heard(nid, addr, Contact::Response, self.now);
+        }
+        self.stats.id_changes += 1;
     }
 
     fn take_pending(&mut self, t: &[u8], from: SocketAddr) -> Option<Pending> {

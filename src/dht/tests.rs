@@ -171,3 +171,50 @@ fn queries_time_out_and_lookups_end() {
     assert_eq!(d.lookups_running(), 0);
     assert!(d.get_peers([4; 20]));
 }
+
+#[test]
+fn a_majority_of_ip_reports_gives_a_bep42_id_and_keeps_the_table() {
+    let mut d = Dht::new(Some(NodeId([1; 20])), settings(), 5, 0);
+    let external: IpAddr = "198.51.7.9".parse().unwrap();
+    assert!(!node_id::id_matches_ip(&d.id(), external));
+    // Six nodes in six /24s answer our pings, each saying where it saw us.
+    for n in 1..=6u8 {
+        let node = SocketAddr::from(([10, n, 0, 1], 6881));
+        d.add_node(node);
+        let (to, ping) = d.poll_send().expect("a ping");
+        assert_eq!(to, node);
+        let t = parse(&ping).unwrap().t.to_vec();
+        let mut answer = Message::response(
+            &t,
+            krpc::Response {
+                id: NodeId([0x80 | n; 20]),
+                ..Default::default()
+            },
+        );
+        answer.ip = Some(SocketAddr::new(external, 40_000));
+        d.receive(node, &answer.encode(), 100);
+        let changed = d.stats.id_changes;
+        assert_eq!(changed, u64::from(n >= 5), "after {n} reports");
+    }
+    assert!(node_id::id_matches_ip(&d.id(), external));
+    assert_eq!(d.own_ip(), Some(external));
+    assert_eq!(d.table().len(), 6, "the nodes known stay known");
+    // Private addresses reported by a majority change nothing.
+    let mut lan = Dht::new(Some(NodeId([1; 20])), settings(), 5, 0);
+    for n in 1..=6u8 {
+        let node = SocketAddr::from(([10, n, 0, 1], 6881));
+        lan.add_node(node);
+        let t = parse(&lan.poll_send().unwrap().1).unwrap().t.to_vec();
+        let mut answer = Message::response(
+            &t,
+            krpc::Response {
+                id: NodeId([0x80 | n; 20]),
+                ..Default::default()
+            },
+        );
+        answer.ip = Some(SocketAddr::from(([192, 168, 1, 5], 40_000)));
+        lan.receive(node, &answer.encode(), 100);
+    }
+    assert_eq!(lan.id(), NodeId([1; 20]));
+    assert_eq!(lan.stats.id_changes, 0);
+}
