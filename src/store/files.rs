@@ -22,6 +22,10 @@ pub struct TorrentFiles {
     handles: Vec<Option<File>>,
     /// Opened on the first write of an unwanted file's bytes.
     parts_file: Mutex<Option<Arc<File>>>,
+    /// Held across each write: buffered writes to one file serialize in the kernel anyway, and
+    /// there a waiting writer spins on the inode lock (seen as 5% of a download's CPU); here it
+    /// sleeps. Reads (seeding) never wait for it.
+    writing: Mutex<()>,
 }
 
 impl TorrentFiles {
@@ -57,6 +61,7 @@ impl TorrentFiles {
             parts,
             handles,
             parts_file: Mutex::new(None),
+            writing: Mutex::new(()),
         })
     }
 
@@ -66,6 +71,7 @@ impl TorrentFiles {
 
     /// Writes `data` at torrent offset `at`.
     pub fn write(&self, at: u64, data: &[u8]) -> io::Result<()> {
+        let _writing = self.writing.lock();
         let end = at + data.len() as u64;
         for span in self.layout.spans(at..end) {
             let bytes = &data[span.within.start as usize..span.within.end as usize];
