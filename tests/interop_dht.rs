@@ -1,0 +1,163 @@
+//! The Mainline DHT against python3-libtorrent 2.0.8 nodes on 127.0.0.1 (no bootstrap hosts,
+//! no tracker, no peer given by hand): the gateway's announce of an uploaded file reaches a
+//! libtorrent node and is found by its `dht_get_peers`; a libtorrent announce is found by our
+//! `dht get-peers`; a libtorrent client that knows only a bare magnet and the gateway's DHT
+//! node downloads the stored file; our `download` of a bare magnet finds a libtorrent seeder
+//! through a libtorrent DHT node alone. Every wait is a bounded poll.
+
+mod support;
+
+use serde_json::Value;
+use std::net::SocketAddr;
+use support::client::{self, assert_same_file};
+use support::lt_dht::LtDht;
+use support::seeders::{self, hex, LtTorrent};
+use support::server::{upload, Server};
+use support::tracker::eventually;
+use support::{bytes, tempdir, write_file};
+
+/// Longest a libtorrent helper lives (it also ends when the test drops it).
+const LT_SECS: u64 = 240;
+
+/// The gateway's `/api/dht/stats` (404 until the node has ticked once).
+fn dht_stats(server: &Server) -> Option<Value> {
+    let r = server.get("/api/dht/stats");
+    (r.status == 200).then(|| r.json())
+}
+
+/// The gateway's DHT node address, once it runs.
+fn dht_addr(server: &Server) -> SocketAddr {
+    let mut addr = None;
+    let up = eventually(20, || {
+        addr = dht_stats(server).and_then(|s| s["addr"].as_str()?.parse().ok());
+        addr.is_some()
+    });
+    assert!(up, "the gateway's DHT node did not start: {}", server.log());
+    addr.unwrap()
+}
+
+/// A gateway whose DHT node is on 127.0.0.1 and bootstraps from `nodes` only.
+fn gateway(data: &std::path::Path, nodes: &[SocketAddr]) -> Server {
+    let list: Vec<String> = nodes.iter().map(|a| format!("\"{a}\"")).collect();
+    Server::start(data, &format!("[dht]\nbootstrap = [{}]\n", list.join(", ")))
+}
+
+/// Waits until the gateway's routing table holds at least `n` nodes.
+fn gateway_knows(server: &Server, n: u64) -> bool {
+    eventually(30, || {
+        dht_stats(server).is_some_and(|s| s["nodes"].as_u64().unwrap_or(0) >= n)
+    })
+}
+
+fn bare_magnet(ih: &str) -> String {
+    format!("magnet:?xt=urn:btih:{ih}")
+}
+
+#[test]
+fn libtorrent_finds_the_gateways_announce_of_an_uploaded_file() {
+    let dir = tempdir();
+    let mut lt = LtDht::start(LT_SECS);
+    let server = gateway(&dir.path().join("data"), &[lt.addr]);
+    let g = dht_addr(&server);
+    lt.add_node(g);
+    assert!(gateway_knows(&server, 1), "{}", server.log());
+    assert!(lt.wait_nodes(1, 30), "libtorrent never added the gateway");
+
+    let up = upload(&server, "announced.bin", &bytes(300_000, 1));
+    let ih = up["info_hash"].as_str().unwrap().to_string();
+    let peer = format!("127.0.0.1:{}", server.peer.unwrap().port());
+    // The gateway's announce_peer reached libtorrent, which accepted its token.
+    let ann = lt.wait(60, |v| v["announce"] == ih.as_str());
+    let ann = ann.unwrap_or_else(|| panic!("no announce from the gateway: {}", lt.events()));
+    assert_eq!(ann["from"], peer.as_str(), "{ann}");
+    // And libtorrent's own lookup finds the gateway's peer port under that info-hash.
+    let found = lt.find_peers(&ih, 30, |p| p == peer);
+    assert!(found.is_some(), "dht_get_peers: {}", lt.events());
+    // The stats snapshot is taken once a second: the count shows up by the next one.
+    let counted = eventually(5, || {
+        dht_stats(&server).is_some_and(|s| s["announces_sent"].as_u64() >= Some(1))
+    });
+    assert!(counted, "{:?}", dht_stats(&server));
+}
+
+#[test]
+fn libtorrent_downloads_a_stored_file_knowing_only_the_magnet_and_the_gateways_dht_node() {
+    let dir = tempdir();
+    let server = gateway(&dir.path().join("data"), &[]);
+    let g = dht_addr(&server);
+    let body = bytes((1 << 20) + 12_345, 2);
+    let up = upload(&server, "via-dht.bin", &body);
+    let ih = up["info_hash"].as_str().unwrap().to_string();
+
+    let mut lt = LtDht::start(LT_SECS);
+    lt.add_node(g);
+    assert!(lt.wait_nodes(1, 30), "libtorrent never added the gateway");
+    let save = dir.path().join("lt-out");
+    lt.send(&format!(
+        "magnet {} {}",
+        bare_magnet(&ih),
+        save.to_str().unwrap()
+    ));
+    let done = lt.wait(120, |v| v["done"] == ih.as_str());
+    let done = done.unwrap_or_else(|| panic!("libtorrent did not finish: {}", lt.stderr()));
+    assert_eq!(done["bytes"], body.len() as u64);
+    let got = std::fs::read(save.join("via-dht.bin")).unwrap();
+    assert!(got == body, "libtorrent's copy differs");
+    // The gateway answered libtorrent's get_peers: that was its only way to find us (the
+    // stats snapshot is taken once a second).
+    let asked = eventually(5, || {
+        dht_stats(&server).is_some_and(|s| s["queries_in"]["get_peers"].as_u64() >= Some(1))
+    });
+    assert!(asked, "{:?}", dht_stats(&server));
+}
+
+#[test]
+fn download_of_a_bare_magnet_finds_a_libtorrent_seeder_through_a_libtorrent_dht_node() {
+    let dir = tempdir();
+    let data = write_file(&dir.path().join("data"), "lt-dht.bin", (2 << 20) + 999, 3);
+    let torrent = dir.path().join("lt-dht.torrent");
+    let meta = seeders::lt_torrent(&data, &torrent, 65536, &LtTorrent::default());
+    let ih = hex(&meta.info_hash);
+
+    // A libtorrent DHT node, and a libtorrent seeder that knows only that node.
+    let mut node = LtDht::start(LT_SECS);
+    let mut seed = LtDht::start(LT_SECS);
+    seed.add_node(node.addr);
+    assert!(seed.wait_nodes(1, 30), "the seeder never added the node");
+    seed.send(&format!(
+        "seed {} {}",
+        torrent.to_str().unwrap(),
+        dir.path().join("data").to_str().unwrap()
+    ));
+    assert!(
+        seed.wait(30, |v| v["seeding"] == ih.as_str()).is_some(),
+        "{}",
+        seed.stderr()
+    );
+    let ann = node.wait(60, |v| v["announce"] == ih.as_str());
+    assert!(
+        ann.is_some(),
+        "the seeder never announced: {}",
+        node.events()
+    );
+
+    let out = dir.path().join("out");
+    let node_arg = node.addr.to_string();
+    let run = client::download(
+        dir.path(),
+        &[
+            &bare_magnet(&ih),
+            "-o",
+            out.to_str().unwrap(),
+            "--json",
+            "--timeout",
+            "90",
+            "--dht-bootstrap",
+            &node_arg,
+        ],
+        150,
+    );
+    let s = run.assert_complete();
+    assert_eq!(s["total_pieces"], meta.info.piece_count() as u64, "{run}");
+    assert_same_file(&out.join("lt-dht.bin"), &data);
+}
