@@ -1,9 +1,10 @@
 //! The Mainline DHT against python3-libtorrent 2.0.8 nodes on 127.0.0.1 (no bootstrap hosts,
 //! no tracker, no peer given by hand): the gateway's announce of an uploaded file reaches a
-//! libtorrent node and is found by its `dht_get_peers`; a libtorrent announce is found by our
-//! `dht get-peers`; a libtorrent client that knows only a bare magnet and the gateway's DHT
-//! node downloads the stored file; our `download` of a bare magnet finds a libtorrent seeder
-//! through a libtorrent DHT node alone. Every wait is a bounded poll.
+//! libtorrent node and is found by its `dht_get_peers`; a libtorrent announce stored by a
+//! libtorrent node, and one stored by the gateway, are found by our `dht get-peers`; a
+//! libtorrent client that knows only a bare magnet and the gateway's DHT node downloads the
+//! stored file; our `download` of a bare magnet finds a libtorrent seeder through a
+//! libtorrent DHT node alone. Also `dht get-peers`'s exit codes. Every wait is a bounded poll.
 
 mod support;
 
@@ -14,7 +15,7 @@ use support::lt_dht::LtDht;
 use support::seeders::{self, hex, LtTorrent};
 use support::server::{upload, Server};
 use support::tracker::eventually;
-use support::{bytes, tempdir, write_file};
+use support::{bytes, run, stderr, stdout, tempdir, write_file};
 
 /// Longest a libtorrent helper lives (it also ends when the test drops it).
 const LT_SECS: u64 = 240;
@@ -51,6 +52,30 @@ fn gateway_knows(server: &Server, n: u64) -> bool {
 
 fn bare_magnet(ih: &str) -> String {
     format!("magnet:?xt=urn:btih:{ih}")
+}
+
+/// Runs `dht get-peers IH --json --timeout SECS --bootstrap B...`: the exit code and the
+/// peers it printed.
+fn cli_get_peers(ih: &str, bootstrap: &[SocketAddr], secs: u64) -> (Option<i32>, Vec<String>) {
+    let dir = tempdir();
+    let secs = secs.to_string();
+    let nodes: Vec<String> = bootstrap.iter().map(SocketAddr::to_string).collect();
+    let mut args = vec!["dht", "get-peers", ih, "--json", "--timeout", &secs];
+    for n in &nodes {
+        args.extend(["--bootstrap", n.as_str()]);
+    }
+    let o = run(dir.path(), &args);
+    let v: Value = serde_json::from_str(&stdout(&o))
+        .unwrap_or_else(|e| panic!("{args:?}: {e}: {} {}", stdout(&o), stderr(&o)));
+    assert_eq!(v["info_hash"], ih, "{v}");
+    let peers = v["peers"].as_array().unwrap();
+    let peers = peers.iter().map(|p| p.as_str().unwrap().to_string());
+    (o.status.code(), peers.collect())
+}
+
+/// A random info-hash for a torrent nobody has.
+fn random_ih(seed: u64) -> String {
+    hex(&bytes(20, seed ^ std::process::id() as u64))
 }
 
 #[test]
@@ -160,4 +185,96 @@ fn download_of_a_bare_magnet_finds_a_libtorrent_seeder_through_a_libtorrent_dht_
     let s = run.assert_complete();
     assert_eq!(s["total_pieces"], meta.info.piece_count() as u64, "{run}");
     assert_same_file(&out.join("lt-dht.bin"), &data);
+}
+
+#[test]
+fn dht_get_peers_finds_an_announce_a_libtorrent_node_stored() {
+    let mut node = LtDht::start(LT_SECS);
+    let mut announcer = LtDht::start(LT_SECS);
+    announcer.add_node(node.addr);
+    assert!(
+        announcer.wait_nodes(1, 30),
+        "the announcer never added the node"
+    );
+    let dir = tempdir();
+    let ih = random_ih(4);
+    // A magnet makes libtorrent announce it (2.0.8's Python dht_announce is broken).
+    announcer.send(&format!(
+        "magnet {} {}",
+        bare_magnet(&ih),
+        dir.path().to_str().unwrap()
+    ));
+    let ann = node.wait(60, |v| v["announce"] == ih.as_str());
+    assert!(ann.is_some(), "no announce: {}", node.events());
+    let (code, peers) = cli_get_peers(&ih, &[node.addr], 30);
+    assert_eq!(code, Some(0), "{peers:?}");
+    assert!(
+        peers.contains(&announcer.addr.to_string()),
+        "{peers:?} lacks {}",
+        announcer.addr
+    );
+}
+
+#[test]
+fn the_gateway_stores_a_libtorrent_announce_that_dht_get_peers_finds() {
+    let dir = tempdir();
+    let server = gateway(&dir.path().join("data"), &[]);
+    let g = dht_addr(&server);
+    let mut lt = LtDht::start(LT_SECS);
+    lt.add_node(g);
+    assert!(lt.wait_nodes(1, 30), "libtorrent never added the gateway");
+    let ih = random_ih(5);
+    lt.send(&format!(
+        "magnet {} {}",
+        bare_magnet(&ih),
+        dir.path().join("lt").to_str().unwrap()
+    ));
+    // The gateway checked libtorrent's token and stored the peer.
+    let stored = eventually(60, || {
+        dht_stats(&server).is_some_and(|s| s["stored_peers"].as_u64() >= Some(1))
+    });
+    assert!(stored, "{:?}\n{}", dht_stats(&server), lt.stderr());
+    let (code, peers) = cli_get_peers(&ih, &[g], 30);
+    assert_eq!(code, Some(0), "{peers:?}");
+    assert!(
+        peers.contains(&lt.addr.to_string()),
+        "{peers:?} lacks {}",
+        lt.addr
+    );
+}
+
+#[test]
+fn dht_get_peers_exit_codes() {
+    let dir = tempdir();
+    for bad in ["zz", "0123", &"g".repeat(40), "magnet:?dn=x"] {
+        let o = run(dir.path(), &["dht", "get-peers", bad, "--timeout", "1"]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{bad}: {err}");
+        assert_eq!(err.lines().count(), 1, "{bad}: {err}");
+        assert!(err.starts_with("error: "), "{err}");
+    }
+    let o = run(
+        dir.path(),
+        &[
+            "dht",
+            "get-peers",
+            &"a".repeat(40),
+            "--bootstrap",
+            "127.0.0.1",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    // A node that never answers: nothing found by the timeout is exit 1, with an empty list.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let ih = random_ih(6);
+    let (code, peers) = cli_get_peers(&ih, &[silent.local_addr().unwrap()], 2);
+    assert_eq!(code, Some(1));
+    assert!(peers.is_empty(), "{peers:?}");
+    let mut buf = [0u8; 1500];
+    silent.set_nonblocking(true).unwrap();
+    // It was asked, over KRPC.
+    let (n, _) = silent
+        .recv_from(&mut buf)
+        .expect("the node never queried the bootstrap");
+    assert!(buf[..n].starts_with(b"d"), "{:?}", &buf[..n]);
 }
