@@ -98,11 +98,24 @@ fn libtorrent_finds_the_gateways_announce_of_an_uploaded_file() {
     // And libtorrent's own lookup finds the gateway's peer port under that info-hash.
     let found = lt.find_peers(&ih, 30, |p| p == peer);
     assert!(found.is_some(), "dht_get_peers: {}", lt.events());
-    // The stats snapshot is taken once a second: the count shows up by the next one.
+    // The stats snapshot is taken once a second: the count shows up by the next one, in
+    // /api/dht/stats and in /metrics.
     let counted = eventually(5, || {
         dht_stats(&server).is_some_and(|s| s["announces_sent"].as_u64() >= Some(1))
     });
     assert!(counted, "{:?}", dht_stats(&server));
+    let announce_out = r#"tg_dht_queries_total{dir="out",method="announce_peer"}"#;
+    assert!(metric(&server, announce_out) >= Some(1.0));
+    assert!(metric(&server, "tg_dht_announces_sent_total") >= Some(1.0));
+    assert!(metric(&server, "tg_dht_nodes") >= Some(1.0));
+    assert_eq!(metric(&server, "tg_dht_announced_torrents"), Some(1.0));
+}
+
+/// A sample of `/metrics` (the series name with its labels, exactly as printed).
+fn metric(server: &Server, series: &str) -> Option<f64> {
+    let text = server.get("/metrics").text();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
 #[test]

@@ -253,6 +253,7 @@ fn dht_json(d: &Dht) -> serde_json::Value {
         "lookups_started": st.lookups_started,
         "lookups_done": st.lookups_done,
         "lookup_mean_ms": st.lookup_ms_total.checked_div(st.lookups_done),
+        "lookup_ms_total": st.lookup_ms_total,
         "queries_in": st.queries_in,
         "queries_out": st.queries_out,
         "responses_in": st.responses_in,
