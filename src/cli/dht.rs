@@ -1,9 +1,10 @@
-//! `torrent-gateway dht get-peers`: asks the Mainline DHT who has a torrent, for operators
-//! and scripts. A short-lived [`crate::dht::Dht`] node runs on its own small mio loop (one
-//! UDP socket, a poll timeout for its timers): it joins through the bootstrap nodes (host
-//! names resolved before the loop starts), runs get_peers lookups of the info-hash until one
-//! finds peers or the timeout passes, and prints them. Exit 0 with peers, 1 with none by the
-//! timeout, 2 on bad input. It stores nothing and announces nothing.
+//! `torrent-gateway dht get-peers | put | get`: asks the Mainline DHT who has a torrent, and
+//! stores or fetches BEP-44 items, for operators and scripts. A short-lived
+//! [`crate::dht::Dht`] node runs on its own small mio loop (one UDP socket, a poll timeout
+//! for its timers): it joins through the bootstrap nodes (host names resolved before the loop
+//! starts), runs its lookups until they succeed or the timeout passes, and prints the result.
+//! Exit 0 on success, 1 when nothing was found or stored by the timeout, 2 on bad input. It
+//! announces nothing and keeps nothing after it exits.
 
 use super::{print_out, CliError};
 use crate::dht::{Dht, Settings};
@@ -26,6 +27,8 @@ pub struct Args {
 #[argh(subcommand)]
 enum Sub {
     GetPeers(GetPeers),
+    Put(super::dht_items::PutArgs),
+    Get(super::dht_items::GetArgs),
 }
 
 /// find the peers of a torrent: prints them one per line (ip:port); exit 0 when some were
@@ -50,6 +53,8 @@ pub struct GetPeers {
 pub fn run(args: Args) -> Result<(), CliError> {
     match args.command {
         Sub::GetPeers(a) => get_peers(a),
+        Sub::Put(a) => super::dht_items::put(a),
+        Sub::Get(a) => super::dht_items::get(a),
     }
 }
 
@@ -96,10 +101,10 @@ fn resolve(hosts: &[String]) -> Result<Vec<SocketAddr>, CliError> {
 }
 
 /// A DHT node on its own mio loop.
-struct Runner {
+pub(super) struct Runner {
     poll: Poll,
     sock: mio::net::UdpSocket,
-    node: Dht,
+    pub node: Dht,
     epoch: Instant,
     buf: Vec<u8>,
 }
@@ -156,8 +161,26 @@ impl Runner {
         }
     }
 
+    /// A node joined through `hosts` (default: the public routers), resolved first.
+    pub(super) fn join(hosts: &[String]) -> Result<Runner, CliError> {
+        let hosts = if hosts.is_empty() {
+            crate::config::default_dht_bootstrap()
+        } else {
+            hosts.to_vec()
+        };
+        let bootstrap = resolve(&hosts)?;
+        if bootstrap.is_empty() {
+            return Err(CliError::failed("no bootstrap node resolved"));
+        }
+        Runner::start(bootstrap)
+    }
+
     /// Runs the loop until `done` says so (true) or `deadline` passes (false).
-    fn run_until(&mut self, deadline: Instant, mut done: impl FnMut(&mut Dht) -> bool) -> bool {
+    pub(super) fn run_until(
+        &mut self,
+        deadline: Instant,
+        mut done: impl FnMut(&mut Dht) -> bool,
+    ) -> bool {
         let mut events = Events::with_capacity(64);
         let mut next_tick = Instant::now();
         loop {
@@ -195,22 +218,18 @@ impl Runner {
     }
 }
 
-fn get_peers(args: GetPeers) -> Result<(), CliError> {
-    let ih = parse_info_hash(&args.info_hash)?;
-    if args.timeout == 0 {
+/// The moment `--timeout` seconds from now (at least 1).
+pub(super) fn deadline(secs: u64) -> Result<Instant, CliError> {
+    if secs == 0 {
         return Err(CliError::input("--timeout must be at least 1"));
     }
-    let hosts = if args.bootstrap.is_empty() {
-        crate::config::default_dht_bootstrap()
-    } else {
-        args.bootstrap.clone()
-    };
-    let bootstrap = resolve(&hosts)?;
-    if bootstrap.is_empty() {
-        return Err(CliError::failed("no bootstrap node resolved"));
-    }
-    let deadline = Instant::now() + Duration::from_secs(args.timeout);
-    let mut r = Runner::start(bootstrap)?;
+    Ok(Instant::now() + Duration::from_secs(secs))
+}
+
+fn get_peers(args: GetPeers) -> Result<(), CliError> {
+    let ih = parse_info_hash(&args.info_hash)?;
+    let deadline = deadline(args.timeout)?;
+    let mut r = Runner::join(&args.bootstrap)?;
     let mut peers = BTreeSet::new();
     let mut lookups = 0u32;
     let mut running = false;

@@ -6,6 +6,7 @@
 
 mod create;
 mod dht;
+mod dht_items;
 mod download;
 mod info;
 mod logging;

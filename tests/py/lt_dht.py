@@ -13,15 +13,18 @@ then one line per event, until stdin closes or the timeout passes. Commands:
   put_immutable HEX         dht_put_immutable_item of the bencoded bytes HEX
                             -> {"put": TARGET, "ok": N}
   get_immutable TARGET      -> {"item": TARGET, "value": HEX}
-  put_mutable SK PK SALT HEX
-                            dht_put_mutable_item (SK: the 64-byte expanded ed25519 key in
-                            hex, PK 32 bytes, SALT hex, the value's bencoded bytes in hex)
+  put_mutable SEED PK SALT HEX
+                            dht_put_mutable_item of the string HEX (stored bencoded, seq one
+                            above the DHT's), signed with the ed25519 key of the 32-byte SEED
+                            (libtorrent takes the expanded secret key, made here), public key
+                            PK, salt SALT (all hex; "-" for an empty salt)
                             -> {"put_mutable": PK, "seq": S, "ok": N}
   get_mutable PK SALT       -> {"mutable": PK, "seq": S, "value": HEX}
 Announces that other nodes make to this one come out as {"announce": IH, "from": "ip:port"}
 (dht_announce_alert). No LSD, UPnP, NAT-PMP or uTP; no bootstrap nodes, routing and search
 IP restrictions off, the per-IP rate blocker effectively off (every node here is 127.0.0.1).
 """
+import hashlib
 import json
 import select
 import sys
@@ -43,6 +46,20 @@ def endpoint(text):
 
 def bencoded(entry):
     return lt.bencode(entry).hex()
+
+
+def unhex(word):
+    return b"" if word == "-" else bytes.fromhex(word)
+
+
+def expanded_key(seed):
+    # The ed25519 secret key as libtorrent keeps it: SHA-512 of the seed, the first half
+    # clamped (RFC 8032, 5.1.5).
+    h = bytearray(hashlib.sha512(seed).digest())
+    h[0] &= 248
+    h[31] &= 127
+    h[31] |= 64
+    return bytes(h)
 
 
 timeout = float(sys.argv[1])
@@ -89,10 +106,10 @@ def command(words):
     elif op == "get_immutable":
         ses.dht_get_immutable_item(lt.sha1_hash(bytes.fromhex(words[1])))
     elif op == "put_mutable":
-        sk, pk, salt, value = (bytes.fromhex(w) for w in words[1:5])
-        ses.dht_put_mutable_item(sk, pk, lt.bdecode(value), salt)
+        seed, pk, salt, value = (unhex(w) for w in words[1:5])
+        ses.dht_put_mutable_item(expanded_key(seed), pk, value, salt)
     elif op == "get_mutable":
-        ses.dht_get_mutable_item(bytes.fromhex(words[1]), bytes.fromhex(words[2]))
+        ses.dht_get_mutable_item(unhex(words[1]), unhex(words[2]))
     else:
         emit({"error": f"unknown command {op}"})
 
@@ -111,9 +128,10 @@ def alert(a):
         else:
             emit({"put": str(a.target), "ok": a.num_success})
     elif isinstance(a, lt.dht_immutable_item_alert):
-        emit({"item": str(a.target), "value": bencoded(a.item)})
+        # The binding hands the item over as a dict; "value" is the decoded value.
+        emit({"item": str(a.target), "value": bencoded(a.item["value"])})
     elif isinstance(a, lt.dht_mutable_item_alert):
-        emit({"mutable": a.key.hex(), "seq": a.seq, "value": bencoded(a.item),
+        emit({"mutable": a.key.hex(), "seq": a.seq, "value": bencoded(a.item["value"]),
               "authoritative": a.authoritative})
     print("alert:", type(a).__name__, a.message(), file=sys.stderr, flush=True)
 
