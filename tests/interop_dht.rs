@@ -4,14 +4,15 @@
 //! libtorrent node, and one stored by the gateway, are found by our `dht get-peers`; a
 //! libtorrent client that knows only a bare magnet and the gateway's DHT node downloads the
 //! stored file; our `download` of a bare magnet finds a libtorrent seeder through a
-//! libtorrent DHT node alone. Also `dht get-peers`'s exit codes. Every wait is a bounded poll.
+//! libtorrent DHT node alone. The same announces both ways with the npm `bittorrent-dht`
+//! (webtorrent's DHT). Also `dht get-peers`'s exit codes. Every wait is a bounded poll.
 
 mod support;
 
 use serde_json::Value;
 use std::net::SocketAddr;
 use support::client::{self, assert_same_file};
-use support::lt_dht::LtDht;
+use support::dht_nodes::DhtNode;
 use support::seeders::{self, hex, LtTorrent};
 use support::server::{upload, Server};
 use support::tracker::eventually;
@@ -81,7 +82,7 @@ fn random_ih(seed: u64) -> String {
 #[test]
 fn libtorrent_finds_the_gateways_announce_of_an_uploaded_file() {
     let dir = tempdir();
-    let mut lt = LtDht::start(LT_SECS);
+    let mut lt = DhtNode::libtorrent(LT_SECS);
     let server = gateway(&dir.path().join("data"), &[lt.addr]);
     let g = dht_addr(&server);
     lt.add_node(g);
@@ -127,7 +128,7 @@ fn libtorrent_downloads_a_stored_file_knowing_only_the_magnet_and_the_gateways_d
     let up = upload(&server, "via-dht.bin", &body);
     let ih = up["info_hash"].as_str().unwrap().to_string();
 
-    let mut lt = LtDht::start(LT_SECS);
+    let mut lt = DhtNode::libtorrent(LT_SECS);
     lt.add_node(g);
     assert!(lt.wait_nodes(1, 30), "libtorrent never added the gateway");
     let save = dir.path().join("lt-out");
@@ -158,8 +159,8 @@ fn download_of_a_bare_magnet_finds_a_libtorrent_seeder_through_a_libtorrent_dht_
     let ih = hex(&meta.info_hash);
 
     // A libtorrent DHT node, and a libtorrent seeder that knows only that node.
-    let mut node = LtDht::start(LT_SECS);
-    let mut seed = LtDht::start(LT_SECS);
+    let mut node = DhtNode::libtorrent(LT_SECS);
+    let mut seed = DhtNode::libtorrent(LT_SECS);
     seed.add_node(node.addr);
     assert!(seed.wait_nodes(1, 30), "the seeder never added the node");
     seed.send(&format!(
@@ -202,8 +203,8 @@ fn download_of_a_bare_magnet_finds_a_libtorrent_seeder_through_a_libtorrent_dht_
 
 #[test]
 fn dht_get_peers_finds_an_announce_a_libtorrent_node_stored() {
-    let mut node = LtDht::start(LT_SECS);
-    let mut announcer = LtDht::start(LT_SECS);
+    let mut node = DhtNode::libtorrent(LT_SECS);
+    let mut announcer = DhtNode::libtorrent(LT_SECS);
     announcer.add_node(node.addr);
     assert!(
         announcer.wait_nodes(1, 30),
@@ -233,7 +234,7 @@ fn the_gateway_stores_a_libtorrent_announce_that_dht_get_peers_finds() {
     let dir = tempdir();
     let server = gateway(&dir.path().join("data"), &[]);
     let g = dht_addr(&server);
-    let mut lt = LtDht::start(LT_SECS);
+    let mut lt = DhtNode::libtorrent(LT_SECS);
     lt.add_node(g);
     assert!(lt.wait_nodes(1, 30), "libtorrent never added the gateway");
     let ih = random_ih(5);
@@ -290,4 +291,62 @@ fn dht_get_peers_exit_codes() {
         .recv_from(&mut buf)
         .expect("the node never queried the bootstrap");
     assert!(buf[..n].starts_with(b"d"), "{:?}", &buf[..n]);
+}
+
+#[test]
+fn bittorrent_dht_takes_the_gateways_announce_and_finds_it() {
+    let dir = tempdir();
+    let mut js = DhtNode::bittorrent_dht();
+    let server = gateway(&dir.path().join("data"), &[js.addr]);
+    let g = dht_addr(&server);
+    js.add_node(g);
+    assert!(gateway_knows(&server, 1), "{}", server.log());
+    assert!(
+        js.wait_nodes(1, 30),
+        "bittorrent-dht never added the gateway"
+    );
+    let up = upload(&server, "for-webtorrent.bin", &bytes(200_000, 7));
+    let ih = up["info_hash"].as_str().unwrap().to_string();
+    let peer = format!("127.0.0.1:{}", server.peer.unwrap().port());
+    // bittorrent-dht checked the gateway's token and stored its peer port.
+    let ann = js.wait(60, |v| v["announce"] == ih.as_str());
+    let ann = ann.unwrap_or_else(|| panic!("no announce from the gateway: {}", js.events()));
+    assert_eq!(ann["peer"], peer.as_str(), "{ann}");
+    js.send(&format!("lookup {ih}"));
+    let found = js.wait(30, |v| {
+        v["info_hash"] == ih.as_str() && v["peer"] == peer.as_str()
+    });
+    assert!(found.is_some(), "lookup: {}", js.events());
+}
+
+#[test]
+fn a_bittorrent_dht_announce_is_stored_by_the_gateway_and_found_by_dht_get_peers() {
+    let dir = tempdir();
+    let server = gateway(&dir.path().join("data"), &[]);
+    let g = dht_addr(&server);
+    let mut other = DhtNode::bittorrent_dht();
+    let mut js = DhtNode::bittorrent_dht();
+    js.add_node(g);
+    js.add_node(other.addr);
+    assert!(
+        js.wait_nodes(2, 30),
+        "bittorrent-dht never added both nodes"
+    );
+    let ih = random_ih(8);
+    js.send(&format!("announce {ih} 6999"));
+    let done = js.wait(60, |v| v["announced"] == ih.as_str());
+    let done = done.unwrap_or_else(|| panic!("announce did not end: {}", js.events()));
+    assert_eq!(done["error"], Value::Null, "{done}");
+    // Both the gateway and the other bittorrent-dht node took it.
+    let stored = eventually(10, || {
+        dht_stats(&server).is_some_and(|s| s["stored_peers"].as_u64() >= Some(1))
+    });
+    assert!(stored, "{:?}", dht_stats(&server));
+    assert!(other.wait(10, |v| v["announce"] == ih.as_str()).is_some());
+    // Our lookup finds the announced port through either node.
+    for node in [g, other.addr] {
+        let (code, peers) = cli_get_peers(&ih, &[node], 30);
+        assert_eq!(code, Some(0), "via {node}: {peers:?}");
+        assert!(peers.contains(&"127.0.0.1:6999".to_string()), "{peers:?}");
+    }
 }

@@ -7,7 +7,7 @@ mod support;
 
 use serde_json::Value;
 use std::net::SocketAddr;
-use support::lt_dht::LtDht;
+use support::dht_nodes::DhtNode;
 use support::{run, stderr, stdout, tempdir};
 use torrent_gateway::dht::items;
 use torrent_gateway::proto::hex;
@@ -18,9 +18,9 @@ const LT_SECS: u64 = 240;
 const CLI_SECS: &str = "40";
 
 /// Two libtorrent nodes that know each other.
-fn pair() -> (LtDht, LtDht) {
-    let mut a = LtDht::start(LT_SECS);
-    let mut b = LtDht::start(LT_SECS);
+fn pair() -> (DhtNode, DhtNode) {
+    let mut a = DhtNode::libtorrent(LT_SECS);
+    let mut b = DhtNode::libtorrent(LT_SECS);
     a.add_node(b.addr);
     b.add_node(a.addr);
     assert!(

@@ -5,7 +5,7 @@
 
 pub mod bad_seed;
 pub mod client;
-pub mod lt_dht;
+pub mod dht_nodes;
 pub mod nostr;
 pub mod peer;
 pub mod redis;

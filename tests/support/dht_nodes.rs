@@ -1,6 +1,7 @@
-//! A python3-libtorrent DHT node on 127.0.0.1 (tests/py/lt_dht.py) driven by commands on its
-//! stdin, its JSON event lines read by a thread as they come and waited for by bounded
-//! polling; killed on drop. Its port is both its DHT node (UDP) and its peer port (TCP).
+//! Independent DHT nodes on 127.0.0.1 driven by commands on their stdin: python3-libtorrent
+//! (tests/py/lt_dht.py; its port is both its DHT node (UDP) and its peer port (TCP)) and the
+//! npm `bittorrent-dht` (tests/js/dht_node.mjs). Their JSON event lines are read by a thread
+//! as they come and waited for by bounded polling; each is killed on drop.
 
 #![allow(dead_code)]
 
@@ -12,8 +13,8 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// A running libtorrent session with its DHT on.
-pub struct LtDht {
+/// A running DHT node helper.
+pub struct DhtNode {
     child: Child,
     stdin: ChildStdin,
     lines: Arc<Mutex<Vec<Value>>>,
@@ -22,18 +23,38 @@ pub struct LtDht {
     pub addr: SocketAddr,
 }
 
-impl LtDht {
-    /// Starts a session that lives at most `secs` seconds; returns once it reports its port.
-    pub fn start(secs: u64) -> LtDht {
+impl DhtNode {
+    /// A libtorrent session that lives at most `secs` seconds; returns once it reports its
+    /// port.
+    pub fn libtorrent(secs: u64) -> DhtNode {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/lt_dht.py");
-        let mut child = Command::new(super::python_with_libtorrent())
-            .arg(script)
-            .arg(secs.to_string())
+        let mut cmd = Command::new(super::python_with_libtorrent());
+        cmd.arg(script).arg(secs.to_string());
+        Self::spawn(cmd, "lt_dht.py")
+    }
+
+    /// A bittorrent-dht node (installed by scripts/install-interop into target/interop/node).
+    pub fn bittorrent_dht() -> DhtNode {
+        super::require_tool("node");
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let module = root.join("target/interop/node/node_modules/bittorrent-dht");
+        assert!(
+            module.exists(),
+            "{} is missing: run scripts/install-interop",
+            module.display()
+        );
+        let mut cmd = Command::new("node");
+        cmd.arg(root.join("tests/js/dht_node.mjs"));
+        Self::spawn(cmd, "dht_node.mjs")
+    }
+
+    fn spawn(mut cmd: Command, name: &str) -> DhtNode {
+        let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("start lt_dht.py");
+            .unwrap_or_else(|e| panic!("start {name}: {e}"));
         let lines: Arc<Mutex<Vec<Value>>> = Arc::default();
         let stderr: Arc<Mutex<String>> = Arc::default();
         let (out, sink) = (child.stdout.take().unwrap(), Arc::clone(&lines));
@@ -64,7 +85,7 @@ impl LtDht {
             }
         });
         let stdin = child.stdin.take().unwrap();
-        let mut node = LtDht {
+        let mut node = DhtNode {
             child,
             stdin,
             lines,
@@ -73,16 +94,16 @@ impl LtDht {
         };
         let port = node
             .wait(30, |v| v.get("port").is_some())
-            .unwrap_or_else(|| panic!("lt_dht.py did not start: {}", node.stderr()))["port"]
+            .unwrap_or_else(|| panic!("{name} did not start: {}", node.stderr()))["port"]
             .as_u64()
             .unwrap();
         node.addr.set_port(port as u16);
         node
     }
 
-    /// Sends one command line (see tests/py/lt_dht.py).
+    /// Sends one command line (see tests/py/lt_dht.py, tests/js/dht_node.mjs).
     pub fn send(&mut self, command: &str) {
-        writeln!(self.stdin, "{command}").expect("write to lt_dht.py");
+        writeln!(self.stdin, "{command}").expect("write to the DHT helper");
         self.stdin.flush().unwrap();
     }
 
@@ -130,7 +151,7 @@ impl LtDht {
         false
     }
 
-    /// Runs dht_get_peers for `ih` until a reply names a peer matching `want` (each reply
+    /// libtorrent: runs dht_get_peers for `ih` until a reply names a peer matching `want` (each reply
     /// covers one lookup; a new lookup starts every few seconds); the peers of that reply.
     pub fn find_peers(
         &mut self,
@@ -171,7 +192,7 @@ impl LtDht {
     }
 }
 
-impl Drop for LtDht {
+impl Drop for DhtNode {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
