@@ -5,7 +5,8 @@
 //! libtorrent client that knows only a bare magnet and the gateway's DHT node downloads the
 //! stored file; our `download` of a bare magnet finds a libtorrent seeder through a
 //! libtorrent DHT node alone. The same announces both ways with the npm `bittorrent-dht`
-//! (webtorrent's DHT). Also `dht get-peers`'s exit codes. Every wait is a bounded poll.
+//! (webtorrent's DHT); libtorrent's BEP-51 sample_infohashes answered by the gateway. Also
+//! `dht get-peers`'s exit codes. Every wait is a bounded poll.
 
 mod support;
 
@@ -255,6 +256,12 @@ fn the_gateway_stores_a_libtorrent_announce_that_dht_get_peers_finds() {
         "{peers:?} lacks {}",
         lt.addr
     );
+    // BEP-51: libtorrent's sample_infohashes to the gateway names the stored info-hash.
+    lt.send(&format!("sample {g}"));
+    let sample = lt.wait(30, |v| v.get("samples").is_some());
+    let sample = sample.unwrap_or_else(|| panic!("no samples: {}", lt.stderr()));
+    assert_eq!(sample["num"], 1, "{sample}");
+    assert_eq!(sample["samples"], serde_json::json!([ih]), "{sample}");
 }
 
 #[test]

@@ -20,6 +20,8 @@ then one line per event, until stdin closes or the timeout passes. Commands:
                             PK, salt SALT (all hex; "-" for an empty salt)
                             -> {"put_mutable": PK, "seq": S, "ok": N}
   get_mutable PK SALT       -> {"mutable": PK, "seq": S, "value": HEX}
+  sample HOST:PORT          BEP-51 sample_infohashes to that node
+                            -> {"samples": [IH, ...], "num": N, "interval": S}
 Announces that other nodes make to this one come out as {"announce": IH, "from": "ip:port"}
 (dht_announce_alert). No LSD, UPnP, NAT-PMP or uTP; no bootstrap nodes, routing and search
 IP restrictions off, the per-IP rate blocker effectively off (every node here is 127.0.0.1).
@@ -108,6 +110,8 @@ def command(words):
     elif op == "put_mutable":
         seed, pk, salt, value = (unhex(w) for w in words[1:5])
         ses.dht_put_mutable_item(expanded_key(seed), pk, value, salt)
+    elif op == "sample":
+        ses.dht_sample_infohashes(endpoint(words[1]), lt.sha1_hash(bytes(20)))
     elif op == "get_mutable":
         ses.dht_get_mutable_item(unhex(words[1]), unhex(words[2]))
     else:
@@ -127,6 +131,9 @@ def alert(a):
             emit({"put_mutable": a.public_key.hex(), "seq": a.seq, "ok": a.num_success})
         else:
             emit({"put": str(a.target), "ok": a.num_success})
+    elif isinstance(a, lt.dht_sample_infohashes_alert):
+        emit({"samples": [str(h) for h in a.samples], "num": a.num_infohashes,
+              "interval": str(a.interval)})
     elif isinstance(a, lt.dht_immutable_item_alert):
         # The binding hands the item over as a dict; "value" is the decoded value.
         emit({"item": str(a.target), "value": bencoded(a.item["value"])})
