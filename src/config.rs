@@ -324,7 +324,8 @@ pub struct DhtConfig {
     pub addr: String,
     /// `host:port` nodes to join the network through (resolved off the loop).
     pub bootstrap: Vec<String>,
-    /// One node per IP and /24 per bucket, rate limits per IP; false only for loopback tests.
+    /// One node per IP and /24 per bucket, rate limits per IP (lifted by itself when `addr` is
+    /// a loopback address, where every node shares one IP); false only for private testnets.
     pub restrict_ips: bool,
     /// Datagrams one IP may send per second before it is blocked for a minute.
     pub inbound_per_sec: u32,

@@ -400,9 +400,16 @@ fn start_dht(config: &Config, net: &Net) -> Result<(), String> {
         socket.local_addr().map_or(addr, |a| a),
         known.len()
     );
+    // A node bound to loopback talks only to this host, where every node shares one IP: the
+    // one-node-per-IP (and /24) rules would keep a single peer node, so they are lifted there
+    // (as `download` does with loopback bootstrap nodes). Any other address keeps the config.
+    let mut settings = config.dht.settings();
+    if socket.local_addr().is_ok_and(|a| a.ip().is_loopback()) {
+        settings.restrict_ips = false;
+    }
     let setup = crate::net::DhtSetup {
         socket,
-        settings: config.dht.settings(),
+        settings,
         id,
         known,
         state_file: Some(state_file),

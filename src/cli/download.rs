@@ -310,9 +310,9 @@ fn fetch_metadata(
     interrupted: &AtomicBool,
     timeout: Option<Duration>,
 ) -> Result<Metainfo, CliError> {
-    if peers.is_empty() && m.trackers.is_empty() {
+    if peers.is_empty() && m.trackers.is_empty() && args.no_dht {
         return Err(CliError::input(
-            "the magnet link names no tracker and no peer: give one with --peer",
+            "the magnet link names no tracker and no peer and --no-dht is set: give one with --peer",
         ));
     }
     let status = Arc::new(DownloadStatus::default());

@@ -5,6 +5,8 @@
 //! program quietly.
 
 mod create;
+mod dht;
+mod dht_items;
 mod download;
 mod info;
 mod logging;
@@ -30,6 +32,7 @@ struct Cli {
 #[argh(subcommand)]
 enum Command {
     Create(create::Args),
+    Dht(dht::Args),
     Download(download::Args),
     Info(info::Args),
     NostrVerify(nostr_verify::Args),
@@ -93,6 +96,7 @@ pub fn main() -> ExitCode {
     logging::init(level, format);
     let result = match cli.command {
         Command::Create(a) => create::run(a),
+        Command::Dht(a) => dht::run(a),
         Command::Download(a) => download::run(a),
         Command::Info(a) => info::run(a),
         Command::NostrVerify(a) => nostr_verify::run(a),

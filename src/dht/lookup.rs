@@ -4,8 +4,9 @@
 //! A get_peers lookup collects `values` and the answerers' write tokens (an announce sends
 //! announce_peer to the closest of those). Pure bookkeeping: [`super::Dht`] sends the queries.
 
+use super::items::{self, FoundItem};
 use crate::proto::dht::compact::{canonical, CompactNode};
-use crate::proto::dht::krpc::Response;
+use crate::proto::dht::krpc::{Method, Response};
 use crate::proto::dht::routing::K;
 use crate::proto::dht::NodeId;
 use std::collections::HashSet;
@@ -29,6 +30,10 @@ pub enum Kind {
     GetPeers,
     /// get_peers, then announce_peer with this port.
     Announce(u16),
+    /// BEP-44 get of an item (the best one answered is kept).
+    GetItem,
+    /// BEP-44 get, then put to the closest nodes that gave tokens.
+    PutItem,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +65,10 @@ pub struct Lookup {
     peers: HashSet<SocketAddr>,
     /// Queries to bootstrap addresses (no id known) still in flight.
     seeds: usize,
+    /// A mutable item's salt (its target is the SHA-1 of the key and the salt).
+    pub salt: Vec<u8>,
+    /// The valid item with the highest `seq` answered so far (item lookups).
+    pub item: Option<FoundItem>,
 }
 
 impl Lookup {
@@ -80,6 +89,8 @@ impl Lookup {
             cands: Vec::new(),
             peers: HashSet::new(),
             seeds: 0,
+            salt: Vec::new(),
+            item: None,
         };
         for n in seeds {
             l.add(*n);
@@ -122,6 +133,16 @@ impl Lookup {
             } else {
                 self.cands.pop();
             }
+        }
+    }
+
+    /// The query this lookup sends.
+    pub fn method(&self) -> Method<'static> {
+        let target = self.target;
+        match self.kind {
+            Kind::FindNode => Method::FindNode { target },
+            Kind::GetItem | Kind::PutItem => Method::Get { target, seq: None },
+            Kind::GetPeers | Kind::Announce(_) => Method::GetPeers { info_hash: target },
         }
     }
 
@@ -192,6 +213,14 @@ impl Lookup {
         }
         for n in r.nodes.iter().chain(r.nodes6.iter()) {
             self.add(*n);
+        }
+        if matches!(self.kind, Kind::GetItem | Kind::PutItem) {
+            if let Some(found) = items::check(&self.target, &self.salt, r) {
+                let seq = |i: &FoundItem| i.mutable.as_ref().map_or(-1, |m| m.seq);
+                if self.item.as_ref().is_none_or(|old| seq(&found) > seq(old)) {
+                    self.item = Some(found);
+                }
+            }
         }
         let mut new = Vec::new();
         for p in &r.values {

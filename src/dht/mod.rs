@@ -8,6 +8,7 @@
 //! ([`serve`]), the announce schedule, bootstrap and re-bootstrap with back-off, a per-IP
 //! inbound rate limit and an outbound query budget. Every queue and map is capped.
 
+pub mod items;
 pub mod lookup;
 pub mod persist;
 mod serve;
@@ -112,6 +113,8 @@ pub struct Completed {
     pub closest: Vec<CompactNode>,
     pub peers: usize,
     pub ms: u64,
+    /// What an item lookup found.
+    pub item: Option<items::FoundItem>,
 }
 
 /// What an outstanding transaction was for.
@@ -122,6 +125,8 @@ enum Purpose {
     /// A lookup's query to a bootstrap address (no id known).
     Seed(u64),
     Announce,
+    /// A BEP-44 put of the item with this target.
+    Put([u8; 20]),
 }
 
 #[derive(Debug)]
@@ -174,6 +179,8 @@ pub struct Dht {
     own_ip: Option<IpAddr>,
     /// Our external IP as the `ip` fields of responses report it (BEP-42).
     votes: IpVotes,
+    /// BEP-44 puts we make, by target.
+    puts: HashMap<[u8; 20], items::Putting>,
     pub stats: Stats,
 }
 
@@ -232,6 +239,7 @@ impl Dht {
             now: now_ms,
             own_ip: None,
             votes: IpVotes::new(IP_VOTERS),
+            puts: HashMap::new(),
             stats: Stats::default(),
         }
     }
@@ -586,6 +594,9 @@ impl Dht {
                 if let Some(seen) = msg.ip {
                     self.external_ip_seen(from.ip(), seen.ip());
                 }
+                if let Purpose::Put(target) = p.purpose {
+                    self.put_answered(target, true);
+                }
                 if let Purpose::Lookup(lid) | Purpose::Seed(lid) = p.purpose {
                     let seed = matches!(p.purpose, Purpose::Seed(_));
                     self.lookup_response(lid, from, r, seed);
@@ -594,6 +605,9 @@ impl Dht {
             Body::Error(_) => {
                 self.stats.errors_in += 1;
                 if let Some(p) = self.take_pending(msg.t, from) {
+                    if let Purpose::Put(target) = p.purpose {
+                        self.put_answered(target, false);
+                    }
                     self.failed(p);
                 }
             }
@@ -654,17 +668,32 @@ impl Dht {
     // ---- lookups ---------------------------------------------------------------------
 
     fn start_lookup(&mut self, target: NodeId, kind: Kind) -> bool {
-        // With a thin table the bootstrap nodes join the lookup.
-        let seeds = if self.table.len() < routing::K {
+        let seeds = self.thin_table_seeds();
+        self.start_lookup_with(target, kind, &seeds)
+    }
+
+    /// With a thin table the bootstrap nodes join a lookup.
+    fn thin_table_seeds(&self) -> Vec<SocketAddr> {
+        if self.table.len() < routing::K {
             self.bootstrap.clone()
         } else {
             Vec::new()
-        };
-        self.start_lookup_with(target, kind, &seeds)
+        }
     }
 
     /// A lookup from the table's closest nodes plus `seeds` (addresses with no known id).
     fn start_lookup_with(&mut self, target: NodeId, kind: Kind, seeds: &[SocketAddr]) -> bool {
+        self.start_lookup_salted(target, kind, seeds, Vec::new())
+    }
+
+    /// [`Dht::start_lookup_with`] for an item lookup whose target needs `salt` to be checked.
+    fn start_lookup_salted(
+        &mut self,
+        target: NodeId,
+        kind: Kind,
+        seeds: &[SocketAddr],
+        salt: Vec<u8>,
+    ) -> bool {
         if self.lookups.len() >= MAX_LOOKUPS || self.lookups.iter().any(|l| l.target == target) {
             return false;
         }
@@ -672,12 +701,9 @@ impl Dht {
         let id = self.next_lookup;
         self.next_lookup += 1;
         let mut l = Lookup::new(id, target, kind, &known, self.id, self.now);
+        l.salt = self.puts.get(&target.0).map_or(salt, |p| p.salt().to_vec());
         for &a in seeds {
-            let m = match kind {
-                Kind::FindNode => Method::FindNode { target },
-                _ => Method::GetPeers { info_hash: target },
-            };
-            if self.query(a, None, m, Purpose::Seed(id)) {
+            if self.query(a, None, l.method(), Purpose::Seed(id)) {
                 l.seed_sent();
             }
         }
@@ -704,16 +730,9 @@ impl Dht {
         let mut i = 0;
         while i < self.lookups.len() {
             let wants = self.lookups[i].next_queries();
-            let (lid, target, kind) = {
-                let l = &self.lookups[i];
-                (l.id, l.target, l.kind)
-            };
+            let (lid, method) = (self.lookups[i].id, self.lookups[i].method());
             for c in wants {
-                let method = match kind {
-                    Kind::FindNode => Method::FindNode { target },
-                    _ => Method::GetPeers { info_hash: target },
-                };
-                if self.query(c.addr, Some(c.id), method, Purpose::Lookup(lid)) {
+                if self.query(c.addr, Some(c.id), method.clone(), Purpose::Lookup(lid)) {
                     self.lookups[i].sent(c.addr);
                 } else {
                     break;
@@ -753,6 +772,9 @@ impl Dht {
                 }
             }
         }
+        if l.kind == Kind::PutItem {
+            self.finish_put(&l);
+        }
         if self.completed.len() >= 64 {
             self.completed.pop_front();
         }
@@ -761,6 +783,7 @@ impl Dht {
             closest,
             peers: l.peer_count(),
             ms,
+            item: l.item,
         });
     }
 }

@@ -1,7 +1,8 @@
 //! An in-process testnet: many [`Dht`] nodes on made-up loopback addresses, a virtual clock
 //! and a router that carries datagrams between them (optionally dropping some). Lookups must
-//! return the true 8 closest nodes and find stored peers.
+//! return the true 8 closest nodes and find stored peers and BEP-44 items.
 
+use super::items::{FoundItem, PutItem};
 use super::{Dht, Settings};
 use crate::proto::dht::NodeId;
 use std::collections::HashMap;
@@ -212,4 +213,59 @@ fn testnet_stored_peers_are_found() {
         stored >= 10 * 4,
         "each announce reached several nodes ({stored})"
     );
+}
+
+/// The item node `asker`'s get of `target` found (after the lookup finished).
+fn got_item(net: &mut Net, asker: usize, target: [u8; 20], salt: &[u8]) -> Option<FoundItem> {
+    let _ = net.nodes[asker].take_completed();
+    assert!(net.nodes[asker].get_item(target, salt));
+    net.run(20_000);
+    net.nodes[asker]
+        .take_completed()
+        .into_iter()
+        .find(|c| c.target == target)?
+        .item
+}
+
+#[test]
+fn testnet_items_put_by_one_node_are_got_by_another() {
+    let mut net = Net::new(60, 0, 11);
+    net.bootstrap();
+    // Immutable: the target is the SHA-1 of the bencoded value.
+    let v = b"12:hello, world".to_vec();
+    let put = PutItem {
+        v: v.clone(),
+        mutable: None,
+    };
+    let target = net.nodes[3].put_item(put).unwrap();
+    net.run(20_000);
+    let status = net.nodes[3].put_status(&target).unwrap();
+    assert!(
+        status.stored >= 4,
+        "stored by {} of {}",
+        status.stored,
+        status.sent
+    );
+    let found = got_item(&mut net, 50, target, b"").expect("immutable item found");
+    assert_eq!(found, FoundItem { v, mutable: None });
+    // Mutable, salted: seq 1 signed by hand, then a put that follows the DHT's seq (2)
+    // replaces it; a wrong salt finds nothing.
+    let seed = [9u8; 32];
+    let m = super::items::sign(&seed, b"salt", 1, b"i1e");
+    let mutable = Some((m, b"salt".to_vec()));
+    let put = PutItem {
+        v: b"i1e".to_vec(),
+        mutable,
+    };
+    assert!(net.nodes[7].put_item(put).is_some());
+    net.run(20_000);
+    let t = net.nodes[8].put_mutable_next(seed, b"salt", b"i2e".to_vec());
+    net.run(20_000);
+    assert_eq!(net.nodes[8].put_status(&t.unwrap()).unwrap().seq(), Some(2));
+    let key = super::items::public_key(&seed);
+    let target = crate::proto::dht::storage::mutable_target(&key, b"salt").0;
+    let found = got_item(&mut net, 40, target, b"salt").expect("mutable item found");
+    assert_eq!(found.v, b"i2e");
+    assert_eq!(found.mutable.map(|m| (m.k, m.seq)), Some((key, 2)));
+    assert!(got_item(&mut net, 41, target, b"other").is_none());
 }

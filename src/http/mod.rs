@@ -7,6 +7,7 @@ pub mod api;
 pub mod blossom;
 pub mod body;
 pub mod conn;
+pub mod dht_metrics;
 pub mod download;
 pub mod mirror;
 pub mod overview;

@@ -538,6 +538,11 @@ pub fn metrics(gw: &Gateway) -> Reply {
             let refs: Vec<(&str, f64)> = samples.iter().map(|(k, v)| (k.as_str(), *v)).collect();
             metric(name, kind, help, &refs);
         }
+        let snapshot = st.dht.lock().clone();
+        for (name, kind, help, samples) in super::dht_metrics::families(snapshot.as_ref()) {
+            let refs: Vec<(&str, f64)> = samples.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+            metric(name, kind, help, &refs);
+        }
     }
     metric(
         "tg_http_connections",

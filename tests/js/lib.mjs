@@ -46,6 +46,12 @@ export async function nip19() {
   return import(pathToFileURL(need("nostr-tools/lib/esm/nip19.js")).href);
 }
 
+/** The `bittorrent-dht` package's DHT class (webtorrent's Mainline DHT node). */
+export async function BittorrentDht() {
+  need("bittorrent-dht/package.json");
+  return (await import(pathToFileURL(need("bittorrent-dht/index.js")).href)).default;
+}
+
 /** The `ws` package's WebSocket class. */
 export function WebSocket() {
   need("ws/package.json");

@@ -80,6 +80,14 @@ impl Loop {
         }
     }
 
+    /// A download started: when it was a magnet until now, the peers the DHT found for the
+    /// magnet went with its connections, so it asks get_peers again at the next tick.
+    pub(super) fn dht_download_started(&mut self, ih: [u8; 20]) {
+        if let Some(due) = self.dht.as_mut().and_then(|d| d.wanted.get_mut(&ih)) {
+            *due = 0;
+        }
+    }
+
     /// Reads every datagram waiting on the socket.
     pub(super) fn dht_readable(&mut self) {
         let Some(d) = self.dht.as_mut() else { return };
@@ -112,16 +120,16 @@ impl Loop {
         if found.is_empty() {
             return;
         }
-        let listen = self.listener.local_addr().ok();
         for (ih, peers) in found {
             log::debug!(
                 "dht: {} peers for {}",
                 peers.len(),
                 crate::proto::hex::encode(&ih)
             );
+            let own: Vec<bool> = peers.iter().map(|a| self.is_own_listener(*a)).collect();
             if let Some(mg) = self.magnets.get_mut(&ih) {
-                for a in &peers {
-                    if Some(*a) != listen {
+                for (a, own) in peers.iter().zip(own) {
+                    if !own {
                         mg.peers.add(*a, Source::Dht);
                     }
                 }
@@ -245,6 +253,7 @@ fn dht_json(d: &Dht) -> serde_json::Value {
         "lookups_started": st.lookups_started,
         "lookups_done": st.lookups_done,
         "lookup_mean_ms": st.lookup_ms_total.checked_div(st.lookups_done),
+        "lookup_ms_total": st.lookup_ms_total,
         "queries_in": st.queries_in,
         "queries_out": st.queries_out,
         "responses_in": st.responses_in,

@@ -133,15 +133,24 @@ impl Loop {
         }
         self.download_actions(ih);
         self.announce_due();
+        self.dht_download_started(ih);
         self.dial_downloads();
+    }
+
+    /// Whether `a` is our own listener: its address, or a loopback address with its port when
+    /// it listens on every address (the DHT and trackers hand us back our own announces).
+    pub(super) fn is_own_listener(&self, a: SocketAddr) -> bool {
+        self.listener.local_addr().is_ok_and(|l| {
+            l == a || (l.port() == a.port() && l.ip().is_unspecified() && a.ip().is_loopback())
+        })
     }
 
     /// Adds addresses to a download's peer list (a tracker answer, PEX).
     pub(super) fn add_peers(&mut self, ih: [u8; 20], addrs: &[SocketAddr], source: Source) {
-        let listen = self.listener.local_addr().ok();
+        let own: Vec<bool> = addrs.iter().map(|a| self.is_own_listener(*a)).collect();
         if let Some(dl) = self.downloads.get_mut(&ih) {
-            for &a in addrs {
-                if Some(a) != listen && !dl.engine.is_banned(a) {
+            for (&a, own) in addrs.iter().zip(own) {
+                if !own && !dl.engine.is_banned(a) {
                     dl.peers.add(a, source);
                 }
             }

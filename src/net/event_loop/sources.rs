@@ -199,11 +199,16 @@ impl Loop {
                     });
                     if let Some(dl) = self.downloads.get_mut(&ih) {
                         dl.trackers.done(&url, outcome, now);
-                    } else if let Some(mg) = self.magnets.get_mut(&ih) {
-                        mg.trackers.done(&url, outcome, now);
-                        let listen = self.listener.local_addr().ok();
-                        for a in peers.iter().filter(|a| Some(**a) != listen) {
-                            mg.peers.add(*a, crate::engine::peers::Source::Tracker);
+                    } else if self.magnets.contains_key(&ih) {
+                        let own: Vec<bool> =
+                            peers.iter().map(|a| self.is_own_listener(*a)).collect();
+                        if let Some(mg) = self.magnets.get_mut(&ih) {
+                            mg.trackers.done(&url, outcome, now);
+                            for (a, own) in peers.iter().zip(own) {
+                                if !own {
+                                    mg.peers.add(*a, crate::engine::peers::Source::Tracker);
+                                }
+                            }
                         }
                     }
                     self.add_peers(ih, &peers, crate::engine::peers::Source::Tracker);
