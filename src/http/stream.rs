@@ -1,5 +1,6 @@
-//! `GET|HEAD /stream/<ih>/<file index or path>`: a fetched torrent's file with Range while
-//! its pieces arrive. Until the metadata and the first piece are in, the reply is a
+//! `GET|HEAD /stream/<ih>/<file index or path>`: a torrent's file with Range. A torrent the
+//! gateway stores is served from the store (`download::serve`, no swarm traffic); a fetched
+//! one while its pieces arrive. Until the metadata and the first piece are in, the reply is a
 //! [`Start`] (a deferred reply the connection layer polls without holding a worker): past
 //! `fetch.wait_secs` it becomes a 504 with the reason. Then a [`StreamSource`] sends each
 //! byte once its piece is verified and on disk, asks the loop (through its
@@ -8,6 +9,7 @@
 //! out). Dropping either releases the reader's pieces at once. Cache hits and misses are
 //! counted per piece a reader comes to.
 
+use super::download::Kind;
 use super::respond::{Deferred, Pull, Source, Wake};
 use super::router::{Method, Reply, ReplyBody, Req};
 use super::torrents::{fetcher, parse_ih};
@@ -28,12 +30,15 @@ const MAX_RETRIES: u32 = 8;
 
 /// The handler.
 pub fn stream(gw: &Gateway, req: &Req<'_>, ih: &str, file: &[&str]) -> Reply {
+    let Some(ih) = parse_ih(ih) else {
+        return Reply::error(400, "not an info-hash (40 hex or 32 base32 characters)");
+    };
+    if let Some(reply) = from_store(gw, req, &ih, file) {
+        return reply;
+    }
     let f = match fetcher(gw) {
         Ok(f) => f,
         Err(r) => return r,
-    };
-    let Some(ih) = parse_ih(ih) else {
-        return Reply::error(400, "not an info-hash (40 hex or 32 base32 characters)");
     };
     let Some(t) = f.get(&ih) else {
         return Reply::error(
@@ -80,6 +85,25 @@ pub fn stream(gw: &Gateway, req: &Req<'_>, ih: &str, file: &[&str]) -> Reply {
             body: ReplyBody::Deferred(Box::new(start)),
         },
     }
+}
+
+/// A torrent the gateway stores is streamed straight from the store (no swarm, no
+/// fetch-through torrent): its one file by index `0` or by name, with the same headers,
+/// Range and If-Range handling and security rules as `/download/<sha256>`. None: not stored.
+fn from_store(gw: &Gateway, req: &Req<'_>, ih: &[u8; 20], file: &[&str]) -> Option<Reply> {
+    let rec = match gw.catalog.by_info_hash(&hex::encode(ih)) {
+        Ok(Some(rec)) => rec,
+        Ok(None) => return None,
+        Err(e) => return Some(Reply::error(500, format!("database error: {e}"))),
+    };
+    let named = match file {
+        [one] => *one == "0" || escape::decode(one).is_ok_and(|name| name == rec.name.as_bytes()),
+        _ => false,
+    };
+    if !named {
+        return Some(Reply::error(404, "no such file in this torrent"));
+    }
+    Some(super::download::serve(gw, req, &rec, Kind::Download))
 }
 
 /// A stream request until its metadata and first piece are in.
