@@ -1,9 +1,11 @@
-//! Fetch-through's API: `POST /api/torrents` joins a swarm (a magnet, a .torrent body, an
-//! info-hash; one the gateway stores is answered as complete and never joined),
+//! Fetch-through's API: `POST /api/torrents` joins a swarm (a magnet, a .torrent body or
+//! URL (`url`), an info-hash; one the gateway stores is answered as complete and never joined),
 //! `GET /api/torrents[/<ih>]` shows them (state, files, stream URLs, pieces
 //! cached, readers and the pieces they want), `POST /api/torrents/<ih>/pin` fetches one
 //! whole and keeps it, and `DELETE /api/torrents/<ih>` leaves one. The streams themselves
 //! are `super::stream`.
+
+mod url;
 
 use super::api::authorize_write;
 use super::router::{Reply, Req};
@@ -80,10 +82,10 @@ pub fn add(gw: &Gateway, req: &mut Req<'_>) -> Reply {
             ..Default::default()
         })
     } else if text.starts_with("http://") || text.starts_with("https://") {
-        return Reply::error(
-            400,
-            "fetching a .torrent by URL is not supported here: POST the file itself",
-        );
+        return match fetcher(gw) {
+            Ok(f) => url::add(f, gw.catalog.shared_db(), &gw.public_url, text),
+            Err(r) => r,
+        };
     } else {
         match metainfo::parse(&body) {
             Ok(meta) => Named::Torrent(meta),
