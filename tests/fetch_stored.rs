@@ -1,7 +1,8 @@
 //! Stored files are first-class fetch-through sources: a file uploaded to the gateway (here
 //! big enough to be stored as chunk files) is streamed by its info-hash from
 //! `/stream/<ih>/<file>` straight from the store, with ranges across chunk boundaries,
-//! suffixes, If-Range and 416, byte-identical, and without any swarm traffic: no
+//! suffixes, If-Range and 416, several ranges with curl (merged, or the whole file with
+//! 200), byte-identical, and without any swarm traffic: no
 //! fetch-through torrent is created, `POST /api/torrents` of its info-hash (or magnet)
 //! answers it as complete, and the peer wire counters show no download and no dial.
 
@@ -9,6 +10,21 @@ mod support;
 
 use support::server::{request, upload, Server};
 use support::{bytes, tempdir};
+
+/// `curl -r <ranges>`: the status and the body.
+fn curl(url: &str, ranges: &str) -> (String, Vec<u8>) {
+    let out = tempdir();
+    let file = out.path().join("body");
+    let o = std::process::Command::new(support::require_tool("curl"))
+        .args(["-s", "-r", ranges, "-w", "%{http_code}", "-o"])
+        .arg(&file)
+        .arg(url)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "curl {url}: {o:?}");
+    let code = String::from_utf8_lossy(&o.stdout).to_string();
+    (code, std::fs::read(&file).unwrap_or_default())
+}
 
 /// Three and a bit 256 KiB chunks.
 const LEN: usize = 3 * 262_144 + 1234;
@@ -71,6 +87,15 @@ fn a_stored_file_streams_from_the_store_by_info_hash() {
     );
     assert_eq!(r.status, 200);
     assert_eq!(r.body.len(), LEN);
+
+    // Several ranges (curl -r): merged when they touch, else the whole file with 200.
+    let full = format!("http://{}{url}", gw.addr);
+    let (code, body) = curl(&full, "0-9,100-109");
+    assert_eq!(code, "200");
+    assert!(body == data, "several ranges: not the whole file");
+    let (code, body) = curl(&full, "0-9,5-20");
+    assert_eq!(code, "206");
+    assert_eq!(body, &data[..21]);
 
     // Past the end, no such file.
     let r = request(

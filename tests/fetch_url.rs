@@ -1,7 +1,7 @@
 //! `POST /api/torrents` with an http(s) URL of a .torrent, against real servers on
 //! 127.0.0.1: gateway A stores a file and serves its .torrent; gateway B is given only that
 //! URL, fetches it (off the worker, bounded), joins the swarm (A's tracker and webseed) and
-//! streams the file byte-identical. Bad URLs get 400, a refused private address 400 (A keeps
+//! streams the file byte-identical (several ranges with curl: the whole file, 200). Bad URLs get 400, a refused private address 400 (A keeps
 //! the default guard), and an unreachable origin, an error status, an answer that is not a
 //! torrent or one over 16 MiB a 502, each with its reason; none of them adds a torrent.
 
@@ -66,6 +66,19 @@ fn a_torrent_url_is_fetched_and_streamed() {
     let r = b.get(&format!("/stream/{ih}/show.bin"));
     assert_eq!(r.status, 200);
     assert!(r.body == data, "the streamed file differs");
+    // Several disjoint ranges (curl -r) of a fetched stream: the whole file with 200.
+    let out = dir.path().join("curl.out");
+    let o = std::process::Command::new(support::require_tool("curl"))
+        .args(["-s", "-r", "0-9,100-109", "-w", "%{http_code}", "-o"])
+        .arg(&out)
+        .arg(format!("http://{}/stream/{ih}/0", b.addr))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "200", "{o:?}");
+    assert!(
+        std::fs::read(&out).unwrap() == data,
+        "curl -r: not the whole file"
+    );
 
     // Bad URLs and failing origins: clear statuses, nothing added.
     assert_refused(&b, "http://", 400, "http");
