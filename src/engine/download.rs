@@ -856,6 +856,9 @@ fn to_block(r: &BlockRef) -> Block {
     }
 }
 
+mod report;
+pub use report::PeerRate;
+
 #[cfg(test)]
 #[path = "download_tests.rs"]
 mod tests;

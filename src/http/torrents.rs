@@ -5,6 +5,7 @@
 //! whole and keeps it, and `DELETE /api/torrents/<ih>` leaves one. The streams themselves
 //! are `super::stream`.
 
+mod detail;
 mod url;
 
 use super::api::authorize_write;
@@ -180,6 +181,7 @@ fn describe(public_url: &str, t: &Fetched) -> (u16, Value) {
         "known_peers": s.count(&s.known_peers),
         "complete": s.is_complete(),
     });
+    let (rates, by_source) = detail::rates_and_sources(s);
     let pinned = t.pinned.load(Ordering::Acquire);
     let state = t.state.lock();
     match &*state {
@@ -192,6 +194,7 @@ fn describe(public_url: &str, t: &Fetched) -> (u16, Value) {
             json!({"info_hash": ih, "state": "failed", "error": e, "pinned": pinned, "stats": counts}),
         ),
         State::Ready { meta, .. } => {
+            let verified = detail::verified_bytes(&meta.info, s);
             let files: Vec<Value> = meta
                 .info
                 .files
@@ -203,6 +206,7 @@ fn describe(public_url: &str, t: &Fetched) -> (u16, Value) {
                         "index": i,
                         "path": f.display_path(),
                         "length": f.length,
+                        "verified_bytes": verified[i],
                         "stream_url": format!("{public_url}/stream/{ih}/{i}"),
                     })
                 })
@@ -221,6 +225,8 @@ fn describe(public_url: &str, t: &Fetched) -> (u16, Value) {
                     "files": files,
                     "stream_urls": urls,
                     "stats": counts,
+                    "rates": rates,
+                    "peers_by_source": by_source,
                 }),
             )
         }
@@ -252,6 +258,29 @@ pub fn get(gw: &Gateway, ih: &str) -> Reply {
     }
     match stored(gw.catalog.db(), &ih) {
         Ok(Some(rec)) => Reply::json(200, &describe_stored(&gw.public_url, &rec)),
+        Ok(None) => Reply::error(404, "not a torrent the gateway stores or fetches"),
+        Err(r) => Reply::error(r.status, r.reason),
+    }
+}
+
+/// `GET /api/p2p/peers/<ih>`: a fetched torrent's peers, in dial order with the reasons.
+pub fn peers(gw: &Gateway, ih: &str) -> Reply {
+    let Some(ih) = parse_ih(ih) else {
+        return Reply::error(400, "not an info-hash (40 hex or 32 base32 characters)");
+    };
+    if let Some(t) = gw.fetch.as_ref().and_then(|f| f.get(&ih)) {
+        let v = json!({
+            "info_hash": hex::encode(&ih),
+            "state": t.state.lock().name(),
+            "peers": detail::peers(&t.status),
+        });
+        return Reply::json(200, &v);
+    }
+    match stored(gw.catalog.db(), &ih) {
+        Ok(Some(rec)) => Reply::json(
+            200,
+            &json!({"info_hash": rec.info_hash, "state": "stored", "peers": []}),
+        ),
         Ok(None) => Reply::error(404, "not a torrent the gateway stores or fetches"),
         Err(r) => Reply::error(r.status, r.reason),
     }
