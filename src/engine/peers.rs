@@ -41,10 +41,36 @@ pub struct Ranked {
     pub connected: bool,
     /// Milliseconds until it may be dialed again (0: now).
     pub retry_in_ms: u64,
+    /// BEP-40 priority against our address (higher first among equals).
+    pub priority: u32,
     /// Higher dials first; the same order [`PeerList::candidates`] uses.
     pub score: u64,
-    /// Why it ranks where it does, most significant first.
-    pub reasons: Vec<String>,
+}
+
+impl Ranked {
+    /// Why it ranks where it does, most significant first (built on demand, not in the loop).
+    pub fn reasons(&self) -> Vec<String> {
+        let mut reasons = vec![
+            match self.failures {
+                0 => "no failed attempts".to_string(),
+                n => format!("{n} failed attempts (fewer rank first)"),
+            },
+            format!(
+                "source {} (manual > tracker > dht > incoming > pex)",
+                self.source.name()
+            ),
+            format!("BEP-40 priority {:08x} (the tie-break)", self.priority),
+        ];
+        if self.connected {
+            reasons.push("connected".into());
+        } else if self.retry_in_ms > 0 {
+            reasons.push(format!(
+                "backing off for {} s",
+                self.retry_in_ms.div_ceil(1000)
+            ));
+        }
+        reasons
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -137,41 +163,24 @@ impl PeerList {
         chosen
     }
 
-    /// Every address, best first by the dial order (failures, then source, then BEP-40),
-    /// with a score that orders the same way and the reasons for it.
-    pub fn ranked(&self, now_ms: u64) -> Vec<Ranked> {
+    /// The best `limit` addresses by the dial order (failures, then source, then BEP-40),
+    /// with a score that orders the same way.
+    pub fn ranked(&self, now_ms: u64, limit: usize) -> Vec<Ranked> {
         let mut all: Vec<(&SocketAddr, &Entry)> = self.peers.iter().collect();
-        all.sort_by_key(|(a, e)| (e.failures, e.source, u32::MAX - e.priority, **a));
+        all.sort_unstable_by_key(|(a, e)| (e.failures, e.source, u32::MAX - e.priority, **a));
         all.into_iter()
+            .take(limit)
             .map(|(a, e)| {
                 let fails = MAX_FAILURES.saturating_sub(e.failures.min(MAX_FAILURES));
                 let trust = 4 - e.source as u64;
-                let score = (u64::from(fails) << 40) | (trust << 32) | u64::from(e.priority);
-                let mut reasons = vec![
-                    match e.failures {
-                        0 => "no failed attempts".to_string(),
-                        n => format!("{n} failed attempts (fewer rank first)"),
-                    },
-                    format!(
-                        "source {} (manual > tracker > dht > incoming > pex)",
-                        e.source.name()
-                    ),
-                    format!("BEP-40 priority {:08x} (the tie-break)", e.priority),
-                ];
-                let retry_in_ms = e.next_try_ms.saturating_sub(now_ms);
-                if e.connected {
-                    reasons.push("connected".into());
-                } else if retry_in_ms > 0 {
-                    reasons.push(format!("backing off for {} s", retry_in_ms.div_ceil(1000)));
-                }
                 Ranked {
                     addr: *a,
                     source: e.source,
                     failures: e.failures,
                     connected: e.connected,
-                    retry_in_ms,
-                    score,
-                    reasons,
+                    retry_in_ms: e.next_try_ms.saturating_sub(now_ms),
+                    priority: e.priority,
+                    score: (u64::from(fails) << 40) | (trust << 32) | u64::from(e.priority),
                 }
             })
             .collect()
@@ -300,7 +309,8 @@ mod tests {
         l.add(a("9.9.9.9:1"), Source::Dht);
         let failed = a("6.6.6.6:1");
         l.disconnected(failed, true, 0);
-        let ranked = l.ranked(0);
+        let ranked = l.ranked(0, 10);
+        assert_eq!(l.ranked(0, 2).len(), 2);
         assert_eq!(ranked.len(), 5);
         assert!(
             ranked.windows(2).all(|w| w[0].score > w[1].score),
@@ -313,9 +323,9 @@ mod tests {
             (failed, 1),
             "the failed one last"
         );
-        assert!(last.retry_in_ms > 0 && last.reasons.iter().any(|r| r.contains("backing off")));
-        assert!(ranked[0].reasons.iter().any(|r| r.contains("manual")));
-        assert!(ranked[0].reasons.iter().any(|r| r.contains("BEP-40")));
+        assert!(last.retry_in_ms > 0 && last.reasons().iter().any(|r| r.contains("backing off")));
+        assert!(ranked[0].reasons().iter().any(|r| r.contains("manual")));
+        assert!(ranked[0].reasons().iter().any(|r| r.contains("BEP-40")));
         // The dialer picks in the same order (the failed one is not due yet).
         let order: Vec<SocketAddr> = ranked.iter().map(|r| r.addr).take(4).collect();
         assert_eq!(l.candidates(0, 10, |_| false), order);

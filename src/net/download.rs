@@ -134,10 +134,10 @@ pub struct PeerRow {
     pub snubbed: bool,
     pub in_flight: usize,
     pub pieces: usize,
-    /// Its place in the dial order (1 first) and the score behind it, with the reasons.
+    /// Its place in the dial order (1 first) and the ranking behind it (reasons are built
+    /// from it when asked); None for peers outside the list (webseeds, incoming).
     pub rank: Option<usize>,
-    pub score: Option<u64>,
-    pub reasons: Vec<String>,
+    pub ranked: Option<crate::engine::peers::Ranked>,
 }
 
 /// The waiter "piece" that stands for a magnet's info dict.

@@ -63,10 +63,19 @@ pub(super) fn peers(status: &DownloadStatus) -> Value {
                 "requests_in_flight": p.in_flight,
                 "pieces": p.pieces,
                 "rank": p.rank,
-                "score": p.score,
-                "reasons": p.reasons,
+                "score": p.ranked.as_ref().map(|r| r.score),
+                "reasons": reasons(p),
             })
         })
         .collect();
     json!(rows)
+}
+
+/// Why a peer ranks where it does (or why it is outside the dial list).
+fn reasons(p: &PeerRow) -> Vec<String> {
+    match (&p.ranked, p.source) {
+        (Some(r), _) => r.reasons(),
+        (None, "webseed") => vec!["a webseed: asked for whole pieces, never dialed".into()],
+        (None, _) => vec!["connected, not in the dial list (it connected to us)".into()],
+    }
 }

@@ -11,15 +11,18 @@ use std::sync::atomic::Ordering;
 impl Loop {
     pub(in crate::net::event_loop) fn update_report(&mut self, ih: [u8; 20]) {
         let now = now_ms(self.epoch);
-        let Some(dl) = self.downloads.get(&ih) else {
+        let Some(dl) = self.downloads.get(&ih).filter(|d| d.stream) else {
+            // Only fetch-through downloads are shown by the API.
             return;
         };
         let rates = dl.engine.peer_rates();
         let mut rows: Vec<PeerRow> = Vec::new();
-        for (i, r) in dl.peers.ranked(now).into_iter().enumerate() {
-            if rows.len() >= MAX_REPORTED_PEERS {
-                break;
-            }
+        for (i, r) in dl
+            .peers
+            .ranked(now, MAX_REPORTED_PEERS)
+            .into_iter()
+            .enumerate()
+        {
             let live = rates.iter().find(|p| !p.web && p.addr == r.addr);
             let state = if dl.engine.is_banned(r.addr) {
                 "banned"
@@ -43,8 +46,7 @@ impl Loop {
                 in_flight: live.map_or(0, |p| p.in_flight),
                 pieces: live.map_or(0, |p| p.pieces),
                 rank: Some(i + 1),
-                score: Some(r.score),
-                reasons: r.reasons,
+                ranked: Some(r),
             });
         }
         // Connected peers the list does not hold (it was full), and webseeds.
@@ -74,12 +76,7 @@ impl Loop {
                 in_flight: p.in_flight,
                 pieces: p.pieces,
                 rank: None,
-                score: None,
-                reasons: vec![if p.web {
-                    "a webseed: asked for whole pieces, never dialed".into()
-                } else {
-                    "connected, not in the dial list (it connected to us)".into()
-                }],
+                ranked: None,
             });
         }
         let s = &dl.status;
