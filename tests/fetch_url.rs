@@ -3,7 +3,8 @@
 //! URL, fetches it (off the worker, bounded), joins the swarm (A's tracker and webseed) and
 //! streams the file byte-identical (several ranges with curl: the whole file, 200). Bad URLs get 400, a refused private address 400 (A keeps
 //! the default guard), and an unreachable origin, an error status, an answer that is not a
-//! torrent or one over 16 MiB a 502, each with its reason; none of them adds a torrent.
+//! torrent or one over 16 MiB a 502, each with its reason; none of them adds a torrent. The
+//! `download` command fetches a .torrent URL through the same client.
 
 mod support;
 
@@ -124,5 +125,46 @@ fn a_torrent_url_is_fetched_and_streamed() {
     assert_eq!(
         a.get("/api/torrents").json()["torrents"],
         serde_json::json!([])
+    );
+}
+
+#[test]
+fn the_download_command_takes_a_torrent_url_too() {
+    let dir = tempdir();
+    let a = Server::start(&dir.path().join("a"), "");
+    let data = bytes((1 << 20) + 99, 13);
+    let desc = upload(&a, "tiny.bin", &data);
+    let url = format!(
+        "http://{}/api/files/{}/torrent",
+        a.addr,
+        desc["sha256"].as_str().unwrap()
+    );
+    let out = dir.path().join("out");
+    let done = support::client::download(
+        dir.path(),
+        &[
+            &url,
+            "-o",
+            out.to_str().unwrap(),
+            "--timeout",
+            "60",
+            "--json",
+        ],
+        90,
+    );
+    done.assert_complete();
+    assert!(std::fs::read(out.join("tiny.bin")).unwrap() == data);
+    // A URL that answers with something else: a clear error, exit code 1.
+    let bad = format!(
+        "http://{}/download/{}",
+        a.addr,
+        desc["sha256"].as_str().unwrap()
+    );
+    let o = support::run(dir.path(), &["download", &bad, "-o", out.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(
+        support::stderr(&o).contains("bad torrent file"),
+        "{}",
+        support::stderr(&o)
     );
 }
