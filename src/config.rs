@@ -231,6 +231,11 @@ max_streams = 16
 # Seconds a stream waits for the metadata or its first piece before a 504, and for each
 # later piece before the connection is closed (at most 3 x api.io_timeout_secs - 1).
 wait_secs = 30
+# POST /api/torrents with an http(s) URL of a .torrent: seconds the whole fetch may take
+# (at most 3 x api.io_timeout_secs - 1; the body is at most 16 MiB), and whether the URL may
+# name loopback, private or link-local addresses (checked on every address connected to).
+url_timeout_secs = 20
+url_allow_private = false
 "#;
 
 /// The whole configuration.

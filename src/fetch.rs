@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 /// Peers per fetched torrent.
 const MAX_PEERS: usize = 40;
 /// Readahead under a reader at most.
-const MAX_READAHEAD: u64 = 8 << 20;
+const MAX_READAHEAD: u64 = 32 << 20;
 
 /// Where a fetched torrent stands.
 pub enum State {
@@ -150,8 +150,9 @@ impl Fetcher {
         Duration::from_secs(self.config.wait_secs)
     }
 
-    /// Bytes a reader asks for ahead of itself: a share of the cache (so the windows of
-    /// every stream fit in it), from two pieces to 8 MiB.
+    /// Bytes a reader asks for ahead of itself at most: a share of the cache (so the windows
+    /// of every stream fit in it), from two pieces to 32 MiB (a stream's window grows to it:
+    /// `engine::readers::Readahead`).
     pub fn readahead(&self, piece_length: u64) -> u64 {
         let share = self.config.cache_bytes / (4 * self.config.max_streams.max(1) as u64);
         share.min(MAX_READAHEAD).max(2 * piece_length)

@@ -353,30 +353,16 @@ fn fetch_metadata(
     ))
 }
 
-/// Most bytes of a .torrent fetched over HTTP.
-const MAX_TORRENT_BYTES: u64 = 16 << 20;
-
+/// A .torrent over HTTP(S), through the same client as `POST /api/torrents` (the operator
+/// named the URL, so loopback and private addresses are allowed).
 fn fetch_torrent(url: &str) -> Result<Vec<u8>, CliError> {
-    let agent = ureq::AgentBuilder::new()
-        .timeout_connect(Duration::from_secs(10))
-        .timeout(Duration::from_secs(60))
-        .build();
-    let resp = agent.get(url).call().map_err(|e| match e {
-        ureq::Error::Status(code, _) => CliError::failed(format!("{url}: HTTP {code}")),
-        other => CliError::failed(format!("{url}: {other}")),
-    })?;
-    let mut body = Vec::new();
-    std::io::Read::read_to_end(
-        &mut std::io::Read::take(resp.into_reader(), MAX_TORRENT_BYTES + 1),
-        &mut body,
+    use crate::http::mirror::{self, FetchError};
+    mirror::fetch_torrent(url, true, Duration::from_secs(10), Duration::from_secs(60)).map_err(
+        |e| match e {
+            FetchError::Refused(why) => CliError::input(format!("{url}: {why}")),
+            FetchError::Origin(why) => CliError::failed(format!("{url}: {why}")),
+        },
     )
-    .map_err(|e| CliError::failed(format!("{url}: {e}")))?;
-    if body.len() as u64 > MAX_TORRENT_BYTES {
-        return Err(CliError::input(format!(
-            "{url}: larger than 16 MiB, not a torrent"
-        )));
-    }
-    Ok(body)
 }
 
 /// Bytes of the pieces the chosen files need.

@@ -1,7 +1,7 @@
 //! The `[fetch]` section of the configuration (fetch-through: torrents joined on request and
 //! streamed over HTTP; its keys are documented in `config::DEFAULT_TOML`): the piece cache's
-//! byte cap on disk, the caps on torrents and streams, and the bounded wait for metadata and
-//! pieces, with their validation.
+//! byte cap on disk, the caps on torrents and streams, the bounded wait for metadata and
+//! pieces, and the fetch of a .torrent by URL, with their validation.
 
 use super::{bad, ConfigError};
 use serde::{Deserialize, Serialize};
@@ -14,6 +14,10 @@ pub struct FetchConfig {
     pub max_torrents: usize,
     pub max_streams: usize,
     pub wait_secs: u64,
+    /// The whole fetch of a .torrent named by URL.
+    pub url_timeout_secs: u64,
+    /// Such a URL may name loopback, private and link-local addresses.
+    pub url_allow_private: bool,
 }
 
 impl Default for FetchConfig {
@@ -23,6 +27,8 @@ impl Default for FetchConfig {
             max_torrents: 64,
             max_streams: 16,
             wait_secs: 30,
+            url_timeout_secs: 20,
+            url_allow_private: false,
         }
     }
 }
@@ -41,6 +47,9 @@ impl FetchConfig {
         if !(1..=3600).contains(&self.wait_secs) {
             return Err(bad("fetch.wait_secs", "must be from 1 to 3600"));
         }
+        if !(1..=600).contains(&self.url_timeout_secs) {
+            return Err(bad("fetch.url_timeout_secs", "must be from 1 to 600"));
+        }
         Ok(())
     }
 
@@ -52,6 +61,10 @@ impl FetchConfig {
             max_streams: self.max_streams.min(api_streams).max(1),
             wait_secs: self
                 .wait_secs
+                .min((3 * api_io_secs).saturating_sub(1))
+                .max(1),
+            url_timeout_secs: self
+                .url_timeout_secs
                 .min((3 * api_io_secs).saturating_sub(1))
                 .max(1),
             ..self.clone()

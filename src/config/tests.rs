@@ -86,6 +86,7 @@ fn fetch_keys_are_checked() {
         ("[fetch]\nmax_streams = 0\n", "fetch.max_streams"),
         ("[fetch]\nwait_secs = 4000\n", "fetch.wait_secs"),
         ("[fetch]\nwait_secs = 0\n", "fetch.wait_secs"),
+        ("[fetch]\nurl_timeout_secs = 0\n", "fetch.url_timeout_secs"),
     ] {
         let e = Config::from_toml(toml).unwrap().validate().unwrap_err();
         assert!(e.0.contains(key), "{toml}: {e}");
@@ -96,8 +97,13 @@ fn fetch_keys_are_checked() {
     c.validate().unwrap();
     let f = c.fetch.effective(c.api.max_streams, c.api.io_timeout_secs);
     assert_eq!(
-        (f.max_streams, f.wait_secs, f.cache_bytes),
-        (8, 14, 2 << 30)
+        (
+            f.max_streams,
+            f.wait_secs,
+            f.cache_bytes,
+            f.url_timeout_secs
+        ),
+        (8, 14, 2 << 30, 14)
     );
     assert!(Config::from_toml("[fetch]\ncache = 1\n").is_err());
 }

@@ -598,7 +598,8 @@ impl Download {
         for (i, &p) in pieces.iter().enumerate() {
             if !self.picker.have().get(p) {
                 self.picker.set_priority(p, 7);
-                self.picker.set_deadline(p, Some(now_ms + i as u64));
+                self.picker
+                    .set_deadline(p, Some(super::readers::deadline(i, now_ms)));
             }
         }
         self.interest_changed();
@@ -855,6 +856,9 @@ fn to_block(r: &BlockRef) -> Block {
         index: r.begin / BLOCK,
     }
 }
+
+mod report;
+pub use report::PeerRate;
 
 #[cfg(test)]
 #[path = "download_tests.rs"]

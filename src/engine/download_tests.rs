@@ -331,6 +331,22 @@ fn stream_setup(pieces: u32) -> (Download, Vec<u8>) {
 }
 
 #[test]
+fn every_readers_next_piece_goes_before_any_readahead() {
+    let (mut d, content) = stream_setup(40);
+    assert!(d.want(1, &[5, 6, 7, 8], 1000));
+    // Another reader asks much later: its next piece still comes before 6, 7, 8.
+    assert!(d.want(2, &[30, 31, 32], 5_000_000));
+    assert_eq!(d.picker_mut().by_deadline(), vec![5, 30, 6, 7, 8, 31, 32]);
+    // The first reader moves on: its new next piece goes first again, its readahead last.
+    assert!(d.want(1, &[6, 7, 8, 9], 6_000_000));
+    assert_eq!(d.picker_mut().by_deadline(), vec![30, 6, 31, 32, 7, 8, 9]);
+    connect(&mut d, 1);
+    let mut written = run(&mut d, &content, &[], 10_000);
+    written.sort_unstable();
+    assert_eq!(written, vec![6, 7, 8, 9, 30, 31, 32]);
+}
+
+#[test]
 fn readers_fetch_only_what_they_want_and_release_it_on_close() {
     let (mut d, content) = stream_setup(20);
     connect(&mut d, 1);

@@ -3,6 +3,7 @@
 //! dialing: fewest failures first, then the more trusted source, then the BEP-40 priority
 //! (CRC32-C of the two masked addresses) so that all peers of a swarm agree on which pairs
 //! connect. Failed attempts back off exponentially; banned and connected peers are skipped.
+//! [`PeerList::ranked`] shows the order with a score and its reasons.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -16,6 +17,60 @@ pub enum Source {
     Dht,
     Incoming,
     Pex,
+}
+
+impl Source {
+    /// The name in the API (`manual`: `--peer` or the magnet's `x.pe`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Source::User => "manual",
+            Source::Tracker => "tracker",
+            Source::Dht => "dht",
+            Source::Incoming => "incoming",
+            Source::Pex => "pex",
+        }
+    }
+}
+
+/// One address as the dialer ranks it, for `GET /api/p2p/peers/<ih>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ranked {
+    pub addr: SocketAddr,
+    pub source: Source,
+    pub failures: u32,
+    pub connected: bool,
+    /// Milliseconds until it may be dialed again (0: now).
+    pub retry_in_ms: u64,
+    /// BEP-40 priority against our address (higher first among equals).
+    pub priority: u32,
+    /// Higher dials first; the same order [`PeerList::candidates`] uses.
+    pub score: u64,
+}
+
+impl Ranked {
+    /// Why it ranks where it does, most significant first (built on demand, not in the loop).
+    pub fn reasons(&self) -> Vec<String> {
+        let mut reasons = vec![
+            match self.failures {
+                0 => "no failed attempts".to_string(),
+                n => format!("{n} failed attempts (fewer rank first)"),
+            },
+            format!(
+                "source {} (manual > tracker > dht > incoming > pex)",
+                self.source.name()
+            ),
+            format!("BEP-40 priority {:08x} (the tie-break)", self.priority),
+        ];
+        if self.connected {
+            reasons.push("connected".into());
+        } else if self.retry_in_ms > 0 {
+            reasons.push(format!(
+                "backing off for {} s",
+                self.retry_in_ms.div_ceil(1000)
+            ));
+        }
+        reasons
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -106,6 +161,29 @@ impl PeerList {
             }
         }
         chosen
+    }
+
+    /// The best `limit` addresses by the dial order (failures, then source, then BEP-40),
+    /// with a score that orders the same way.
+    pub fn ranked(&self, now_ms: u64, limit: usize) -> Vec<Ranked> {
+        let mut all: Vec<(&SocketAddr, &Entry)> = self.peers.iter().collect();
+        all.sort_unstable_by_key(|(a, e)| (e.failures, e.source, u32::MAX - e.priority, **a));
+        all.into_iter()
+            .take(limit)
+            .map(|(a, e)| {
+                let fails = MAX_FAILURES.saturating_sub(e.failures.min(MAX_FAILURES));
+                let trust = 4 - e.source as u64;
+                Ranked {
+                    addr: *a,
+                    source: e.source,
+                    failures: e.failures,
+                    connected: e.connected,
+                    retry_in_ms: e.next_try_ms.saturating_sub(now_ms),
+                    priority: e.priority,
+                    score: (u64::from(fails) << 40) | (trust << 32) | u64::from(e.priority),
+                }
+            })
+            .collect()
     }
 
     pub fn connected(&mut self, addr: SocketAddr) {
@@ -219,6 +297,38 @@ mod tests {
         );
         assert_eq!(l.len(), 2);
         assert!(!l.add(a("0.0.0.0:5"), Source::User));
+    }
+
+    #[test]
+    fn ranked_matches_the_dial_order_with_reasons() {
+        let mut l = PeerList::new(10, Some("10.0.0.1".parse().unwrap()));
+        l.add(a("5.5.5.5:1"), Source::Pex);
+        l.add(a("6.6.6.6:1"), Source::Tracker);
+        l.add(a("7.7.7.7:1"), Source::Tracker);
+        l.add(a("8.8.8.8:1"), Source::User);
+        l.add(a("9.9.9.9:1"), Source::Dht);
+        let failed = a("6.6.6.6:1");
+        l.disconnected(failed, true, 0);
+        let ranked = l.ranked(0, 10);
+        assert_eq!(l.ranked(0, 2).len(), 2);
+        assert_eq!(ranked.len(), 5);
+        assert!(
+            ranked.windows(2).all(|w| w[0].score > w[1].score),
+            "{ranked:?}"
+        );
+        assert_eq!(ranked[0].addr, a("8.8.8.8:1"), "manual first");
+        let last = ranked.last().unwrap();
+        assert_eq!(
+            (last.addr, last.failures),
+            (failed, 1),
+            "the failed one last"
+        );
+        assert!(last.retry_in_ms > 0 && last.reasons().iter().any(|r| r.contains("backing off")));
+        assert!(ranked[0].reasons().iter().any(|r| r.contains("manual")));
+        assert!(ranked[0].reasons().iter().any(|r| r.contains("BEP-40")));
+        // The dialer picks in the same order (the failed one is not due yet).
+        let order: Vec<SocketAddr> = ranked.iter().map(|r| r.addr).take(4).collect();
+        assert_eq!(l.candidates(0, 10, |_| false), order);
     }
 
     #[test]

@@ -163,6 +163,11 @@ impl Picker {
         }
     }
 
+    /// Pieces with a deadline, soonest first.
+    pub fn by_deadline(&self) -> Vec<u32> {
+        self.deadlines.iter().map(|&(_, p)| p).collect()
+    }
+
     /// A peer announced these pieces (its bitfield), or one more (`have`).
     pub fn peer_has(&mut self, pieces: &Bitfield) {
         for i in pieces.iter() {

@@ -2,7 +2,10 @@
 //! it wants soon, most urgent first, and replaces that list as it moves; a closed reader
 //! drops its list at once. The download gives a piece the readers' top priority while any
 //! reader wants it and its own base priority after, and the piece cache never evicts a
-//! wanted piece. Capped: [`MAX_READERS`] readers, [`MAX_WANTED`] pieces each.
+//! wanted piece. Capped: [`MAX_READERS`] readers, [`MAX_WANTED`] pieces each. Deadlines
+//! come in two tiers ([`deadline`]): every reader's next piece before any reader's
+//! readahead; a reader's readahead ([`Readahead`]) doubles while it reads on contiguously and
+//! resets on a seek.
 
 use std::collections::HashMap;
 
@@ -10,6 +13,64 @@ use std::collections::HashMap;
 pub const MAX_READERS: usize = 1024;
 /// Pieces one reader may want at once (the rest of its list is ignored).
 pub const MAX_WANTED: usize = 1024;
+
+/// Deadlines of readahead pieces start here, above every "next piece" deadline (those are
+/// the time in milliseconds the reader asked, far below 2^40 ms, about 35 years), so each
+/// reader's next piece is fetched before anyone's readahead.
+pub const READAHEAD_TIER: u64 = 1 << 40;
+
+/// The deadline of the `index`-th piece of a reader's list asked at `now_ms`: the first (the
+/// piece under the reader) by time, the rest in the readahead tier by time and position.
+pub fn deadline(index: usize, now_ms: u64) -> u64 {
+    match index {
+        0 => now_ms,
+        i => READAHEAD_TIER + now_ms + i as u64,
+    }
+}
+
+/// One reader's readahead window, in pieces: it doubles each time the reader moves on to the
+/// next piece, up to `max`, and goes back to `min` when the reader jumps elsewhere (a seek).
+#[derive(Debug, Clone)]
+pub struct Readahead {
+    min: u32,
+    max: u32,
+    window: u32,
+    at: Option<u32>,
+}
+
+impl Readahead {
+    pub fn new(min: u32, max: u32) -> Readahead {
+        let max = max.max(1);
+        let min = min.clamp(1, max);
+        Readahead {
+            min,
+            max,
+            window: min,
+            at: None,
+        }
+    }
+
+    /// Pieces after the current one asked for now.
+    pub fn window(&self) -> u32 {
+        self.window
+    }
+
+    /// The reader is at `piece`: the list to want, `piece` first, then the window, never at
+    /// or past `end` (one past the last piece the reader needs).
+    pub fn at(&mut self, piece: u32, end: u32) -> Vec<u32> {
+        match self.at {
+            Some(p) if p == piece => {}
+            Some(p) if p.checked_add(1) == Some(piece) => {
+                self.window = self.window.saturating_mul(2).min(self.max);
+            }
+            Some(_) => self.window = self.min,
+            None => {}
+        }
+        self.at = Some(piece);
+        let upto = piece.saturating_add(1).saturating_add(self.window).min(end);
+        (piece..upto.max(piece.saturating_add(1).min(end))).collect()
+    }
+}
 
 #[derive(Debug, Default)]
 pub struct Readers {
@@ -123,6 +184,45 @@ mod tests {
         assert_eq!(r.remove(1).len(), 2);
         assert!(r.is_empty() && r.wanted() == 0);
         assert!(r.remove(9).is_empty());
+    }
+
+    #[test]
+    fn readahead_grows_while_contiguous_and_resets_on_a_seek() {
+        let mut r = Readahead::new(2, 16);
+        assert_eq!(r.at(10, 100), vec![10, 11, 12]);
+        assert_eq!(
+            r.at(10, 100).len(),
+            3,
+            "the same piece again changes nothing"
+        );
+        assert_eq!(r.at(11, 100), (11..16).collect::<Vec<_>>(), "doubled to 4");
+        assert_eq!(r.at(12, 100).len(), 1 + 8);
+        assert_eq!(r.at(13, 100).len(), 1 + 16);
+        assert_eq!(r.at(14, 100).len(), 1 + 16, "capped");
+        assert_eq!(
+            r.at(15, 20),
+            (15..20).collect::<Vec<_>>(),
+            "not past the end"
+        );
+        // A seek (backwards or forwards) starts small again.
+        assert_eq!(r.at(50, 100), vec![50, 51, 52]);
+        assert_eq!(r.window(), 2);
+        r.at(51, 100);
+        assert_eq!(r.at(3, 100), vec![3, 4, 5]);
+        // The last piece alone; a window wider than the cap is clamped.
+        assert_eq!(r.at(99, 100), vec![99]);
+        assert_eq!(Readahead::new(40, 8).window(), 8);
+    }
+
+    #[test]
+    fn every_next_piece_comes_before_any_readahead() {
+        // Reader A asked at 0 ms, reader B an hour later: B's next piece still goes before
+        // A's readahead, and A's next piece before B's (it asked first).
+        let a: Vec<u64> = (0..8).map(|i| deadline(i, 0)).collect();
+        let b: Vec<u64> = (0..8).map(|i| deadline(i, 3_600_000)).collect();
+        assert!(a[0] < b[0]);
+        assert!(b[0] < a[1] && a[1..].iter().all(|&d| d > b[0]));
+        assert!(a.windows(2).all(|w| w[0] < w[1]) && b.windows(2).all(|w| w[0] < w[1]));
     }
 
     #[test]

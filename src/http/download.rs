@@ -1,6 +1,7 @@
 //! `GET|HEAD /download/<sha256>` and the BEP-19 webseed `GET|HEAD /webseed/<info_hash>/<name>`:
-//! the stored bytes with Range (206/416), ETag and If-None-Match (304), read straight from the
-//! memory-mapped blob or the chunk files the range touches.
+//! the stored bytes with Range (206/416), If-Range, ETag and If-None-Match (304), read
+//! straight from the memory-mapped blob or the chunk files the range touches. `/stream/<ih>/..`
+//! of a stored torrent comes here too.
 //!
 //! Stored bytes are other people's content and never run on our origins: every response
 //! carrying them has `Content-Security-Policy: sandbox` and `nosniff`, and on the API port
@@ -69,7 +70,13 @@ pub fn serve(gw: &Gateway, req: &Req<'_>, rec: &FileRecord, kind: Kind) -> Reply
         }
     }
     let size = rec.size;
-    let (status, range) = match range::resolve(req.header("Range"), size) {
+    // If-Range (RFC 9110 §13.1.5): the range only if the client's copy is ours (by our strong
+    // ETag; we send no Last-Modified, so a date never matches), else the whole file.
+    let range_header = match req.header("If-Range") {
+        Some(v) if v.trim() != etag => None,
+        _ => req.header("Range"),
+    };
+    let (status, range) = match range::resolve(range_header, size) {
         Ranged::Full => (200, 0..size),
         Ranged::Partial(r) => (206, r),
         Ranged::Unsatisfiable => {

@@ -1,7 +1,8 @@
-//! Fetching a blob for BUD-04 `PUT /mirror`: a sync HTTP(S) client whose resolver refuses
-//! loopback, private, link-local and other non-public addresses unless the config allows
-//! them. The check happens on the addresses actually connected to (also after redirects), so
-//! a name that resolves differently the second time cannot slip through.
+//! Outbound HTTP(S) fetches: a blob for BUD-04 `PUT /mirror`, and a .torrent by URL (for
+//! `POST /api/torrents` and the `download` command, [`fetch_torrent`]). A sync client whose
+//! resolver refuses loopback, private, link-local and other non-public addresses unless the
+//! caller allows them. The check happens on the addresses actually connected to (also after
+//! redirects), so a name that resolves differently the second time cannot slip through.
 
 use std::io::Read;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
@@ -105,14 +106,58 @@ fn netloc(url: &str) -> Option<String> {
     })
 }
 
-/// Starts a GET of `url`, checking where it goes.
+/// Starts a GET of `url`, checking where it goes; a whole fetch may take ten `timeout`s (a
+/// trickling origin cannot hold a worker).
 pub fn fetch(url: &str, allow_private: bool, timeout: Duration) -> Result<Fetched, FetchError> {
+    fetch_within(url, allow_private, timeout, timeout.saturating_mul(10))
+}
+
+/// Most bytes of a .torrent fetched by URL.
+pub const MAX_TORRENT_URL_BYTES: u64 = 16 << 20;
+
+/// GETs a .torrent's bytes (not parsed): connect and each read within `timeout`, the whole
+/// fetch within `total`, at most [`MAX_TORRENT_URL_BYTES`].
+pub fn fetch_torrent(
+    url: &str,
+    allow_private: bool,
+    timeout: Duration,
+    total: Duration,
+) -> Result<Vec<u8>, FetchError> {
+    let fetched = fetch_within(url, allow_private, timeout.min(total), total)?;
+    let too_big = || {
+        FetchError::Origin(format!(
+            "the answer is larger than {} MiB, not a torrent",
+            MAX_TORRENT_URL_BYTES >> 20
+        ))
+    };
+    if fetched.length.is_some_and(|n| n > MAX_TORRENT_URL_BYTES) {
+        return Err(too_big());
+    }
+    let mut body = Vec::new();
+    fetched
+        .body
+        .take(MAX_TORRENT_URL_BYTES + 1)
+        .read_to_end(&mut body)
+        .map_err(|e| FetchError::Origin(format!("reading the answer: {e}")))?;
+    if body.len() as u64 > MAX_TORRENT_URL_BYTES {
+        return Err(too_big());
+    }
+    Ok(body)
+}
+
+/// Starts a GET of `url` that must end within `total`.
+fn fetch_within(
+    url: &str,
+    allow_private: bool,
+    timeout: Duration,
+    total: Duration,
+) -> Result<Fetched, FetchError> {
     if url.len() > 4096 {
-        return Err(FetchError::Refused("mirror URL is too long".into()));
+        return Err(FetchError::Refused("the URL is too long".into()));
     }
     let Some(netloc) = netloc(url) else {
         return Err(FetchError::Refused(
-            "mirror URL must be http:// or https:// with a host".into(),
+            "the URL must be http:// or https:// with a host".into(),
         ));
     };
     match resolve(&netloc, allow_private) {
@@ -126,8 +171,7 @@ pub fn fetch(url: &str, allow_private: bool, timeout: Duration) -> Result<Fetche
         .timeout_connect(timeout)
         .timeout_read(timeout)
         .timeout_write(timeout)
-        // A whole fetch may take ten read timeouts: a trickling origin cannot hold a worker.
-        .timeout(timeout.saturating_mul(10))
+        .timeout(total)
         .redirects(5)
         .user_agent(concat!("torrent-gateway/", env!("CARGO_PKG_VERSION")))
         .resolver(move |n: &str| resolve(n, allow_private))

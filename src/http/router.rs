@@ -235,6 +235,7 @@ pub fn route(gw: &Gateway, req: &mut Req<'_>) -> Reply {
         (Get | Head, ["api", "diagnostics"]) => status::diagnostics(gw),
         (Get | Head, ["metrics"]) => status::metrics(gw),
         (Get | Head, ["api", "p2p", "stats"]) => status::p2p_stats(gw),
+        (Get | Head, ["api", "p2p", "peers", ih]) => torrents::peers(gw, ih),
         (Get | Head, ["api", "dht", "stats"]) => status::dht_stats(gw),
         (Get | Head, ["api", "blossom", "reports"]) => blossom::reports(gw, req),
         (Get | Head, ["api", "blossom", "list", pubkey]) => blossom::operator_list(gw, req, pubkey),

@@ -1,16 +1,20 @@
-//! `GET|HEAD /stream/<ih>/<file index or path>`: a fetched torrent's file with Range while
-//! its pieces arrive. Until the metadata and the first piece are in, the reply is a
+//! `GET|HEAD /stream/<ih>/<file index or path>`: a torrent's file with Range. A torrent the
+//! gateway stores is served from the store (`download::serve`, no swarm traffic); a fetched
+//! one while its pieces arrive. Until the metadata and the first piece are in, the reply is a
 //! [`Start`] (a deferred reply the connection layer polls without holding a worker): past
 //! `fetch.wait_secs` it becomes a 504 with the reason. Then a [`StreamSource`] sends each
 //! byte once its piece is verified and on disk, asks the loop (through its
-//! [`Reader`]) for the pieces under the reader and a readahead window after them, and waits
+//! [`Reader`]) for the piece under the reader and a readahead window after it (two pieces,
+//! doubling at each new piece up to the cache's share per stream), and waits
 //! for each later piece at most `fetch.wait_secs` (then the connection closes: the head is
 //! out). Dropping either releases the reader's pieces at once. Cache hits and misses are
 //! counted per piece a reader comes to.
 
+use super::download::Kind;
 use super::respond::{Deferred, Pull, Source, Wake};
 use super::router::{Method, Reply, ReplyBody, Req};
 use super::torrents::{fetcher, parse_ih};
+use crate::engine::readers::Readahead;
 use crate::fetch::{Fetched, Fetcher, Reader, State};
 use crate::net::download::METADATA;
 use crate::proto::bt::metainfo::Metainfo;
@@ -28,12 +32,15 @@ const MAX_RETRIES: u32 = 8;
 
 /// The handler.
 pub fn stream(gw: &Gateway, req: &Req<'_>, ih: &str, file: &[&str]) -> Reply {
+    let Some(ih) = parse_ih(ih) else {
+        return Reply::error(400, "not an info-hash (40 hex or 32 base32 characters)");
+    };
+    if let Some(reply) = from_store(gw, req, &ih, file) {
+        return reply;
+    }
     let f = match fetcher(gw) {
         Ok(f) => f,
         Err(r) => return r,
-    };
-    let Some(ih) = parse_ih(ih) else {
-        return Reply::error(400, "not an info-hash (40 hex or 32 base32 characters)");
     };
     let Some(t) = f.get(&ih) else {
         return Reply::error(
@@ -69,6 +76,8 @@ pub fn stream(gw: &Gateway, req: &Req<'_>, ih: &str, file: &[&str]) -> Reply {
         reader,
         deadline: Instant::now() + f.wait(),
         asked: false,
+        // Sized once the piece length is known.
+        readahead: Readahead::new(2, 2),
         waited: false,
     };
     match start.step() {
@@ -80,6 +89,25 @@ pub fn stream(gw: &Gateway, req: &Req<'_>, ih: &str, file: &[&str]) -> Reply {
             body: ReplyBody::Deferred(Box::new(start)),
         },
     }
+}
+
+/// A torrent the gateway stores is streamed straight from the store (no swarm, no
+/// fetch-through torrent): its one file by index `0` or by name, with the same headers,
+/// Range and If-Range handling and security rules as `/download/<sha256>`. None: not stored.
+fn from_store(gw: &Gateway, req: &Req<'_>, ih: &[u8; 20], file: &[&str]) -> Option<Reply> {
+    let rec = match gw.catalog.by_info_hash(&hex::encode(ih)) {
+        Ok(Some(rec)) => rec,
+        Ok(None) => return None,
+        Err(e) => return Some(Reply::error(500, format!("database error: {e}"))),
+    };
+    let named = match file {
+        [one] => *one == "0" || escape::decode(one).is_ok_and(|name| name == rec.name.as_bytes()),
+        _ => false,
+    };
+    if !named {
+        return Some(Reply::error(404, "no such file in this torrent"));
+    }
+    Some(super::download::serve(gw, req, &rec, Kind::Download))
 }
 
 /// A stream request until its metadata and first piece are in.
@@ -94,6 +122,7 @@ struct Start {
     deadline: Instant,
     /// The first window was asked for.
     asked: bool,
+    readahead: Readahead,
     /// It had to wait for the first piece (a cache miss).
     waited: bool,
 }
@@ -145,8 +174,9 @@ impl Start {
             let status_ = &self.torrent.status;
             if !self.asked {
                 self.asked = true;
+                self.readahead = readahead(&self.fetcher, piece_length);
                 if let Some(r) = &self.reader {
-                    r.want(window(&self.fetcher, piece_length, first, pos + len, &meta));
+                    r.want(self.readahead.at(first, end_piece(&meta, pos + len)));
                 }
             }
             if !status_.has(first) {
@@ -171,7 +201,8 @@ impl Start {
                     meta: Arc::clone(&meta),
                     pos,
                     end: pos + len,
-                    asked_to: None,
+                    readahead: self.readahead.clone(),
+                    asked_at: Some(first),
                     current: Some(first),
                     waiting_since: None,
                 }),
@@ -228,15 +259,17 @@ impl Deferred for Start {
     }
 }
 
-/// The pieces from `first` on that a reader at `first` wants: up to the readahead, and not
-/// past the end of its range (`end`, a torrent offset).
-fn window(f: &Fetcher, piece_length: u64, first: u32, end: u64, meta: &Metainfo) -> Vec<u32> {
-    let ahead = (f.readahead(piece_length) / piece_length.max(1)).max(2) as u32;
-    let last_needed = ((end - 1) / piece_length) as u32;
-    let upto = (first + ahead)
-        .min(last_needed + 1)
-        .min(meta.info.piece_count() as u32);
-    (first..upto).collect()
+/// One past the last piece a read up to torrent offset `end` (exclusive) needs.
+fn end_piece(meta: &Metainfo, end: u64) -> u32 {
+    let pl = meta.info.piece_length.max(1);
+    (((end.max(1) - 1) / pl) as u32 + 1).min(meta.info.piece_count() as u32)
+}
+
+/// A new reader's readahead: two pieces, doubling while it reads on, up to the fetcher's
+/// share of the cache for one stream (`Fetcher::readahead`).
+fn readahead(f: &Fetcher, piece_length: u64) -> Readahead {
+    let max = (f.readahead(piece_length) / piece_length.max(1)).max(2);
+    Readahead::new(2, max.min(u64::from(u32::MAX)) as u32)
 }
 
 /// A file by index (`3`) or by its `/`-joined path (percent-encoded segments).
@@ -269,25 +302,24 @@ struct StreamSource {
     /// Torrent offsets: the next byte to send and the end.
     pos: u64,
     end: u64,
-    /// Pieces asked of the loop, up to this one (exclusive).
-    asked_to: Option<u32>,
+    /// The window, growing while this (contiguous) read goes on.
+    readahead: Readahead,
+    /// The piece the last want was made at.
+    asked_at: Option<u32>,
     /// The piece being sent (hits and misses are counted when a new one starts).
     current: Option<u32>,
     waiting_since: Option<Instant>,
 }
 
 impl StreamSource {
-    /// Asks for the piece under the reader and the readahead after it, again once the
-    /// reader is half-way through what it asked for.
+    /// Asks for the piece under the reader and the readahead after it, again at each new
+    /// piece (the window doubles each time, up to its cap).
     fn ask(&mut self, piece: u32) {
-        let pl = self.meta.info.piece_length;
-        let pieces = window(&self.fetcher, pl, piece, self.end, &self.meta);
-        let upto = pieces.last().map_or(piece, |p| p + 1);
-        let half = (pieces.len() as u32 / 2).max(1);
-        if self.asked_to.is_some_and(|a| a >= upto && piece + half < a) {
+        if self.asked_at == Some(piece) {
             return;
         }
-        self.asked_to = Some(upto);
+        self.asked_at = Some(piece);
+        let pieces = self.readahead.at(piece, end_piece(&self.meta, self.end));
         self.reader.want(pieces);
     }
 }

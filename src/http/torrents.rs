@@ -1,15 +1,21 @@
-//! Fetch-through's API: `POST /api/torrents` joins a swarm (a magnet, a .torrent body, an
-//! info-hash), `GET /api/torrents[/<ih>]` shows them (state, files, stream URLs, pieces
+//! Fetch-through's API: `POST /api/torrents` joins a swarm (a magnet, a .torrent body or
+//! URL (`url`), an info-hash; one the gateway stores is answered as complete and never joined),
+//! `GET /api/torrents[/<ih>]` shows them (state, files, stream URLs, pieces
 //! cached, readers and the pieces they want), `POST /api/torrents/<ih>/pin` fetches one
 //! whole and keeps it, and `DELETE /api/torrents/<ih>` leaves one. The streams themselves
 //! are `super::stream`.
 
+mod detail;
+mod url;
+
 use super::api::authorize_write;
 use super::router::{Reply, Req};
-use crate::fetch::{Fetched, Fetcher, State};
-use crate::proto::bt::metainfo;
+use crate::fetch::{Fetched, Fetcher, Refused, State};
+use crate::proto::bt::magnet::Magnet;
+use crate::proto::bt::metainfo::{self, Metainfo};
 use crate::proto::hex;
 use crate::server::Gateway;
+use crate::store::db::{Db, FileRecord};
 use serde_json::{json, Value};
 use std::io::Read;
 use std::sync::atomic::Ordering;
@@ -35,15 +41,26 @@ pub(super) fn parse_ih(text: &str) -> Option<[u8; 20]> {
     }
 }
 
+/// What a POSTed body names.
+pub(super) enum Named {
+    Magnet(Magnet),
+    Torrent(Metainfo),
+}
+
+impl Named {
+    fn info_hash(&self) -> [u8; 20] {
+        match self {
+            Named::Magnet(m) => m.info_hash,
+            Named::Torrent(t) => t.info_hash,
+        }
+    }
+}
+
 /// `POST /api/torrents`.
 pub fn add(gw: &Gateway, req: &mut Req<'_>) -> Reply {
     if let Err(r) = authorize_write(gw, req) {
         return r;
     }
-    let f = match fetcher(gw) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
     if req.body_len.is_some_and(|n| n > MAX_BODY) {
         return Reply::error(413, "a torrent or magnet is at most 16 MiB");
     }
@@ -55,38 +72,100 @@ pub fn add(gw: &Gateway, req: &mut Req<'_>) -> Reply {
         return Reply::error(413, "a torrent or magnet is at most 16 MiB");
     }
     let text = std::str::from_utf8(&body).map(str::trim).unwrap_or("");
-    let added = if text.starts_with("magnet:") {
+    let named = if text.starts_with("magnet:") {
         match crate::proto::bt::magnet::parse(text) {
-            Ok(m) => f.add_magnet(m),
+            Ok(m) => Named::Magnet(m),
             Err(e) => return Reply::error(400, format!("bad magnet link: {e}")),
         }
     } else if let Some(ih) = parse_ih(text) {
-        f.add_magnet(crate::proto::bt::magnet::Magnet {
+        Named::Magnet(Magnet {
             info_hash: ih,
             ..Default::default()
         })
     } else if text.starts_with("http://") || text.starts_with("https://") {
-        return Reply::error(
-            400,
-            "fetching a .torrent by URL is not supported here: POST the file itself",
-        );
+        return match fetcher(gw) {
+            Ok(f) => url::add(f, gw.catalog.shared_db(), &gw.public_url, text),
+            Err(r) => r,
+        };
     } else {
         match metainfo::parse(&body) {
-            Ok(meta) => f.add_torrent(meta),
+            Ok(meta) => Named::Torrent(meta),
             Err(e) => return Reply::error(400, format!("not a magnet, info-hash or torrent: {e}")),
         }
     };
-    match added {
-        Ok(t) => {
-            let (code, v) = describe(gw, &t);
-            Reply::json(code, &v)
-        }
+    match add_named(gw.fetch.as_deref(), gw.catalog.db(), &gw.public_url, named) {
+        Ok((code, v)) => Reply::json(code, &v),
         Err(r) => Reply::error(r.status, r.reason),
     }
 }
 
+/// Adds what a body named: a torrent the gateway stores is answered as complete (201, state
+/// `stored`) and never joined; anything else is handed to the fetcher.
+pub(super) fn add_named(
+    f: Option<&Fetcher>,
+    db: &Db,
+    public_url: &str,
+    named: Named,
+) -> Result<(u16, Value), Refused> {
+    if let Some(rec) = stored(db, &named.info_hash())? {
+        return Ok((201, describe_stored(public_url, &rec)));
+    }
+    let Some(f) = f else {
+        return Err(Refused {
+            status: 503,
+            reason: "fetch-through needs the peer wire service (peer.enabled)".into(),
+        });
+    };
+    let added = match named {
+        Named::Magnet(m) => f.add_magnet(m)?,
+        Named::Torrent(meta) => f.add_torrent(meta)?,
+    };
+    Ok(describe(public_url, &added))
+}
+
+/// The stored file whose torrent this is, if any.
+fn stored(db: &Db, ih: &[u8; 20]) -> Result<Option<FileRecord>, Refused> {
+    db.by_info_hash(&hex::encode(ih)).map_err(|e| Refused {
+        status: 500,
+        reason: format!("database error: {e}"),
+    })
+}
+
+/// A stored torrent as `/api/torrents` shows it: complete, kept, streamed from the store.
+fn describe_stored(public_url: &str, rec: &FileRecord) -> Value {
+    let pieces = rec.size.div_ceil(rec.piece_length.max(1));
+    let url = format!("{public_url}/stream/{}/0", rec.info_hash);
+    json!({
+        "info_hash": rec.info_hash,
+        "name": rec.name,
+        "state": "stored",
+        "stored": true,
+        "sha256": rec.sha256,
+        "pinned": true,
+        "total_size": rec.size,
+        "piece_length": rec.piece_length,
+        "pieces": pieces,
+        "files": [{
+            "index": 0,
+            "path": rec.name,
+            "length": rec.size,
+            "verified_bytes": rec.size,
+            "stream_url": url,
+        }],
+        "stream_urls": [url],
+        "stats": {
+            "verified_pieces": pieces,
+            "cached_pieces": 0,
+            "readers": 0,
+            "wanted_pieces": 0,
+            "downloaded_bytes": 0,
+            "complete": true,
+        },
+    })
+}
+
 /// 201 with the files once the metadata is known, 202 while it is fetched.
-fn describe(gw: &Gateway, t: &Fetched) -> (u16, Value) {
+fn describe(public_url: &str, t: &Fetched) -> (u16, Value) {
     let ih = hex::encode(&t.info_hash);
     let s = &t.status;
     let counts = json!({
@@ -102,6 +181,7 @@ fn describe(gw: &Gateway, t: &Fetched) -> (u16, Value) {
         "known_peers": s.count(&s.known_peers),
         "complete": s.is_complete(),
     });
+    let (rates, by_source) = detail::rates_and_sources(s);
     let pinned = t.pinned.load(Ordering::Acquire);
     let state = t.state.lock();
     match &*state {
@@ -114,6 +194,7 @@ fn describe(gw: &Gateway, t: &Fetched) -> (u16, Value) {
             json!({"info_hash": ih, "state": "failed", "error": e, "pinned": pinned, "stats": counts}),
         ),
         State::Ready { meta, .. } => {
+            let verified = detail::verified_bytes(&meta.info, s);
             let files: Vec<Value> = meta
                 .info
                 .files
@@ -125,7 +206,8 @@ fn describe(gw: &Gateway, t: &Fetched) -> (u16, Value) {
                         "index": i,
                         "path": f.display_path(),
                         "length": f.length,
-                        "stream_url": format!("{}/stream/{ih}/{i}", gw.public_url),
+                        "verified_bytes": verified[i],
+                        "stream_url": format!("{public_url}/stream/{ih}/{i}"),
                     })
                 })
                 .collect();
@@ -143,6 +225,8 @@ fn describe(gw: &Gateway, t: &Fetched) -> (u16, Value) {
                     "files": files,
                     "stream_urls": urls,
                     "stats": counts,
+                    "rates": rates,
+                    "peers_by_source": by_source,
                 }),
             )
         }
@@ -155,25 +239,50 @@ pub fn list(gw: &Gateway) -> Reply {
         Ok(f) => f,
         Err(r) => return r,
     };
-    let list: Vec<Value> = f.list().iter().map(|t| describe(gw, t).1).collect();
+    let list: Vec<Value> = f
+        .list()
+        .iter()
+        .map(|t| describe(&gw.public_url, t).1)
+        .collect();
     Reply::json(200, &json!({ "torrents": list }))
 }
 
-/// `GET /api/torrents/<ih>`.
+/// `GET /api/torrents/<ih>`: a fetched torrent, or a stored one (complete).
 pub fn get(gw: &Gateway, ih: &str) -> Reply {
-    let f = match fetcher(gw) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
     let Some(ih) = parse_ih(ih) else {
         return Reply::error(400, "not an info-hash (40 hex or 32 base32 characters)");
     };
-    match f.get(&ih) {
-        Some(t) => {
-            let (code, v) = describe(gw, &t);
-            Reply::json(if code == 201 { 200 } else { code }, &v)
-        }
-        None => Reply::error(404, "not a torrent the gateway fetches"),
+    if let Some(t) = gw.fetch.as_ref().and_then(|f| f.get(&ih)) {
+        let (code, v) = describe(&gw.public_url, &t);
+        return Reply::json(if code == 201 { 200 } else { code }, &v);
+    }
+    match stored(gw.catalog.db(), &ih) {
+        Ok(Some(rec)) => Reply::json(200, &describe_stored(&gw.public_url, &rec)),
+        Ok(None) => Reply::error(404, "not a torrent the gateway stores or fetches"),
+        Err(r) => Reply::error(r.status, r.reason),
+    }
+}
+
+/// `GET /api/p2p/peers/<ih>`: a fetched torrent's peers, in dial order with the reasons.
+pub fn peers(gw: &Gateway, ih: &str) -> Reply {
+    let Some(ih) = parse_ih(ih) else {
+        return Reply::error(400, "not an info-hash (40 hex or 32 base32 characters)");
+    };
+    if let Some(t) = gw.fetch.as_ref().and_then(|f| f.get(&ih)) {
+        let v = json!({
+            "info_hash": hex::encode(&ih),
+            "state": t.state.lock().name(),
+            "peers": detail::peers(&t.status),
+        });
+        return Reply::json(200, &v);
+    }
+    match stored(gw.catalog.db(), &ih) {
+        Ok(Some(rec)) => Reply::json(
+            200,
+            &json!({"info_hash": rec.info_hash, "state": "stored", "peers": []}),
+        ),
+        Ok(None) => Reply::error(404, "not a torrent the gateway stores or fetches"),
+        Err(r) => Reply::error(r.status, r.reason),
     }
 }
 
@@ -190,9 +299,18 @@ pub fn delete(gw: &Gateway, req: &Req<'_>, ih: &str) -> Reply {
         return Reply::error(400, "not an info-hash (40 hex or 32 base32 characters)");
     };
     if f.remove(&ih) {
-        Reply::new(204)
-    } else {
-        Reply::error(404, "not a torrent the gateway fetches")
+        return Reply::new(204);
+    }
+    match stored(gw.catalog.db(), &ih) {
+        Ok(Some(rec)) => Reply::error(
+            409,
+            format!(
+                "a stored file, not a fetched torrent: DELETE /api/files/{}",
+                rec.sha256
+            ),
+        ),
+        Ok(None) => Reply::error(404, "not a torrent the gateway fetches"),
+        Err(r) => Reply::error(r.status, r.reason),
     }
 }
 
@@ -209,9 +327,13 @@ pub fn pin(gw: &Gateway, req: &Req<'_>, ih: &str) -> Reply {
     let Some(ih) = parse_ih(ih) else {
         return Reply::error(400, "not an info-hash (40 hex or 32 base32 characters)");
     };
+    if let Ok(Some(rec)) = stored(gw.catalog.db(), &ih) {
+        // Stored files are kept whole already.
+        return Reply::json(200, &describe_stored(&gw.public_url, &rec));
+    }
     match f.pin(&ih) {
         Some(t) => {
-            let (code, v) = describe(gw, &t);
+            let (code, v) = describe(&gw.public_url, &t);
             Reply::json(if code == 201 { 200 } else { code }, &v)
         }
         None => Reply::error(

@@ -100,6 +100,44 @@ pub struct DownloadStatus {
     /// Fetch-through readers with pieces wanted, and the distinct pieces they want.
     pub readers: AtomicUsize,
     pub wanted_pieces: AtomicUsize,
+    /// Rates and the peer list, copied out by the loop once a tick.
+    pub report: Mutex<Report>,
+}
+
+/// Most peers a [`Report`] lists (the download's peer list cap is usually lower).
+pub const MAX_REPORTED_PEERS: usize = 200;
+
+/// A download's rates and peers as the API shows them.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// Payload bytes per second, smoothed over ticks.
+    pub rate_down: u64,
+    pub rate_up: u64,
+    pub peers: Vec<PeerRow>,
+    /// The last sample: when, bytes down, bytes up.
+    pub sampled: Option<(Instant, u64, u64)>,
+}
+
+/// One peer of a download: from the peer list (ranked), the engine (rate) or both.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerRow {
+    /// `ip:port`, or a webseed's URL.
+    pub addr: String,
+    /// `manual`, `tracker`, `dht`, `incoming`, `pex` or `webseed`.
+    pub source: &'static str,
+    pub failures: u32,
+    /// `connected`, `dialing`, `backoff`, `banned` or `known` (may be dialed).
+    pub state: &'static str,
+    /// Payload bytes per second from it.
+    pub rate_down: u64,
+    pub choking: bool,
+    pub snubbed: bool,
+    pub in_flight: usize,
+    pub pieces: usize,
+    /// Its place in the dial order (1 first) and the ranking behind it (reasons are built
+    /// from it when asked); None for peers outside the list (webseeds, incoming).
+    pub rank: Option<usize>,
+    pub ranked: Option<crate::engine::peers::Ranked>,
 }
 
 /// The waiter "piece" that stands for a magnet's info dict.

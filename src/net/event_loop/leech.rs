@@ -6,6 +6,8 @@
 //!
 //! [`engine::download::Download`]: crate::engine::download::Download
 
+mod report;
+
 use super::*;
 use crate::engine::bitfield::Bitfield;
 use crate::engine::download::{Action, Download};
@@ -528,6 +530,7 @@ impl Loop {
             }
             self.download_actions(ih);
             self.update_status(ih);
+            self.update_report(ih);
         }
         for mg in self.magnets.values() {
             mg.status.wake_expired(clock);

@@ -1,10 +1,14 @@
-//! HTTP `Range: bytes=...` parsing (RFC 9110 §14) for downloads and BEP-19 webseeds. Pure.
+//! HTTP `Range: bytes=...` parsing (RFC 9110 §14) for downloads, streams and BEP-19
+//! webseeds. Pure.
 //!
-//! One range is served (206); a header with several ranges is answered with the first
-//! satisfiable one, which every BitTorrent client accepts since they send one range per
-//! request. A `bytes=` header that does not parse is refused (416 with a reason) rather than
-//! silently ignored, so a client bug shows; other units are ignored (200), as RFC 9110 says.
-//! A well-formed range wholly outside the representation is unsatisfiable (416).
+//! One range is served (206). Several ranges are merged where they overlap or touch; if one
+//! range remains it is served as a single-part 206, otherwise the header is ignored and the
+//! whole representation is sent with 200, which RFC 9110 §14.2 allows ("a server MAY ignore
+//! the Range header field"): we never answer multipart/byteranges, and never send only some
+//! of the ranges asked for. BitTorrent clients send one range per request. A `bytes=` header
+//! that does not parse is refused (416 with a reason) rather than silently ignored, so a
+//! client bug shows; other units are ignored (200), as RFC 9110 says. A well-formed header
+//! none of whose ranges overlaps the representation is unsatisfiable (416).
 
 use std::ops::Range;
 
@@ -32,14 +36,26 @@ pub fn resolve(header: Option<&str>, len: u64) -> Ranged {
     let Some(spec) = header.trim().strip_prefix("bytes=") else {
         return Ranged::Full;
     };
+    let mut ranges = Vec::new();
     for part in spec.split(',').take(MAX_RANGES) {
         match parse_one(part.trim(), len) {
             Parsed::Invalid => return Ranged::Malformed,
             Parsed::Unsatisfiable => {}
-            Parsed::Range(r) => return Ranged::Partial(r),
+            Parsed::Range(r) => ranges.push(r),
         }
     }
-    Ranged::Unsatisfiable
+    ranges.sort_by_key(|r| r.start);
+    let mut merged: Option<Range<u64>> = None;
+    for r in ranges {
+        merged = match merged {
+            None => Some(r),
+            // Overlapping or adjacent: one range.
+            Some(m) if r.start <= m.end => Some(m.start..m.end.max(r.end)),
+            // Several disjoint ranges: the whole representation (see the module doc).
+            Some(_) => return Ranged::Full,
+        };
+    }
+    merged.map_or(Ranged::Unsatisfiable, Ranged::Partial)
 }
 
 enum Parsed {
@@ -103,6 +119,14 @@ mod tests {
         check("bytes=-30", 10, Partial(0..10));
         check("bytes= 2 - 4 ", 10, Partial(2..5));
         check("bytes=20-30, 1-2", 10, Partial(1..3));
+        // Several ranges: merged when they overlap or touch, else the whole file with 200.
+        check("bytes=0-3,2-5", 10, Partial(0..6));
+        check("bytes=4-5,0-3", 10, Partial(0..6));
+        check("bytes=0-1,-2,1-8", 10, Partial(0..10));
+        check("bytes=0-0,2-2", 10, Full);
+        check("bytes=0-9,100-109", 1000, Full);
+        check("bytes=0-1,x", 10, Malformed);
+        check("bytes=20-30,40-", 10, Unsatisfiable);
         check("bytes=10-", 10, Unsatisfiable);
         check("bytes=10-20", 10, Unsatisfiable);
         check("bytes=-0", 10, Unsatisfiable);

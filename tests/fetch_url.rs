@@ -1,0 +1,170 @@
+//! `POST /api/torrents` with an http(s) URL of a .torrent, against real servers on
+//! 127.0.0.1: gateway A stores a file and serves its .torrent; gateway B is given only that
+//! URL, fetches it (off the worker, bounded), joins the swarm (A's tracker and webseed) and
+//! streams the file byte-identical (several ranges with curl: the whole file, 200). Bad URLs get 400, a refused private address 400 (A keeps
+//! the default guard), and an unreachable origin, an error status, an answer that is not a
+//! torrent or one over 16 MiB a 502, each with its reason; none of them adds a torrent. The
+//! `download` command fetches a .torrent URL through the same client.
+
+mod support;
+
+use support::server::{request, upload, Server};
+use support::{bytes, tempdir};
+
+fn post(gw: &Server, body: &str) -> support::server::Resp {
+    request(gw.addr, "POST", "/api/torrents", &[], body.as_bytes())
+}
+
+fn assert_refused(gw: &Server, url: &str, status: u16, reason: &str) {
+    let r = post(gw, url);
+    assert_eq!(r.status, status, "{url}: {}", r.text());
+    let why = r.json()["error"].as_str().unwrap_or_default().to_string();
+    assert!(why.contains(reason), "{url}: {why:?} lacks {reason:?}");
+}
+
+#[test]
+fn a_torrent_url_is_fetched_and_streamed() {
+    let dir = tempdir();
+    let a = Server::start(&dir.path().join("a"), "");
+    let b = Server::start(
+        &dir.path().join("b"),
+        "[fetch]\nurl_allow_private = true\nurl_timeout_secs = 10\n",
+    );
+    let len = (3 << 20) + 4321;
+    let data = bytes(len, 11);
+    let desc = upload(&a, "show.bin", &data);
+    let sha = desc["sha256"].as_str().unwrap();
+    let ih = desc["info_hash"].as_str().unwrap();
+    let url = format!("http://{}/api/files/{sha}/torrent", a.addr);
+
+    let r = post(&b, &url);
+    assert_eq!(r.status, 201, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["info_hash"], ih, "{v}");
+    assert_eq!(v["name"], "show.bin");
+    assert_eq!(v["files"][0]["length"], len);
+    // The same URL again is the same torrent.
+    assert_eq!(post(&b, &url).status, 201);
+    assert_eq!(
+        b.get("/api/torrents").json()["torrents"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // Streamed from A's swarm (its webseed and tracker are in the torrent).
+    let from = len - 100_000;
+    let r = request(
+        b.addr,
+        "GET",
+        &format!("/stream/{ih}/0"),
+        &[("Range", &format!("bytes={from}-"))],
+        b"",
+    );
+    assert_eq!(r.status, 206, "{}", r.text());
+    assert!(r.body == data[from..], "the streamed range differs");
+    let r = b.get(&format!("/stream/{ih}/show.bin"));
+    assert_eq!(r.status, 200);
+    assert!(r.body == data, "the streamed file differs");
+    // Several disjoint ranges (curl -r) of a fetched stream: the whole file with 200.
+    let out = dir.path().join("curl.out");
+    let o = std::process::Command::new(support::require_tool("curl"))
+        .args(["-s", "-r", "0-9,100-109", "-w", "%{http_code}", "-o"])
+        .arg(&out)
+        .arg(format!("http://{}/stream/{ih}/0", b.addr))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "200", "{o:?}");
+    assert!(
+        std::fs::read(&out).unwrap() == data,
+        "curl -r: not the whole file"
+    );
+
+    // Bad URLs and failing origins: clear statuses, nothing added.
+    assert_refused(&b, "http://", 400, "http");
+    assert_refused(&b, "https://user:pw@example.com/x.torrent", 400, "http");
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    assert_refused(&b, &format!("http://{closed}/x.torrent"), 502, "fetching");
+    assert_refused(
+        &b,
+        &format!("http://{}/api/files/{}/torrent", a.addr, "0".repeat(64)),
+        502,
+        "404",
+    );
+    assert_refused(
+        &b,
+        &format!("http://{}/download/{sha}", a.addr),
+        502,
+        "not a torrent",
+    );
+    let big = upload(&a, "big.bin", &bytes((16 << 20) + 1, 12));
+    assert_refused(
+        &b,
+        &format!(
+            "http://{}/download/{}",
+            a.addr,
+            big["sha256"].as_str().unwrap()
+        ),
+        502,
+        "larger than 16 MiB",
+    );
+    assert_eq!(
+        b.get("/api/torrents").json()["torrents"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // A keeps the default guard: a loopback URL is refused before any connection.
+    assert_refused(&a, &url, 400, "loopback");
+    assert_eq!(
+        a.get("/api/torrents").json()["torrents"],
+        serde_json::json!([])
+    );
+}
+
+#[test]
+fn the_download_command_takes_a_torrent_url_too() {
+    let dir = tempdir();
+    let a = Server::start(&dir.path().join("a"), "");
+    let data = bytes((1 << 20) + 99, 13);
+    let desc = upload(&a, "tiny.bin", &data);
+    let url = format!(
+        "http://{}/api/files/{}/torrent",
+        a.addr,
+        desc["sha256"].as_str().unwrap()
+    );
+    let out = dir.path().join("out");
+    let done = support::client::download(
+        dir.path(),
+        &[
+            &url,
+            "-o",
+            out.to_str().unwrap(),
+            "--timeout",
+            "60",
+            "--json",
+        ],
+        90,
+    );
+    done.assert_complete();
+    assert!(std::fs::read(out.join("tiny.bin")).unwrap() == data);
+    // A URL that answers with something else: a clear error, exit code 1.
+    let bad = format!(
+        "http://{}/download/{}",
+        a.addr,
+        desc["sha256"].as_str().unwrap()
+    );
+    let o = support::run(dir.path(), &["download", &bad, "-o", out.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(
+        support::stderr(&o).contains("bad torrent file"),
+        "{}",
+        support::stderr(&o)
+    );
+}
