@@ -168,3 +168,29 @@ fn the_download_command_takes_a_torrent_url_too() {
         support::stderr(&o)
     );
 }
+
+#[test]
+fn a_fetched_html_file_goes_out_as_an_attachment_and_text_inline() {
+    let dir = tempdir();
+    let a = Server::start(&dir.path().join("a"), "");
+    let b = Server::start(&dir.path().join("b"), "[fetch]\nurl_allow_private = true\n");
+    let page = b"<html><script>alert(document.cookie)</script></html>".to_vec();
+    for (name, body, content_type, how) in [
+        ("page.html", page, "application/octet-stream", "attachment"),
+        ("notes.txt", b"plain words".to_vec(), "text/plain", "inline"),
+    ] {
+        let desc = upload(&a, name, &body);
+        let sha = desc["sha256"].as_str().unwrap();
+        let ih = desc["info_hash"].as_str().unwrap();
+        let r = post(&b, &format!("http://{}/api/files/{sha}/torrent", a.addr));
+        assert_eq!(r.status, 201, "{}", r.text());
+        let r = b.get(&format!("/stream/{ih}/0"));
+        assert_eq!(r.status, 200, "{name}: {}", r.text());
+        assert!(r.body == body, "{name}: bytes differ");
+        let ct = r.header("content-type").unwrap_or_default();
+        assert!(ct.starts_with(content_type), "{name}: {ct}");
+        let cd = r.header("content-disposition").unwrap_or_default();
+        assert!(cd.starts_with(how) && cd.contains(name), "{name}: {cd}");
+        assert_eq!(r.header("content-security-policy"), Some("sandbox"));
+    }
+}

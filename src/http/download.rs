@@ -131,7 +131,7 @@ pub fn serve(gw: &Gateway, req: &Req<'_>, rec: &FileRecord, kind: Kind) -> Reply
 }
 
 /// `inline` or `attachment` with an ASCII fallback name and the exact UTF-8 name (RFC 6266).
-fn disposition(how: &str, name: &str) -> String {
+pub(crate) fn disposition(how: &str, name: &str) -> String {
     let ascii: String = name
         .chars()
         .map(|c| {

@@ -10,7 +10,7 @@
 //! out). Dropping either releases the reader's pieces at once. Cache hits and misses are
 //! counted per piece a reader comes to.
 
-use super::download::Kind;
+use super::download::{disposition, Kind};
 use super::respond::{Deferred, Pull, Source, Wake};
 use super::router::{Method, Reply, ReplyBody, Req};
 use super::torrents::{fetcher, parse_ih};
@@ -209,15 +209,25 @@ impl Start {
                 len,
             )
         };
+        // As for stored files on this port: an active type (HTML, SVG, scripts) is never shown
+        // inline, whatever the swarm's file is called.
+        let declared = mime::from_name(&name);
+        let passive = mime::is_passive(declared);
+        let (content_type, how) = if passive {
+            (declared, "inline")
+        } else {
+            (mime::OCTET_STREAM, "attachment")
+        };
         let mut reply = Reply {
             status,
-            headers: vec![("Content-Type", mime::from_name(&name).to_string())],
+            headers: vec![("Content-Type", content_type.to_string())],
             body,
         }
         .header("Accept-Ranges", "bytes")
         .header("ETag", etag)
         .header("X-Content-Type-Options", "nosniff")
-        .header("Content-Security-Policy", "sandbox");
+        .header("Content-Security-Policy", "sandbox")
+        .header("Content-Disposition", disposition(how, &name));
         if status == 206 {
             reply = reply.header(
                 "Content-Range",
