@@ -72,10 +72,6 @@ pub struct Args {
 
 /// How often resume data is written while downloading.
 const RESUME_EVERY: Duration = Duration::from_secs(10);
-/// Resume data is also written after this many bytes were fetched since the last record:
-/// each record needs the files flushed first, and flushing a little at a time while the
-/// download runs leaves little to flush at its end (a whole GiB takes about 0.5 s here).
-const RESUME_BYTES: u64 = 256 << 20;
 /// How often the waiting side looks at the download's status.
 const POLL: Duration = Duration::from_millis(10);
 
@@ -176,11 +172,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
         json: args.json,
         bar: !args.json && std::io::stderr().is_terminal(),
     };
-    let outcome = watch.run(
-        &interrupted,
-        timeout.map(|t| t.saturating_sub(started.elapsed())),
-        args.seed,
-    );
+    let outcome = watch.run(&interrupted, started, timeout, args.seed);
     let ending = Instant::now();
     net.stop();
     let stopped = ending.elapsed();
@@ -425,18 +417,18 @@ struct Watch<'a> {
 }
 
 impl Watch<'_> {
+    /// Waits for the end; `timeout` counts from `start`, when the command began.
     fn run(
         &self,
         interrupted: &AtomicBool,
+        start: Instant,
         timeout: Option<Duration>,
         seed: bool,
     ) -> Result<(), CliError> {
-        let start = Instant::now();
         let wanted_total = wanted_bytes(self.meta, self.files).max(1);
         let mut last = (Instant::now(), 0u64, 0u64);
         let mut next_report = Instant::now();
         let mut next_resume = Instant::now() + RESUME_EVERY;
-        let mut resumed_at = 0u64;
         let mut rate = (0f64, 0f64);
         loop {
             if let Some(e) = self.status.error() {
@@ -490,11 +482,9 @@ impl Watch<'_> {
                 self.report(rate, wanted_total);
                 next_report = now + Duration::from_secs(1);
             }
-            let fetched = self.status.get(&self.status.downloaded);
-            if now >= next_resume || fetched >= resumed_at + RESUME_BYTES {
+            if now >= next_resume {
                 self.save_resume();
                 next_resume = now + RESUME_EVERY;
-                resumed_at = fetched;
             }
             std::thread::sleep(POLL);
         }
