@@ -430,7 +430,7 @@ impl Fetcher {
                 return;
             }
         };
-        let have = persist::recheck(&meta, &files);
+        let have = crate::store::files::recheck(&meta, &files, None);
         log::info!(
             "fetch {}: resumed with {} of {} pieces{}",
             hex::encode(&t.info_hash),

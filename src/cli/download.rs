@@ -21,9 +21,7 @@ use crate::store::files::TorrentFiles;
 use crate::store::layout::{self, Layout};
 use crate::store::resume::{self, FileStamp, Resume};
 use argh::FromArgs;
-use rayon::prelude::*;
 use serde_json::json;
-use sha1::{Digest, Sha1};
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -134,7 +132,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
     let pieces = meta.info.piece_count() as u32;
     let have = match from_resume {
         Some(bits) => Bitfield::from_wire(&bits, pieces).unwrap_or_else(|| Bitfield::new(pieces)),
-        None if existed => recheck(&meta, &files, &priorities),
+        None if existed => crate::store::files::recheck(&meta, &files, Some(&priorities)),
         None => Bitfield::new(pieces),
     };
     let torrent = Arc::new(Torrent::download(&meta, Arc::clone(&files)));
@@ -382,28 +380,6 @@ fn stamps_of(layout: &Layout) -> Vec<FileStamp> {
             }
         })
         .collect()
-}
-
-/// Hashes every wanted piece already on disk (no usable resume data).
-fn recheck(meta: &Metainfo, files: &TorrentFiles, priorities: &[u8]) -> Bitfield {
-    let info = &meta.info;
-    let good: Vec<u32> = (0..info.piece_count())
-        .into_par_iter()
-        .filter(|&p| priorities[p] > 0)
-        .filter(|&p| {
-            let r = info.piece_range(p);
-            files
-                .read(r.start, (r.end - r.start) as usize)
-                .is_ok_and(|d| Sha1::digest(&d).as_slice() == info.pieces[p])
-        })
-        .map(|p| p as u32)
-        .collect();
-    let mut bits = Bitfield::new(info.piece_count() as u32);
-    for p in good {
-        bits.set(p);
-    }
-    log::info!("recheck: {} of {} pieces on disk", bits.count(), bits.len());
-    bits
 }
 
 /// The waiting side of a download: progress output, resume data, the end conditions.

@@ -6,12 +6,8 @@
 //! against the info dict's hashes on the way back ([`recheck`]); a hole reads as zeros and
 //! fails its check.
 
-use crate::engine::bitfield::Bitfield;
 use crate::proto::bt::magnet::{self, Magnet};
-use crate::proto::bt::metainfo::Metainfo;
 use crate::proto::hex;
-use crate::store::files::TorrentFiles;
-use rayon::prelude::*;
 use sha1::{Digest, Sha1};
 use std::fs;
 use std::io::{self, Write};
@@ -124,26 +120,6 @@ fn load_one(dir: &Path, path: &Path) -> Result<Record, String> {
         magnet: m,
         info,
     })
-}
-
-/// Hashes every piece in the cache files (on the rayon pool): the ones that match are had.
-pub fn recheck(meta: &Metainfo, files: &TorrentFiles) -> Bitfield {
-    let info = &meta.info;
-    let good: Vec<u32> = (0..info.piece_count())
-        .into_par_iter()
-        .filter(|&p| {
-            let r = info.piece_range(p);
-            files
-                .read(r.start, (r.end - r.start) as usize)
-                .is_ok_and(|d| Sha1::digest(&d).as_slice() == info.pieces[p])
-        })
-        .map(|p| p as u32)
-        .collect();
-    let mut bits = Bitfield::new(info.piece_count() as u32);
-    for p in good {
-        bits.set(p);
-    }
-    bits
 }
 
 #[cfg(test)]

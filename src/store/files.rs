@@ -5,9 +5,13 @@
 //! unwanted files that shared pieces carry go to the hidden parts file, not a visible one.
 //! The fetch-through cache releases an evicted piece's bytes with [`TorrentFiles::punch`].
 
+use crate::engine::bitfield::Bitfield;
+use crate::proto::bt::metainfo::Metainfo;
 use crate::store::layout::{Dest, Layout};
 use crate::store::resume::FileStamp;
 use parking_lot::Mutex;
+use rayon::prelude::*;
+use sha1::{Digest, Sha1};
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -203,6 +207,29 @@ impl TorrentFiles {
 
 fn with_path(e: io::Error, path: &std::path::Path) -> io::Error {
     io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+}
+
+/// Hashes every wanted piece already on disk (no usable resume data), on the rayon pool;
+/// `priorities` None: every piece is wanted (fetch-through's cache after a restart).
+pub fn recheck(meta: &Metainfo, files: &TorrentFiles, priorities: Option<&[u8]>) -> Bitfield {
+    let info = &meta.info;
+    let good: Vec<u32> = (0..info.piece_count())
+        .into_par_iter()
+        .filter(|&p| priorities.is_none_or(|pr| pr[p] > 0))
+        .filter(|&p| {
+            let r = info.piece_range(p);
+            files
+                .read(r.start, (r.end - r.start) as usize)
+                .is_ok_and(|d| Sha1::digest(&d).as_slice() == info.pieces[p])
+        })
+        .map(|p| p as u32)
+        .collect();
+    let mut bits = Bitfield::new(info.piece_count() as u32);
+    for p in good {
+        bits.set(p);
+    }
+    log::info!("recheck: {} of {} pieces on disk", bits.count(), bits.len());
+    bits
 }
 
 #[cfg(test)]
