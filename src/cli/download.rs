@@ -176,7 +176,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
     let stopped = ending.elapsed();
     watch.save_resume();
     log::debug!(
-        "stopped the loop in {} ms, flushed and saved resume data in {} ms",
+        "stopped the loop in {} ms, saved resume data in {} ms",
         stopped.as_millis(),
         (ending.elapsed() - stopped).as_millis()
     );
@@ -499,17 +499,20 @@ impl Watch<'_> {
         }
     }
 
-    /// Records the verified pieces with the files' current stamps (after a sync, so the
-    /// stamps cover every write the record claims).
+    /// Records the verified pieces with the files' current stamps (taken after the pieces
+    /// were written, so they cover every write the record claims). The data is synced first
+    /// only where the record cannot name this boot (`store::resume`).
     fn save_resume(&self) {
         let have = self.status.have.lock().clone();
-        if self.files.sync().is_err() {
+        let boot = resume::boot_id().map(str::to_string);
+        if boot.is_none() && self.files.sync().is_err() {
             return;
         }
         let record = Resume {
             info_hash: self.meta.info_hash,
             have,
             files: self.files.stamps(),
+            boot,
         };
         if let Err(e) = resume::save(self.resume_path, &record) {
             log::warn!("saving resume data: {e}");

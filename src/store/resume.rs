@@ -4,15 +4,35 @@
 //! never half of one. On start it is trusted only if every file still has the recorded size
 //! and mtime; anything else (missing, stale, corrupt, another torrent's) means a recheck.
 //!
-//! Format: a bencoded dict `{"files": [[size, mtime], ...], "have": <bitfield bytes>,
-//! "info_hash": <20 bytes>, "v": 1}`.
+//! The data files are not fsynced for a record. Every piece it claims was written to the page
+//! cache, which outlives the process (a crash or kill -9 loses nothing written), and only a
+//! reboot can lose it: so each record names the kernel's boot id, and one from another boot is
+//! trusted no more than a missing one. Where the boot id cannot be read, the caller syncs the
+//! files first and the record carries no boot id (trusted across reboots, like one made after
+//! a sync).
+//!
+//! Format: a bencoded dict `{"boot": <boot id>, "files": [[size, mtime], ...],
+//! "have": <bitfield bytes>, "info_hash": <20 bytes>, "v": 1}` (`boot` optional).
 
 use crate::proto::bt::bencode::{self, Kind, Limits};
 use crate::store::dirs;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::UNIX_EPOCH;
+
+/// The running kernel's boot id (`/proc/sys/kernel/random/boot_id`), read once; `None` where
+/// there is none to read.
+pub fn boot_id() -> Option<&'static str> {
+    static ID: OnceLock<Option<String>> = OnceLock::new();
+    ID.get_or_init(|| {
+        let id = fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+        let id = id.trim();
+        (!id.is_empty() && id.len() <= 64).then(|| id.to_string())
+    })
+    .as_deref()
+}
 
 /// A file's size and modification time (nanoseconds since the epoch; 0 when absent).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,11 +68,17 @@ pub struct Resume {
     /// Verified pieces, wire-order bits.
     pub have: Vec<u8>,
     pub files: Vec<FileStamp>,
+    /// The boot the record was made in, when its data was not synced (see the module doc).
+    pub boot: Option<String>,
 }
 
 impl Resume {
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = b"d5:filesl".to_vec();
+        let mut out = b"d".to_vec();
+        if let Some(boot) = &self.boot {
+            out.extend_from_slice(format!("4:boot{}:{boot}", boot.len()).as_bytes());
+        }
+        out.extend_from_slice(b"5:filesl");
         for f in &self.files {
             out.extend_from_slice(format!("li{}ei{}ee", f.size, f.mtime_ns).as_bytes());
         }
@@ -78,6 +104,10 @@ impl Resume {
         }
         let info_hash: [u8; 20] = v.get("info_hash")?.as_bytes()?.try_into().ok()?;
         let have = v.get("have")?.as_bytes()?.to_vec();
+        let boot = match v.get("boot") {
+            Some(b) => Some(String::from_utf8(b.as_bytes()?.to_vec()).ok()?),
+            None => None,
+        };
         let mut files = Vec::new();
         for f in v.get("files")?.as_list()? {
             let Kind::List(pair) = &f.kind else {
@@ -91,6 +121,7 @@ impl Resume {
             info_hash,
             have,
             files,
+            boot,
         })
     }
 }
@@ -116,10 +147,12 @@ pub fn save(path: &Path, resume: &Resume) -> io::Result<()> {
 }
 
 /// The verified pieces recorded for `info_hash`, if the record exists, parses, is for this
-/// torrent and every file still has its recorded stamp (`now`, in file order).
+/// torrent, every file still has its recorded stamp (`now`, in file order) and, for an
+/// unsynced record, it was made in this boot.
 pub fn load(path: &Path, info_hash: &[u8; 20], now: &[FileStamp]) -> Option<Vec<u8>> {
     let r = Resume::decode(&fs::read(path).ok()?)?;
-    (r.info_hash == *info_hash && r.files == now).then_some(r.have)
+    let same_boot = r.boot.is_none() || r.boot.as_deref() == boot_id();
+    (r.info_hash == *info_hash && r.files == now && same_boot).then_some(r.have)
 }
 
 #[cfg(test)]
@@ -146,6 +179,7 @@ mod tests {
             info_hash: [3; 20],
             have: vec![0b1010_0000],
             files: stamps.clone(),
+            boot: None,
         };
         assert_eq!(Resume::decode(&r.encode()), Some(r.clone()));
         let p = path(tmp.path(), "03");
@@ -160,5 +194,26 @@ mod tests {
         fs::write(&p, b"d5:filesle").unwrap();
         assert_eq!(load(&p, &[3; 20], &stamps), None);
         assert!(!p.with_extension("resume.tmp").exists());
+    }
+
+    #[test]
+    fn unsynced_records_hold_for_this_boot_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = path(tmp.path(), "05");
+        let this_boot = boot_id().map(str::to_string);
+        assert!(this_boot.is_some(), "Linux has a boot id");
+        let mut r = Resume {
+            info_hash: [5; 20],
+            have: vec![0xff],
+            files: vec![],
+            boot: this_boot,
+        };
+        assert_eq!(Resume::decode(&r.encode()), Some(r.clone()));
+        save(&p, &r).unwrap();
+        assert_eq!(load(&p, &[5; 20], &[]), Some(vec![0xff]));
+        // Made in another boot: the page cache it relied on is gone, so it means a recheck.
+        r.boot = Some("00000000-0000-0000-0000-000000000000".into());
+        save(&p, &r).unwrap();
+        assert_eq!(load(&p, &[5; 20], &[]), None);
     }
 }
