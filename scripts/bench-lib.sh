@@ -32,10 +32,11 @@ free_port() {
 start_gateway() {
   local port
   port=$(free_port)
-  # Every listener on loopback: the peer and Blossom ports too, unless the caller picks them.
+  # Every listener on loopback: the peer, Blossom and DHT ports too, unless the caller picks them.
   local extra=()
   [[ " $* " == *" --peer-addr "* ]] || extra+=(--peer-addr 127.0.0.1:0)
   [[ " $* " == *" --blossom-addr "* ]] || extra+=(--blossom-addr 127.0.0.1:0)
+  [[ " $* " == *" --dht-addr "* ]] || extra+=(--dht-addr 127.0.0.1:0)
   "$BIN" serve --api-addr "127.0.0.1:$port" --data-dir "$WORK/data" "${extra[@]}" "$@" \
     2>"$WORK/serve.log" &
   SERVER_PID=$!

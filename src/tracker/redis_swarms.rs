@@ -38,8 +38,6 @@ pub const RETRY_MS: u64 = 250;
 const COUNT_TTL_SECS: u64 = 30 * 24 * 3600;
 /// Expired members dropped per set and announce (the rest go on later announces).
 const EXPIRE_BATCH: u32 = 256;
-/// Bytes of a peer identity (`registry::ident_bytes`), the tail of every set member.
-const IDENT_LEN: usize = 39;
 
 const ANNOUNCE_LUA: &str = r#"
 local now = tonumber(ARGV[1])
@@ -47,20 +45,20 @@ local meta = redis.call('HMGET', KEYS[6], 'd', 'x')
 local downloaded = tonumber(meta[1] or '0')
 if meta[2] ~= ARGV[1] then
   -- At most once a second per swarm: drop expired members, refresh every TTL.
-  local cutoff = now - tonumber(ARGV[2])
+  local cutoff = '(' .. (now - tonumber(ARGV[2]))
   for i = 1, 4 do
-    local old = redis.call('ZRANGEBYSCORE', KEYS[i], '-inf', '(' .. cutoff, 'LIMIT', 0, tonumber(ARGV[13]))
+    local old = redis.call('ZRANGEBYSCORE', KEYS[i], '-inf', cutoff, 'LIMIT', 0, ARGV[13])
     if #old > 0 then
       redis.call('ZREM', KEYS[i], unpack(old))
       local idents = {}
       for j, m in ipairs(old) do idents[j] = string.sub(m, -39) end
       redis.call('HDEL', KEYS[5], unpack(idents))
     end
-    redis.call('EXPIRE', KEYS[i], tonumber(ARGV[12]))
+    redis.call('EXPIRE', KEYS[i], ARGV[12])
   end
-  redis.call('EXPIRE', KEYS[5], tonumber(ARGV[12]))
+  redis.call('EXPIRE', KEYS[5], ARGV[12])
   redis.call('HSET', KEYS[6], 'x', ARGV[1])
-  redis.call('EXPIRE', KEYS[6], tonumber(ARGV[14]))
+  redis.call('EXPIRE', KEYS[6], ARGV[14])
 end
 local n = {}
 for i = 1, 4 do n[i] = redis.call('ZCARD', KEYS[i]) end
@@ -101,30 +99,40 @@ if prev then
   n[oi] = n[oi] - redis.call('ZREM', KEYS[oi], old)
 end
 local before = n[mi]
-n[mi] = n[mi] + redis.call('ZADD', KEYS[mi], now, member)
+n[mi] = n[mi] + redis.call('ZADD', KEYS[mi], ARGV[1], member)
 -- A key just made gets its TTL now; the once-a-second sweep refreshes the others.
-if before == 0 then redis.call('EXPIRE', KEYS[mi], tonumber(ARGV[12])) end
-if not prev then redis.call('EXPIRE', KEYS[5], tonumber(ARGV[12])) end
+if before == 0 then redis.call('EXPIRE', KEYS[mi], ARGV[12]) end
+if not prev then redis.call('EXPIRE', KEYS[5], ARGV[12]) end
 local out = counts(0)
--- Samples: members (address, then the identity, whose first 20 bytes are the peer_id)
--- appended as arrays; the caller drops its own address and anything past numwant (one
--- more than wanted is asked for, as the announcer may be among them).
+-- Samples: a window of ranks from a random start, wrapping (cheaper than ZRANDMEMBER), one
+-- more than wanted as the announcer may be among them. Each set sampled comes back as one
+-- string: the family ('4' or '6'), then records of the compact address and the peer_id
+-- (the first 20 bytes of the identity), never the announcer's own address.
 local left = tonumber(ARGV[8])
 local order = ARGV[9]
 local rnd = tonumber(ARGV[15])
 for j = 1, #order do
-  local f = (string.sub(order, j, j) == '6') and 3 or 1
+  local fam6 = string.sub(order, j, j) == '6'
+  local f = fam6 and 3 or 1
+  local alen = fam6 and 18 or 6
   for k = (seed and f + 1 or f), f + 1 do
     if left > 0 and n[k] > 0 then
-      -- A window of ranks from a random start, wrapping (cheaper than ZRANDMEMBER).
       local take = math.min(left + 1, n[k])
       local start = rnd % n[k]
       local got = redis.call('ZRANGE', KEYS[k], start, start + take - 1)
-      out[#out + 1] = got
       if #got < take then
-        out[#out + 1] = redis.call('ZRANGE', KEYS[k], 0, take - #got - 1)
+        for _, m in ipairs(redis.call('ZRANGE', KEYS[k], 0, take - #got - 1)) do
+          got[#got + 1] = m
+        end
       end
-      left = left - take + 1
+      local recs = {fam6 and '6' or '4'}
+      for _, m in ipairs(got) do
+        if left > 0 and string.sub(m, 1, alen) ~= ARGV[16] then
+          recs[#recs + 1] = string.sub(m, 1, alen + 20)
+          left = left - 1
+        end
+      end
+      out[#out + 1] = table.concat(recs)
     end
   end
 end
@@ -371,7 +379,8 @@ impl RedisSwarms {
             .arg(u64::from(s.peer_timeout_secs) + 60)
             .arg(EXPIRE_BATCH)
             .arg(COUNT_TTL_SECS)
-            .arg(random_u32());
+            .arg(random_u32())
+            .arg(&addr[..]);
         let reply: Vec<Value> = self.with(|c| inv.invoke(c))?;
         if reply.len() < 4 {
             return Err(self.fail("announce script answered too little"));
@@ -381,23 +390,17 @@ impl RedisSwarms {
             1 => self.too_fast.add(1),
             _ => {}
         }
-        let mut taken = 0;
-        let sampled = reply[4..].iter().filter_map(|v| match v {
-            Value::Array(a) => Some(a.iter()),
-            _ => None,
-        });
-        for v in sampled.flatten() {
-            let Value::BulkString(m) = v else { continue };
-            // (address, identity); never the announcer's own address.
-            let Some(alen) = m.len().checked_sub(IDENT_LEN) else {
+        // Each sampled set: its family, then records of address and peer_id.
+        for v in &reply[4..] {
+            let Value::BulkString(b) = v else { continue };
+            let Some((&fam, recs)) = b.split_first() else {
                 continue;
             };
-            if taken == a.numwant || m[..alen] == addr[..] {
-                continue;
-            }
-            if let Some(p) = peer_of(&m[..alen + 20]) {
-                out.take(&p);
-                taken += 1;
+            let size = if fam == b'6' { 18 + 20 } else { 6 + 20 };
+            for rec in recs.chunks_exact(size) {
+                if let Some(p) = peer_of(rec) {
+                    out.take(&p);
+                }
             }
         }
         Ok(SwarmCounts {
