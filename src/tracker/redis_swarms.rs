@@ -8,11 +8,13 @@
 //! (identity → a completion flag and the current member, so a keyed client that moves is
 //! found and moved)
 //! and a hash `:c` (field `d`: completed downloads, grown with HINCRBY). No global counters:
-//! counts are set sizes, so gateways sharing a Redis never drift. One Lua script per
-//! announce drops expired members (at most once a second per swarm), adds or moves the
-//! announcer, hands out `numwant` others (a window of ranks from a random start) and returns both counts (one round trip); every key
-//! gets a TTL, so abandoned swarms vanish on their own. A scrape is one pipeline of ZCOUNTs
-//! and HGETs.
+//! counts are set sizes, so gateways sharing a Redis never drift. An announce is one round
+//! trip: a pipeline of one Lua script, which drops expired members (at most once a second per
+//! swarm), adds or moves the announcer and returns both counts and the set sizes, and native
+//! `ZRANGE`s that sample `numwant` others (windows of ranks from a random start, placed by
+//! the sizes the swarm had at its last announce to this gateway: members copied through Lua
+//! cost Redis about ten times what a native `ZRANGE` does). Every key gets a TTL, so
+//! abandoned swarms vanish on their own. A scrape is one pipeline of ZCOUNTs and HGETs.
 //!
 //! Connections come from a small bounded pool; every command has a deadline. When Redis is
 //! down or slow an announce fails with [`Refusal::Unavailable`] at once (a new connection is
@@ -28,12 +30,20 @@ use crate::proto::hex;
 use crate::proto::tracker::http::{self as tracker_http, Event, SwarmCounts};
 use parking_lot::{Condvar, Mutex};
 use redis::Value;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// Milliseconds between connection attempts while Redis is unreachable.
 pub const RETRY_MS: u64 = 250;
+/// Bytes of a peer identity (`registry::ident_bytes`), the tail of every set member.
+const IDENT_LEN: usize = 39;
+/// The keys of one torrent, in the order the script's KEYS have them: the four sets (seeders
+/// and leechers of IPv4, then of IPv6), the identity hash, the counts hash.
+const SETS_AND_HASHES: [&str; 6] = ["s4", "l4", "s6", "l6", "p", "c"];
+/// Torrents whose set sizes are remembered for sampling (the table is emptied when full).
+const SIZES_CAP: usize = 65_536;
 /// Completed counts outlive swarms: kept this long after the last announce.
 const COUNT_TTL_SECS: u64 = 30 * 24 * 3600;
 /// Expired members dropped per set and announce (the rest go on later announces).
@@ -47,23 +57,24 @@ if meta[2] ~= ARGV[1] then
   -- At most once a second per swarm: drop expired members, refresh every TTL.
   local cutoff = '(' .. (now - tonumber(ARGV[2]))
   for i = 1, 4 do
-    local old = redis.call('ZRANGEBYSCORE', KEYS[i], '-inf', cutoff, 'LIMIT', 0, ARGV[13])
+    local old = redis.call('ZRANGEBYSCORE', KEYS[i], '-inf', cutoff, 'LIMIT', 0, ARGV[11])
     if #old > 0 then
       redis.call('ZREM', KEYS[i], unpack(old))
       local idents = {}
       for j, m in ipairs(old) do idents[j] = string.sub(m, -39) end
       redis.call('HDEL', KEYS[5], unpack(idents))
     end
-    redis.call('EXPIRE', KEYS[i], ARGV[12])
+    redis.call('EXPIRE', KEYS[i], ARGV[10])
   end
-  redis.call('EXPIRE', KEYS[5], ARGV[12])
+  redis.call('EXPIRE', KEYS[5], ARGV[10])
   redis.call('HSET', KEYS[6], 'x', ARGV[1])
-  redis.call('EXPIRE', KEYS[6], ARGV[14])
+  redis.call('EXPIRE', KEYS[6], ARGV[12])
 end
 local n = {}
 for i = 1, 4 do n[i] = redis.call('ZCARD', KEYS[i]) end
+-- Both counts, completed downloads, a code, then the four set sizes (for sampling).
 local function counts(code)
-  return {n[1] + n[3], n[2] + n[4], downloaded, code}
+  return {n[1] + n[3], n[2] + n[4], downloaded, code, n[1], n[2], n[3], n[4]}
 end
 local ident, member, seed, event = ARGV[3], ARGV[4], ARGV[6] == '1', ARGV[7]
 local fam = (ARGV[5] == '1') and 3 or 1
@@ -81,11 +92,11 @@ if event == 'x' then
 end
 if prev and event == 'n' then
   local seen = redis.call('ZSCORE', KEYS[mi], old)
-  if seen and now - tonumber(seen) < tonumber(ARGV[11]) then
+  if seen and now - tonumber(seen) < tonumber(ARGV[9]) then
     return counts(1)
   end
 end
-if not prev and n[1] + n[2] + n[3] + n[4] >= tonumber(ARGV[10]) then
+if not prev and n[1] + n[2] + n[3] + n[4] >= tonumber(ARGV[8]) then
   return counts(-1)
 end
 local counted = prev and string.byte(prev, 1) == 49
@@ -101,42 +112,9 @@ end
 local before = n[mi]
 n[mi] = n[mi] + redis.call('ZADD', KEYS[mi], ARGV[1], member)
 -- A key just made gets its TTL now; the once-a-second sweep refreshes the others.
-if before == 0 then redis.call('EXPIRE', KEYS[mi], ARGV[12]) end
-if not prev then redis.call('EXPIRE', KEYS[5], ARGV[12]) end
-local out = counts(0)
--- Samples: a window of ranks from a random start, wrapping (cheaper than ZRANDMEMBER), one
--- more than wanted as the announcer may be among them. Each set sampled comes back as one
--- string: the family ('4' or '6'), then records of the compact address and the peer_id
--- (the first 20 bytes of the identity), never the announcer's own address.
-local left = tonumber(ARGV[8])
-local order = ARGV[9]
-local rnd = tonumber(ARGV[15])
-for j = 1, #order do
-  local fam6 = string.sub(order, j, j) == '6'
-  local f = fam6 and 3 or 1
-  local alen = fam6 and 18 or 6
-  for k = (seed and f + 1 or f), f + 1 do
-    if left > 0 and n[k] > 0 then
-      local take = math.min(left + 1, n[k])
-      local start = rnd % n[k]
-      local got = redis.call('ZRANGE', KEYS[k], start, start + take - 1)
-      if #got < take then
-        for _, m in ipairs(redis.call('ZRANGE', KEYS[k], 0, take - #got - 1)) do
-          got[#got + 1] = m
-        end
-      end
-      local recs = {fam6 and '6' or '4'}
-      for _, m in ipairs(got) do
-        if left > 0 and string.sub(m, 1, alen) ~= ARGV[16] then
-          recs[#recs + 1] = string.sub(m, 1, alen + 20)
-          left = left - 1
-        end
-      end
-      out[#out + 1] = table.concat(recs)
-    end
-  end
-end
-return out
+if before == 0 then redis.call('EXPIRE', KEYS[mi], ARGV[10]) end
+if not prev then redis.call('EXPIRE', KEYS[5], ARGV[10]) end
+return counts(0)
 "#;
 
 /// Settings of the Redis backend.
@@ -162,8 +140,88 @@ pub struct RedisSwarms {
     healthy: AtomicBool,
     /// The last error, for the health endpoint.
     last_error: Mutex<String>,
+    sizes: Sizes,
     pub errors: Counter,
     pub too_fast: Counter,
+}
+
+/// The set sizes (`SETS_AND_HASHES[0..4]`) each swarm had at its last announce here.
+#[derive(Default)]
+struct Sizes(Mutex<HashMap<[u8; 20], [u32; 4]>>);
+
+impl Sizes {
+    fn get(&self, ih: &[u8; 20]) -> Option<[u32; 4]> {
+        self.0.lock().get(ih).copied()
+    }
+
+    fn put(&self, ih: [u8; 20], sizes: [u32; 4]) {
+        let mut map = self.0.lock();
+        if map.len() >= SIZES_CAP && !map.contains_key(&ih) {
+            map.clear();
+        }
+        map.insert(ih, sizes);
+    }
+}
+
+/// One `ZRANGE set start stop` of a sample.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Range {
+    set: usize,
+    start: u32,
+    stop: u32,
+}
+
+/// Where to sample `want` peers: the sets a seeder (leechers only) or a leecher (seeders,
+/// then leechers) gets, families in `order` ('4', '6'), each a window of ranks from a
+/// random start that wraps at the set's end, one more than still wanted (the announcer may
+/// be among them). Sizes unknown (the first announce here): the start of every set.
+fn sample_plan(
+    seed: bool,
+    order: &str,
+    want: usize,
+    sizes: Option<[u32; 4]>,
+    rnd: u32,
+) -> Vec<Range> {
+    let mut plan = Vec::new();
+    let mut left = want;
+    for fam in order.bytes() {
+        let base = if fam == b'6' { 2 } else { 0 };
+        for set in (base + usize::from(seed))..base + 2 {
+            if left == 0 {
+                return plan;
+            }
+            let ask = u32::try_from(left + 1).unwrap_or(u32::MAX);
+            let Some(sizes) = sizes else {
+                plan.push(Range {
+                    set,
+                    start: 0,
+                    stop: ask - 1,
+                });
+                continue;
+            };
+            let n = sizes[set];
+            if n == 0 {
+                continue;
+            }
+            let take = ask.min(n);
+            let start = rnd % n;
+            let end = start.saturating_add(take);
+            plan.push(Range {
+                set,
+                start,
+                stop: end.min(n) - 1,
+            });
+            if end > n {
+                plan.push(Range {
+                    set,
+                    start: 0,
+                    stop: end - n - 1,
+                });
+            }
+            left = left.saturating_sub(take as usize - 1);
+        }
+    }
+    plan
 }
 
 fn key(info_hash: &[u8; 20], part: &str) -> String {
@@ -236,6 +294,7 @@ impl RedisSwarms {
             retry_at: Mutex::new(None),
             healthy: AtomicBool::new(true),
             last_error: Mutex::new(String::new()),
+            sizes: Sizes::default(),
             errors: Counter::default(),
             too_fast: Counter::default(),
         })
@@ -361,52 +420,87 @@ impl RedisSwarms {
         };
         let ih = &a.info_hash;
         let s = &self.settings;
-        let mut inv = self.script.prepare_invoke();
-        for part in ["s4", "l4", "s6", "l6", "p", "c"] {
-            inv.key(key(ih, part));
-        }
-        inv.arg(now_unix())
+        let keys: [String; 6] = SETS_AND_HASHES.map(|part| key(ih, part));
+        let mut pipe = redis::pipe();
+        pipe.cmd("EVALSHA")
+            .arg(self.script.get_hash())
+            .arg(keys.len())
+            .arg(&keys[..])
+            .arg(now_unix())
             .arg(s.peer_timeout_secs)
             .arg(&ident[..])
             .arg([&addr[..], &ident[..]].concat())
             .arg(u8::from(announcer.is_v6()))
             .arg(u8::from(seed))
             .arg(event)
-            .arg(a.numwant)
-            .arg(order)
             .arg(s.max_peers_per_torrent)
             .arg(a.min_interval)
             .arg(u64::from(s.peer_timeout_secs) + 60)
             .arg(EXPIRE_BATCH)
-            .arg(COUNT_TTL_SECS)
-            .arg(random_u32())
-            .arg(&addr[..]);
-        let reply: Vec<Value> = self.with(|c| inv.invoke(c))?;
-        if reply.len() < 4 {
+            .arg(COUNT_TTL_SECS);
+        // The sample rides in the same round trip as native ZRANGEs (a set's members copied
+        // through Lua cost Redis ten times more), placed by the sizes this swarm had at its
+        // last announce here.
+        let sizes = self.sizes.get(ih);
+        let want = if a.event == Event::Stopped {
+            0
+        } else {
+            a.numwant
+        };
+        let plan = sample_plan(seed, order, want, sizes, random_u32());
+        for r in &plan {
+            pipe.cmd("ZRANGE")
+                .arg(&keys[r.set])
+                .arg(r.start)
+                .arg(r.stop);
+        }
+        let reply: Vec<Value> = self.with(|c| match pipe.query(c) {
+            Err(e) if e.kind() == redis::ErrorKind::NoScriptError => {
+                redis::cmd("SCRIPT")
+                    .arg("LOAD")
+                    .arg(ANNOUNCE_LUA)
+                    .query::<String>(c)?;
+                pipe.query(c)
+            }
+            r => r,
+        })?;
+        let Some(Value::Array(counts)) = reply.first() else {
+            return Err(self.fail("announce script answered no counts"));
+        };
+        if counts.len() < 8 {
             return Err(self.fail("announce script answered too little"));
         }
-        match int(&reply[3]) {
+        self.sizes.put(*ih, [4, 5, 6, 7].map(|i| count(&counts[i])));
+        match int(&counts[3]) {
             -1 => return Err(Refusal::SwarmFull),
             1 => self.too_fast.add(1),
-            _ => {}
-        }
-        // Each sampled set: its family, then records of address and peer_id.
-        for v in &reply[4..] {
-            let Value::BulkString(b) = v else { continue };
-            let Some((&fam, recs)) = b.split_first() else {
-                continue;
-            };
-            let size = if fam == b'6' { 18 + 20 } else { 6 + 20 };
-            for rec in recs.chunks_exact(size) {
-                if let Some(p) = peer_of(rec) {
-                    out.take(&p);
+            _ => {
+                // Members: the compact address, then the identity, whose first 20 bytes are
+                // the peer_id; never the announcer's own address.
+                let members = reply[1..].iter().filter_map(|v| match v {
+                    Value::Array(m) => Some(m.iter()),
+                    _ => None,
+                });
+                let mut taken = 0;
+                for v in members.flatten() {
+                    let Value::BulkString(m) = v else { continue };
+                    let Some(alen) = m.len().checked_sub(IDENT_LEN) else {
+                        continue;
+                    };
+                    if taken == want || m[..alen] == addr[..] {
+                        continue;
+                    }
+                    if let Some(p) = peer_of(&m[..alen + 20]) {
+                        out.take(&p);
+                        taken += 1;
+                    }
                 }
             }
         }
         Ok(SwarmCounts {
-            complete: count(&reply[0]),
-            incomplete: count(&reply[1]),
-            downloaded: u64::try_from(int(&reply[2]).max(0)).unwrap_or(0),
+            complete: count(&counts[0]),
+            incomplete: count(&counts[1]),
+            downloaded: u64::try_from(int(&counts[2]).max(0)).unwrap_or(0),
         })
     }
 
@@ -441,10 +535,68 @@ impl RedisSwarms {
 
     /// Forgets one torrent's peers (it stopped being allowed); its count stays.
     pub fn remove(&self, info_hash: &[u8; 20]) -> Result<(), Refusal> {
-        let keys: Vec<String> = ["s4", "l4", "s6", "l6", "p"]
+        let keys: Vec<String> = SETS_AND_HASHES[..5]
             .iter()
             .map(|p| key(info_hash, p))
             .collect();
         self.with(|c| redis::cmd("DEL").arg(keys).query::<()>(c))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(set: usize, start: u32, stop: u32) -> Range {
+        Range { set, start, stop }
+    }
+
+    #[test]
+    fn samples_seeders_then_leechers_wrapping_at_the_end() {
+        // A leecher, IPv4 only: 10 seeders, 100 leechers, 5 wanted (6 asked: it may be one).
+        let sizes = Some([10, 100, 0, 0]);
+        assert_eq!(
+            sample_plan(false, "4", 5, sizes, 7),
+            vec![r(0, 7, 9), r(0, 0, 2)],
+            "a window of 6 from rank 7 wraps"
+        );
+        // More wanted than seeders: all of them, then leechers for the rest.
+        assert_eq!(
+            sample_plan(false, "4", 20, sizes, 3),
+            vec![r(0, 3, 9), r(0, 0, 2), r(1, 3, 14)]
+        );
+        // A seeder gets leechers only; empty sets are skipped; IPv6 first when asked.
+        assert_eq!(sample_plan(true, "4", 5, sizes, 50), vec![r(1, 50, 55)]);
+        assert_eq!(
+            sample_plan(false, "64", 5, Some([0, 3, 2, 0]), 1),
+            vec![r(2, 1, 1), r(2, 0, 0), r(1, 1, 2), r(1, 0, 0)]
+        );
+        assert!(
+            sample_plan(false, "4", 0, sizes, 1).is_empty(),
+            "none wanted"
+        );
+    }
+
+    #[test]
+    fn without_sizes_samples_from_the_start_of_each_set() {
+        assert_eq!(
+            sample_plan(false, "4", 50, None, 9),
+            vec![r(0, 0, 50), r(1, 0, 50)]
+        );
+        assert_eq!(
+            sample_plan(true, "46", 2, None, 9),
+            vec![r(1, 0, 2), r(3, 0, 2)]
+        );
+    }
+
+    #[test]
+    fn the_sizes_table_is_capped() {
+        let t = Sizes::default();
+        for i in 0..=SIZES_CAP as u32 {
+            let mut ih = [0; 20];
+            ih[..4].copy_from_slice(&i.to_be_bytes());
+            t.put(ih, [i, 0, 0, 0]);
+        }
+        assert!(t.0.lock().len() <= SIZES_CAP);
     }
 }
