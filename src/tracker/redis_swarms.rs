@@ -16,27 +16,23 @@
 //! cost Redis about ten times what a native `ZRANGE` does). Every key gets a TTL, so
 //! abandoned swarms vanish on their own. A scrape is one pipeline of ZCOUNTs and HGETs.
 //!
-//! Connections come from a small bounded pool; every command has a deadline. When Redis is
-//! down or slow an announce fails with [`Refusal::Unavailable`] at once (a new connection is
-//! tried at most every [`RETRY_MS`]), [`RedisSwarms::healthy`] turns false, and the first
-//! announce after Redis returns works again.
+//! Requests go through [`super::redis_lanes`] (a few connections, each batching what waits
+//! into one pipeline; deadlines, back-off and health are theirs).
 //!
 //! Differences from the memory backend: `max_torrents` and `max_peers` (global caps) are not
 //! enforced here (Redis' own `maxmemory` is that cap); `max_peers_per_torrent` is.
 
+use super::redis_lanes::Lanes;
 use super::registry::{ident_bytes, AnnounceIn, Family, Peer, PeerSink, Refusal};
 use crate::hash::Counter;
 use crate::proto::hex;
 use crate::proto::tracker::http::{self as tracker_http, Event, SwarmCounts};
-use parking_lot::{Condvar, Mutex};
+use parking_lot::Mutex;
 use redis::Value;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// Milliseconds between connection attempts while Redis is unreachable.
-pub const RETRY_MS: u64 = 250;
 /// Bytes of a peer identity (`registry::ident_bytes`), the tail of every set member.
 const IDENT_LEN: usize = 39;
 /// The keys of one torrent, in the order the script's KEYS have them: the four sets (seeders
@@ -72,6 +68,7 @@ if meta[2] ~= ARGV[1] then
 end
 local n = {}
 for i = 1, 4 do n[i] = redis.call('ZCARD', KEYS[i]) end
+local empty = n[1] + n[2] + n[3] + n[4] == 0
 -- Both counts, completed downloads, a code, then the four set sizes (for sampling).
 local function counts(code)
   return {n[1] + n[3], n[2] + n[4], downloaded, code, n[1], n[2], n[3], n[4]}
@@ -113,7 +110,8 @@ local before = n[mi]
 n[mi] = n[mi] + redis.call('ZADD', KEYS[mi], ARGV[1], member)
 -- A key just made gets its TTL now; the once-a-second sweep refreshes the others.
 if before == 0 then redis.call('EXPIRE', KEYS[mi], ARGV[10]) end
-if not prev then redis.call('EXPIRE', KEYS[5], ARGV[10]) end
+-- The identity hash of a swarm that had members has its TTL from the sweep.
+if not prev and empty then redis.call('EXPIRE', KEYS[5], ARGV[10]) end
 return counts(0)
 "#;
 
@@ -129,19 +127,10 @@ pub struct RedisSettings {
 
 /// Swarms kept in Redis.
 pub struct RedisSwarms {
-    client: redis::Client,
     settings: RedisSettings,
     script: redis::Script,
-    idle: Mutex<Vec<redis::Connection>>,
-    freed: Condvar,
-    open: AtomicUsize,
-    /// While set and in the future, no connection is tried (Redis was unreachable).
-    retry_at: Mutex<Option<Instant>>,
-    healthy: AtomicBool,
-    /// The last error, for the health endpoint.
-    last_error: Mutex<String>,
+    lanes: Lanes,
     sizes: Sizes,
-    pub errors: Counter,
     pub too_fast: Counter,
 }
 
@@ -284,115 +273,34 @@ impl RedisSwarms {
     pub fn new(settings: RedisSettings) -> Result<RedisSwarms, String> {
         let client = redis::Client::open(settings.url.as_str())
             .map_err(|e| format!("tracker.redis_url: {e}"))?;
+        let lanes = Lanes::new(client, settings.pool, settings.timeout, ANNOUNCE_LUA);
         Ok(RedisSwarms {
-            client,
             settings,
             script: redis::Script::new(ANNOUNCE_LUA),
-            idle: Mutex::new(Vec::new()),
-            freed: Condvar::new(),
-            open: AtomicUsize::new(0),
-            retry_at: Mutex::new(None),
-            healthy: AtomicBool::new(true),
-            last_error: Mutex::new(String::new()),
+            lanes,
             sizes: Sizes::default(),
-            errors: Counter::default(),
             too_fast: Counter::default(),
         })
     }
 
-    /// Whether the last command reached Redis (and, if not, why).
+    /// Whether the last exchange reached Redis (and, if not, why).
     pub fn health(&self) -> (bool, String) {
-        let ok = self.healthy.load(Ordering::Relaxed);
-        (
-            ok,
-            if ok {
-                String::new()
-            } else {
-                self.last_error.lock().clone()
-            },
-        )
+        self.lanes.health()
     }
 
-    /// While Redis is unreachable, one PING (the maintenance thread calls this), so the
-    /// health turns back to ok without waiting for an announce.
+    /// Failed exchanges with Redis.
+    pub fn errors(&self) -> u64 {
+        self.lanes.errors()
+    }
+
+    /// While Redis is unreachable, one PING (the maintenance thread calls this).
     pub fn probe(&self) {
-        if !self.healthy.load(Ordering::Relaxed) {
-            let _ = self.with(|c| redis::cmd("PING").query::<String>(c));
-        }
+        self.lanes.probe();
     }
 
     fn fail(&self, e: &str) -> Refusal {
-        self.errors.add(1);
-        if self.healthy.swap(false, Ordering::Relaxed) {
-            log::warn!("tracker: redis unavailable: {e}");
-        }
-        *self.last_error.lock() = format!("redis: {e}");
-        *self.retry_at.lock() = Some(Instant::now() + Duration::from_millis(RETRY_MS));
+        log::warn!("tracker: redis: {e}");
         Refusal::Unavailable
-    }
-
-    /// A pooled connection, or a new one while fewer than `pool` are open; waits for one
-    /// to be returned at most the command deadline.
-    fn take(&self) -> Result<redis::Connection, Refusal> {
-        let deadline = Instant::now() + self.settings.timeout;
-        let mut idle = self.idle.lock();
-        loop {
-            if let Some(c) = idle.pop() {
-                return Ok(c);
-            }
-            if self.open.load(Ordering::Relaxed) < self.settings.pool {
-                break;
-            }
-            if self.freed.wait_until(&mut idle, deadline).timed_out() {
-                self.errors.add(1);
-                return Err(Refusal::Unavailable);
-            }
-        }
-        if let Some(at) = *self.retry_at.lock() {
-            if Instant::now() < at {
-                return Err(Refusal::Unavailable);
-            }
-        }
-        self.open.fetch_add(1, Ordering::Relaxed);
-        drop(idle);
-        let t = self.settings.timeout;
-        let made = self.client.get_connection_with_timeout(t).and_then(|c| {
-            c.set_read_timeout(Some(t))?;
-            c.set_write_timeout(Some(t))?;
-            Ok(c)
-        });
-        match made {
-            Ok(c) => Ok(c),
-            Err(e) => {
-                self.open.fetch_sub(1, Ordering::Relaxed);
-                self.freed.notify_one();
-                Err(self.fail(&e.to_string()))
-            }
-        }
-    }
-
-    /// Runs `f` on a pooled connection; a connection that failed is dropped, not returned.
-    fn with<T>(
-        &self,
-        f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
-    ) -> Result<T, Refusal> {
-        let mut conn = self.take()?;
-        match f(&mut conn) {
-            Ok(v) => {
-                self.idle.lock().push(conn);
-                self.freed.notify_one();
-                if !self.healthy.swap(true, Ordering::Relaxed) {
-                    log::info!("tracker: redis reachable again");
-                    *self.retry_at.lock() = None;
-                }
-                Ok(v)
-            }
-            Err(e) => {
-                self.open.fetch_sub(1, Ordering::Relaxed);
-                self.freed.notify_one();
-                Err(self.fail(&e.to_string()))
-            }
-        }
     }
 
     /// Records an announce and appends up to `numwant` other peers to `out`.
@@ -454,16 +362,7 @@ impl RedisSwarms {
                 .arg(r.start)
                 .arg(r.stop);
         }
-        let reply: Vec<Value> = self.with(|c| match pipe.query(c) {
-            Err(e) if e.kind() == redis::ErrorKind::NoScriptError => {
-                redis::cmd("SCRIPT")
-                    .arg("LOAD")
-                    .arg(ANNOUNCE_LUA)
-                    .query::<String>(c)?;
-                pipe.query(c)
-            }
-            r => r,
-        })?;
+        let reply = self.lanes.run(&pipe)?;
         let Some(Value::Array(counts)) = reply.first() else {
             return Err(self.fail("announce script answered no counts"));
         };
@@ -520,7 +419,7 @@ impl RedisSwarms {
             }
             pipe.cmd("HGET").arg(key(ih, "c")).arg("d");
         }
-        let v: Vec<Value> = self.with(|c| pipe.query(c))?;
+        let v = self.lanes.run(&pipe)?;
         if v.len() != hashes.len() * 5 {
             return Err(self.fail("scrape pipeline answered too little"));
         }
@@ -539,7 +438,10 @@ impl RedisSwarms {
             .iter()
             .map(|p| key(info_hash, p))
             .collect();
-        self.with(|c| redis::cmd("DEL").arg(keys).query::<()>(c))
+        match self.lanes.run(redis::pipe().cmd("DEL").arg(keys))?.first() {
+            Some(Value::ServerError(e)) => Err(self.fail(&format!("DEL: {e:?}"))),
+            _ => Ok(()),
+        }
     }
 }
 
