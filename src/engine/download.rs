@@ -125,6 +125,8 @@ struct Peer {
     snubbed: bool,
     unrequested: u32,
     sole_failures: u32,
+    /// Failed pieces it sent a block of (the peer list's trust).
+    hash_failures: u32,
     /// A webseed: never banned, asked for whole pieces, at least [`WEB_MIN_QUEUE`] blocks.
     web: bool,
     /// A webseed's newest piece: the next one follows it where it can, so its GETs are long
@@ -272,6 +274,7 @@ impl Download {
                 snubbed: false,
                 unrequested: 0,
                 sole_failures: 0,
+                hash_failures: 0,
                 web: false,
                 last_piece: None,
             },
@@ -553,6 +556,11 @@ impl Download {
         distinct.dedup();
         self.ban.piece_failed(piece, records);
         self.picker.hashed(piece, false);
+        for id in &distinct {
+            if let Some(p) = self.peers.get_mut(id) {
+                p.hash_failures += 1;
+            }
+        }
         if let [only] = distinct[..] {
             let sole = self.peers.get_mut(&only).map(|p| {
                 p.sole_failures += 1;

@@ -606,6 +606,7 @@ impl Loop {
                         if self.settle_by_listen_addr(slot) {
                             return;
                         }
+                        self.incoming_listens(slot);
                     }
                 }
                 Event::Pex(p) => {
