@@ -307,8 +307,9 @@ impl Picker {
     }
 
     /// One block of the critical `piece` for `peer` (which has it): a free block first;
-    /// failing that, a takeover: a block every requester of which `slow` names (a slow,
-    /// late or snubbed peer), that `peer` has not asked for and fewer than [`MAX_DUP`] have.
+    /// failing that, a takeover: a block every requester of which is in `slow` (slow, late
+    /// or snubbed peers; empty: no takeover, no scan), that `peer` has not asked for and
+    /// fewer than [`MAX_DUP`] have.
     /// The second copy is a duplicate request; whichever copy arrives first cancels the
     /// other ([`Arrival::Kept`]). `Some((block, taken_over))`.
     pub fn take_critical(
@@ -316,7 +317,7 @@ impl Picker {
         piece: u32,
         peer: PeerId,
         has: &Bitfield,
-        slow: impl Fn(PeerId, Block) -> bool,
+        slow: &[PeerId],
     ) -> Option<(Block, bool)> {
         if !self.fetchable(piece, has) {
             return None;
@@ -333,6 +334,9 @@ impl Picker {
                 false,
             ));
         }
+        if slow.is_empty() {
+            return None;
+        }
         for (i, slot) in part.slots.iter_mut().enumerate() {
             let block = Block {
                 piece,
@@ -341,7 +345,7 @@ impl Picker {
             if let Slot::Requested(peers) = slot {
                 if peers.len() < MAX_DUP
                     && !peers.contains(&peer)
-                    && peers.iter().all(|&h| slow(h, block))
+                    && peers.iter().all(|h| slow.contains(h))
                 {
                     peers.push(peer);
                     return Some((block, true));

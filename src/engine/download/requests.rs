@@ -18,7 +18,7 @@
 
 use super::{Action, Download, Peer, MIN_QUEUE, QUEUE_SECS, START_QUEUE};
 use super::{WEB_MAX_QUEUE, WEB_MIN_QUEUE};
-use crate::engine::{Block, PeerId, BLOCK};
+use crate::engine::{PeerId, BLOCK};
 use crate::proto::bt::peer_wire::BlockRef;
 
 /// Pieces with a deadline handed out by expected queue time (the rest by the picker).
@@ -134,21 +134,26 @@ impl Download {
             while let Some(k) = (0..eligible.len()).min_by_key(|&k| cands[eligible[k]].queue_ms()) {
                 let c = &cands[eligible[k]];
                 let (id, rate) = (c.id, c.rate);
-                let peers = &self.peers;
-                let slow = |holder: PeerId, _: Block| match peers.get(&holder) {
-                    None => true,
-                    Some(h) => {
-                        h.snubbed
-                            || estimate(h, average).saturating_mul(SLOW_FACTOR) <= rate
-                            // Answered in order: a peer whose oldest request is late
-                            // delivers none of the later ones sooner.
-                            || h.asked
-                                .front()
-                                .is_some_and(|&(_, at)| now.saturating_sub(at) >= LATE_MS)
-                    }
-                };
-                let bits = &peers[&id].bits;
-                let Some((block, taken_over)) = self.picker.take_critical(piece, id, bits, slow)
+                // Who this candidate may take blocks over from, worked out once (the
+                // takeover scan is skipped when nobody is).
+                let slow: Vec<PeerId> = self
+                    .peers
+                    .iter()
+                    .filter(|&(&h, p)| {
+                        h != id
+                            && !p.asked.is_empty()
+                            && (p.snubbed
+                                || estimate(p, average).saturating_mul(SLOW_FACTOR) <= rate
+                                // Answered in order: a peer whose oldest request is late
+                                // delivers none of the later ones sooner.
+                                || p.asked
+                                    .front()
+                                    .is_some_and(|&(_, at)| now.saturating_sub(at) >= LATE_MS))
+                    })
+                    .map(|(&h, _)| h)
+                    .collect();
+                let bits = &self.peers[&id].bits;
+                let Some((block, taken_over)) = self.picker.take_critical(piece, id, bits, &slow)
                 else {
                     eligible.swap_remove(k);
                     continue;
