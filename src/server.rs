@@ -10,7 +10,8 @@ use crate::catalog::{Catalog, Change, SweepReport};
 use crate::config::Config;
 use crate::http::pool::{self, HttpPool, PoolLimits, PoolState};
 use crate::http::ratelimit::RateLimiter;
-use crate::http::router::{self, Reply, Req};
+use crate::http::respond::{Deferred, Wake};
+use crate::http::router::{self, Reply, ReplyBody, Req};
 use crate::http::stats::Stats;
 use crate::net::stats::NetStats;
 use crate::net::{Command, Deps, Net};
@@ -27,7 +28,7 @@ pub struct Gateway {
     pub public_url: String,
     pub catalog: Catalog,
     pub tracker: Arc<Tracker>,
-    pub stats: Stats,
+    pub stats: Arc<Stats>,
     pub limiter: RateLimiter,
     pub sweep: SweepReport,
     /// The peer wire service's counters and address, when enabled.
@@ -94,8 +95,34 @@ impl Gateway {
             }
             Ok(()) => route(self, req),
         };
-        self.stats.request(reply.status);
-        reply
+        counted(&self.stats, reply)
+    }
+}
+
+/// Counts a reply by its status; a deferred one when it is known (a stream's 504 after
+/// `fetch.wait_secs`, a .torrent URL's 502), not by the placeholder it starts as. A
+/// deferred reply that never resolves (its client hung up) is not counted.
+fn counted(stats: &Arc<Stats>, mut reply: Reply) -> Reply {
+    if let ReplyBody::Deferred(inner) = reply.body {
+        reply.body = ReplyBody::Deferred(Box::new(CountedDeferred {
+            inner,
+            stats: Arc::clone(stats),
+        }));
+        return reply;
+    }
+    stats.request(reply.status);
+    reply
+}
+
+struct CountedDeferred {
+    inner: Box<dyn Deferred>,
+    stats: Arc<Stats>,
+}
+
+impl Deferred for CountedDeferred {
+    fn poll(&mut self, wake: &Wake) -> Option<Reply> {
+        let reply = self.inner.poll(wake)?;
+        Some(counted(&self.stats, reply))
     }
 }
 
@@ -231,7 +258,7 @@ pub fn run_server(config: Config) -> Result<Running, String> {
         public_url: public_url.clone(),
         catalog,
         tracker,
-        stats: Stats::default(),
+        stats: Arc::default(),
         sweep,
         p2p,
         nostr,

@@ -3,7 +3,8 @@
 //! second file, `GET /api/torrents/<ih>` shows the bytes verified per file (the second
 //! whole, the first at most the piece they share), a down rate measured from the transfer,
 //! and the seeder among the `manual` peers; `GET /api/p2p/peers/<ih>` lists it first in the
-//! dial order, connected, no failures, with every piece, a score and the reasons.
+//! dial order, connected, no failures, with every piece, a score and the reasons (local
+//! network, no hash failures, the payload rate measured).
 
 mod support;
 
@@ -116,6 +117,27 @@ fn detail_and_peer_list_of_a_fetched_torrent() {
         reasons.iter().any(|r| r.contains("manual"))
             && reasons.iter().any(|r| r.contains("BEP-40")),
         "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("local network")),
+        "loopback is the local network: {reasons:?}"
+    );
+    assert_eq!(p["local_network"], true, "{p}");
+    assert_eq!(p["hash_failures"], 0, "{p}");
+    // The rate the engine measured is remembered by the list and ranks the peer.
+    let p = eventually(10, || {
+        let list = gw.get(&format!("/api/p2p/peers/{ih}")).json();
+        let p = list["peers"][0].clone();
+        (p["measured_rate_bytes_per_sec"].as_u64().unwrap_or(0) > 0).then_some(p)
+    })
+    .unwrap_or_else(|| panic!("{}", gw.get(&format!("/api/p2p/peers/{ih}")).text()));
+    assert!(
+        p["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r.as_str().unwrap().contains("KiB/s payload")),
+        "{p}"
     );
     // Unknown and malformed info-hashes.
     assert_eq!(

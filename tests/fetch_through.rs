@@ -151,10 +151,18 @@ fn bad_fetch_requests_get_clear_statuses() {
         gw.get(&format!("/api/torrents/{ih}")).json()["state"],
         "metadata"
     );
+    let errors = || {
+        gw.get("/api/stats").json()["requests"]["5xx"]
+            .as_u64()
+            .unwrap()
+    };
+    let before = errors();
     let t0 = std::time::Instant::now();
     let r = gw.get(&format!("/stream/{ih}/0"));
     let took = t0.elapsed();
     assert_eq!(r.status, 504, "{}", r.text());
+    // The deferred 504 counts among the 5xx like any other (not as its placeholder 200).
+    assert_eq!(errors(), before + 1);
     assert!(r.text().contains("metadata"), "{}", r.text());
     assert!(
         took >= std::time::Duration::from_secs(2) && took < std::time::Duration::from_secs(10),

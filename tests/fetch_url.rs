@@ -3,8 +3,10 @@
 //! URL, fetches it (off the worker, bounded), joins the swarm (A's tracker and webseed) and
 //! streams the file byte-identical (several ranges with curl: the whole file, 200). Bad URLs get 400, a refused private address 400 (A keeps
 //! the default guard), and an unreachable origin, an error status, an answer that is not a
-//! torrent or one over 16 MiB a 502, each with its reason; none of them adds a torrent. The
-//! `download` command fetches a .torrent URL through the same client.
+//! torrent or one over 16 MiB a 502, each with its reason; none of them adds a torrent. A
+//! client that hangs up while a slow origin trickles the answer cancels the fetch (the origin
+//! sees its connection closed, nothing is added). The `download` command fetches a .torrent
+//! URL through the same client.
 
 mod support;
 
@@ -193,4 +195,68 @@ fn a_fetched_html_file_goes_out_as_an_attachment_and_text_inline() {
         assert!(cd.starts_with(how) && cd.contains(name), "{name}: {cd}");
         assert_eq!(r.header("content-security-policy"), Some("sandbox"));
     }
+}
+
+#[test]
+fn a_client_that_hangs_up_cancels_its_url_fetch() {
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+
+    let dir = tempdir();
+    // A long whole-fetch bound: only the hang-up can end this fetch early.
+    let gw = Server::start(
+        dir.path(),
+        "[fetch]\nurl_allow_private = true\nurl_timeout_secs = 120\n",
+    );
+    // An origin that trickles a large answer, a byte every 20 ms, until its client goes.
+    let origin = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/slow.torrent", origin.local_addr().unwrap());
+    let (tx, rx) = mpsc::channel::<&'static str>();
+    std::thread::spawn(move || {
+        let (mut s, _) = origin.accept().unwrap();
+        let mut head = Vec::new();
+        let mut b = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && s.read(&mut b).unwrap_or(0) == 1 {
+            head.push(b[0]);
+        }
+        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\nd8:announce")
+            .unwrap();
+        tx.send("answering").unwrap();
+        while s.write_all(b"x").is_ok() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        tx.send("closed").unwrap();
+    });
+    let mut client = TcpStream::connect(gw.addr).unwrap();
+    let req = format!(
+        "POST /api/torrents HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n\r\n{url}",
+        gw.addr,
+        url.len()
+    );
+    client.write_all(req.as_bytes()).unwrap();
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(20)).unwrap(),
+        "answering"
+    );
+    let hung_up = Instant::now();
+    client.shutdown(Shutdown::Both).unwrap();
+    drop(client);
+    // The gateway drops the origin within a read or two, not after 120 s.
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(30)),
+        Ok("closed"),
+        "the fetch went on after the client left"
+    );
+    assert!(hung_up.elapsed() < Duration::from_secs(30));
+    // Nothing was added, and the fetch's place is free again: a bad URL gets its own answer.
+    let list = gw.get("/api/torrents").json();
+    assert_eq!(list["torrents"].as_array().unwrap().len(), 0, "{list}");
+    assert_refused(
+        &gw,
+        "http://127.0.0.1:1/x.torrent",
+        502,
+        "fetching the .torrent",
+    );
 }

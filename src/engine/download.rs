@@ -6,7 +6,9 @@
 //! - Requests: each unchoked peer gets about [`QUEUE_SECS`] of data in flight at its
 //!   measured rate (libtorrent's `request_queue_time`), at least a few blocks, at most its
 //!   `reqq` and ours; a snubbed peer (nothing for [`Limits::request_timeout_ms`] while it
-//!   owed us blocks) gets one, and what it owed goes to others.
+//!   owed us blocks) gets one, and what it owed goes to others. The critical pieces under
+//!   readers go first, block by block, to the peers with the shortest expected queue time,
+//!   and a slow peer's blocks of them are asked of a faster one too (`requests`).
 //! - Memory: blocks live in piece buffers until the piece is whole; no new piece starts
 //!   while [`Limits::max_buffered`] bytes of pieces are in progress (arriving, hashing or
 //!   waiting for the disk), so a slow disk stops requests instead of growing memory.
@@ -102,6 +104,8 @@ pub struct Counters {
     /// Payload bytes received and thrown away (duplicates, failed pieces, unrequested).
     pub wasted: u64,
     pub failed_pieces: u32,
+    /// Critical blocks asked of a second peer because the first was slow, late or snubbed.
+    pub taken_over: u64,
 }
 
 #[derive(Debug)]
@@ -114,11 +118,15 @@ struct Peer {
     reqq: usize,
     /// Bytes per second, smoothed over ticks.
     rate: u64,
+    /// The highest `rate` seen (the estimate while it sends nothing, e.g. unasked).
+    peak: u64,
     period_bytes: u64,
     last_data_ms: u64,
     snubbed: bool,
     unrequested: u32,
     sole_failures: u32,
+    /// Failed pieces it sent a block of (the peer list's trust).
+    hash_failures: u32,
     /// A webseed: never banned, asked for whole pieces, at least [`WEB_MIN_QUEUE`] blocks.
     web: bool,
     /// A webseed's newest piece: the next one follows it where it can, so its GETs are long
@@ -260,11 +268,13 @@ impl Download {
                 asked: VecDeque::new(),
                 reqq: self.limits.max_requests,
                 rate: 0,
+                peak: 0,
                 period_bytes: 0,
                 last_data_ms: now_ms,
                 snubbed: false,
                 unrequested: 0,
                 sole_failures: 0,
+                hash_failures: 0,
                 web: false,
                 last_piece: None,
             },
@@ -546,6 +556,11 @@ impl Download {
         distinct.dedup();
         self.ban.piece_failed(piece, records);
         self.picker.hashed(piece, false);
+        for id in &distinct {
+            if let Some(p) = self.peers.get_mut(id) {
+                p.hash_failures += 1;
+            }
+        }
         if let [only] = distinct[..] {
             let sole = self.peers.get_mut(&only).map(|p| {
                 p.sole_failures += 1;
@@ -704,6 +719,7 @@ impl Download {
             } else {
                 (p.rate * 2 + now_rate) / 3
             };
+            p.peak = p.peak.max(p.rate);
             p.period_bytes = 0;
             if !p.asked.is_empty() && now_ms.saturating_sub(p.last_data_ms) > timeout {
                 snubbed.push(id);
@@ -772,70 +788,6 @@ impl Download {
             length: self.layout.block_len(b),
         }
     }
-
-    fn fill_all(&mut self) {
-        let ids: Vec<PeerId> = self.peers.keys().copied().collect();
-        for id in ids {
-            self.fill(id);
-        }
-    }
-
-    /// Tops up one peer's requests.
-    fn fill(&mut self, peer: PeerId) {
-        let budget = self
-            .limits
-            .max_buffered
-            .max(2 * u64::from(self.layout.piece_length));
-        let pieces = budget / u64::from(self.layout.piece_length.max(1));
-        self.picker.set_max_in_progress(pieces as usize);
-        let Some(p) = self.peers.get_mut(&peer) else {
-            return;
-        };
-        if p.choking || !p.interested {
-            return;
-        }
-        let target = if p.snubbed {
-            1
-        } else if p.rate == 0 {
-            START_QUEUE
-        } else {
-            ((p.rate * QUEUE_SECS) / u64::from(BLOCK)) as usize
-        }
-        .max(if p.snubbed {
-            1
-        } else if p.web {
-            WEB_MIN_QUEUE
-        } else {
-            MIN_QUEUE
-        })
-        .min(if p.web { WEB_MAX_QUEUE } else { p.reqq })
-        .min(if p.web {
-            WEB_MAX_QUEUE
-        } else {
-            self.limits.max_requests
-        });
-        if p.asked.len() >= target {
-            return;
-        }
-        let whole = p.web || p.rate >= u64::from(self.layout.piece_length);
-        let after = if p.web { p.last_piece } else { None };
-        let picked = self
-            .picker
-            .pick_after(peer, &p.bits, target - p.asked.len(), whole, after);
-        if p.web {
-            p.last_piece = picked.last().map(|b| b.piece).or(p.last_piece);
-        }
-        let now = self.last_tick_ms;
-        for b in picked {
-            p.asked.push_back((b, now));
-            let r = BlockRef {
-                index: b.piece,
-                begin: b.index * BLOCK,
-                length: self.layout.block_len(b),
-            };
-            self.out.push(Action::Request(peer, r));
-        }
-    }
 }
 
 /// Not loopback, private, link-local or unspecified.
@@ -858,7 +810,9 @@ fn to_block(r: &BlockRef) -> Block {
 }
 
 mod report;
+mod requests;
 pub use report::PeerRate;
+pub use requests::{CRITICAL_PIECES, LATE_MS, SLOW_FACTOR};
 
 #[cfg(test)]
 #[path = "download_tests.rs"]

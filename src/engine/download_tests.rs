@@ -418,3 +418,183 @@ fn want_all_fetches_the_rest_and_completes() {
     d.evicted(0);
     assert_eq!(run(&mut d, &content, &[], 10_000), vec![0]);
 }
+
+/// Sets a peer's measured rate as if ticks had measured it.
+fn set_rate(d: &mut Download, id: PeerId, rate: u64) {
+    let p = d.peers.get_mut(&id).expect("a peer");
+    p.rate = rate;
+    p.peak = rate;
+}
+
+/// Empties a peer's queue as if its requests had failed (their blocks are free again).
+fn empty_queue(d: &mut Download, id: PeerId) {
+    let freed: Vec<Block> = d
+        .peers
+        .get_mut(&id)
+        .unwrap()
+        .asked
+        .drain(..)
+        .map(|x| x.0)
+        .collect();
+    for blk in freed {
+        d.picker.request_failed(id, blk);
+    }
+}
+
+/// The blocks asked of `peer` in `actions`.
+fn asked_of(actions: &[Action], peer: PeerId) -> Vec<BlockRef> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Request(p, r) if *p == peer => Some(*r),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_deadline_piece_goes_to_the_peer_with_the_shortest_expected_queue_time() {
+    let (mut d, _) = stream_setup(100);
+    d.want_all();
+    let fast = connect(&mut d, 1);
+    let loaded = asked_of(&d.take_actions(), fast).len();
+    assert!(
+        loaded >= START_QUEUE,
+        "the fast peer has {loaded} blocks in flight"
+    );
+    let slow = connect(&mut d, 2);
+    set_rate(&mut d, slow, 20_000);
+    set_rate(&mut d, fast, 1_000_000);
+    d.take_actions();
+    // Even with its queue full (16 blocks, 0.3 s at 1 MB/s) the fast peer delivers sooner
+    // than the idle slow one (0.8 s for one block at 20 kB/s): the reader's piece is its.
+    let critical = (0..100).find(|&p| !d.picker.started(p)).unwrap();
+    assert!(d.want(1, &[critical], 1000));
+    let actions = d.take_actions();
+    let to_fast: Vec<u32> = asked_of(&actions, fast)
+        .iter()
+        .filter(|r| r.index == critical)
+        .map(|r| r.begin / BLOCK)
+        .collect();
+    assert_eq!(to_fast, vec![0, 1, 2, 3], "{actions:?}");
+    assert!(asked_of(&actions, slow).iter().all(|r| r.index != critical));
+    // The slow peer's own top-up (after each of its blocks), with room in its queue, leaves
+    // the critical pieces alone (the fast one is far from its cap).
+    let next = (0..100).find(|&p| !d.picker.started(p)).unwrap();
+    assert!(d.want(1, &[critical, next], 1000));
+    d.take_actions();
+    empty_queue(&mut d, slow);
+    d.fill(slow);
+    assert!(asked_of(&d.take_actions(), slow)
+        .iter()
+        .all(|r| r.index != critical && r.index != next));
+
+    // Two peers of comparable speed: the one with the shorter queue wins even though it is
+    // the slower one (100 kB/s with 17 blocks queued: 2.8 s; 60 kB/s with none: 0.27 s a
+    // block, 1.1 s for all four).
+    let (mut d, _) = stream_setup(100);
+    d.want_all();
+    let a = connect(&mut d, 1);
+    d.take_actions();
+    let b = connect(&mut d, 2);
+    d.take_actions();
+    set_rate(&mut d, a, 100_000);
+    set_rate(&mut d, b, 60_000);
+    let queued_b = d.peers[&b].asked.len();
+    assert_eq!(queued_b, START_QUEUE, "both start with 16 blocks");
+    empty_queue(&mut d, b);
+    let critical = (0..100).find(|&p| !d.picker.started(p)).unwrap();
+    assert!(d.want(1, &[critical], 1000));
+    let actions = d.take_actions();
+    let to_b: Vec<u32> = asked_of(&actions, b)
+        .iter()
+        .filter(|r| r.index == critical)
+        .map(|r| r.begin / BLOCK)
+        .collect();
+    assert_eq!(to_b, vec![0, 1, 2, 3], "{actions:?}");
+    assert!(asked_of(&actions, a).iter().all(|r| r.index != critical));
+}
+
+#[test]
+fn a_slow_peers_blocks_of_a_critical_piece_are_taken_over_and_cancelled_on_arrival() {
+    let (mut d, content) = stream_setup(100);
+    d.want_all();
+    assert!(d.want(1, &[4], 1000));
+    let slow = connect(&mut d, 2);
+    let first = asked_of(&d.take_actions(), slow);
+    let held: Vec<BlockRef> = first.iter().filter(|r| r.index == 4).copied().collect();
+    assert_eq!(
+        held.len(),
+        4,
+        "the only peer holds the critical piece: {first:?}"
+    );
+    let normal: Vec<BlockRef> = first.iter().filter(|r| r.index != 4).copied().collect();
+    assert!(!normal.is_empty());
+    let fast = connect(&mut d, 1);
+    let joined = asked_of(&d.take_actions(), fast);
+    assert!(
+        joined.iter().all(|r| r.index != 4),
+        "rates unknown: nobody is slow yet, no duplicates: {joined:?}"
+    );
+    // The rates become known: 20 kB/s against 1 MB/s.
+    set_rate(&mut d, slow, 20_000);
+    set_rate(&mut d, fast, 1_000_000);
+    d.fill_all();
+    let actions = d.take_actions();
+    let mut taken = asked_of(&actions, fast);
+    taken.retain(|r| r.index == 4);
+    assert_eq!(
+        taken, held,
+        "the fast peer asks for the slow one's critical blocks"
+    );
+    assert_eq!(d.counters().taken_over, 4);
+    let fast_all = asked_of(&actions, fast);
+    assert!(
+        fast_all.iter().all(|r| r.index == 4 || !normal.contains(r)),
+        "only critical blocks are doubled, not the slow peer's other pieces"
+    );
+    // The fast copy arrives first: the slow peer's request is cancelled; where the slow copy
+    // wins, the fast one's is.
+    let bytes = |r: &BlockRef| {
+        let at = (r.index * PIECE + r.begin) as usize;
+        content[at..at + r.length as usize].to_vec()
+    };
+    d.block(fast, held[0], &bytes(&held[0]), 2000);
+    assert!(d.take_actions().contains(&Action::Cancel(slow, held[0])));
+    d.block(slow, held[1], &bytes(&held[1]), 2000);
+    assert!(d.take_actions().contains(&Action::Cancel(fast, held[1])));
+    // A late duplicate is wasted, not kept twice.
+    d.block(slow, held[0], &bytes(&held[0]), 2000);
+    assert_eq!(d.counters().wasted, u64::from(BLOCK));
+}
+
+#[test]
+fn a_late_or_snubbed_holder_loses_its_critical_blocks_to_a_peer_of_any_speed() {
+    let (mut d, _) = stream_setup(100);
+    d.want_all();
+    assert!(d.want(1, &[4], 1000));
+    let first = connect(&mut d, 2);
+    assert_eq!(
+        asked_of(&d.take_actions(), first)
+            .iter()
+            .filter(|r| r.index == 4)
+            .count(),
+        4
+    );
+    let second = connect(&mut d, 1);
+    d.take_actions();
+    set_rate(&mut d, first, 100_000);
+    set_rate(&mut d, second, 100_000);
+    d.fill_all();
+    assert!(
+        asked_of(&d.take_actions(), second)
+            .iter()
+            .all(|r| r.index != 4),
+        "equal rates, nothing late: no duplicates"
+    );
+    // Nothing from the first peer for LATE_MS: its critical blocks are asked of the second.
+    d.last_tick_ms = LATE_MS + 1;
+    d.fill_all();
+    let dup = asked_of(&d.take_actions(), second);
+    assert_eq!(dup.iter().filter(|r| r.index == 4).count(), 4, "{dup:?}");
+}

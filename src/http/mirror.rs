@@ -123,6 +123,23 @@ pub fn fetch_torrent(
     timeout: Duration,
     total: Duration,
 ) -> Result<Vec<u8>, FetchError> {
+    fetch_torrent_until(url, allow_private, timeout, total, &|| false)
+}
+
+/// [`fetch_torrent`] that gives up as soon as `cancelled()` says so: checked before the
+/// request and after every read of the answer (so within one read, at most `timeout`, of
+/// the caller losing interest).
+pub fn fetch_torrent_until(
+    url: &str,
+    allow_private: bool,
+    timeout: Duration,
+    total: Duration,
+    cancelled: &dyn Fn() -> bool,
+) -> Result<Vec<u8>, FetchError> {
+    let gone = || FetchError::Origin("cancelled: the client went away".into());
+    if cancelled() {
+        return Err(gone());
+    }
     let fetched = fetch_within(url, allow_private, timeout.min(total), total)?;
     let too_big = || {
         FetchError::Origin(format!(
@@ -134,11 +151,19 @@ pub fn fetch_torrent(
         return Err(too_big());
     }
     let mut body = Vec::new();
-    fetched
-        .body
-        .take(MAX_TORRENT_URL_BYTES + 1)
-        .read_to_end(&mut body)
-        .map_err(|e| FetchError::Origin(format!("reading the answer: {e}")))?;
+    let mut reader = fetched.body.take(MAX_TORRENT_URL_BYTES + 1);
+    let mut chunk = vec![0u8; 16 * 1024];
+    loop {
+        if cancelled() {
+            return Err(gone());
+        }
+        match reader.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => body.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(FetchError::Origin(format!("reading the answer: {e}"))),
+        }
+    }
     if body.len() as u64 > MAX_TORRENT_URL_BYTES {
         return Err(too_big());
     }

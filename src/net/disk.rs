@@ -92,6 +92,8 @@ pub enum Job {
         conn: u64,
         torrent: Arc<Torrent>,
         block: BlockRef,
+        /// The loop's eviction count when asked (handed back in [`Done::Read`]).
+        seq: u64,
     },
     /// Drop cached maps of a deleted file.
     Forget {
@@ -124,6 +126,7 @@ pub enum Done {
     Read {
         conn: u64,
         block: BlockRef,
+        seq: u64,
         result: Result<Block, String>,
     },
     Written {
@@ -329,9 +332,11 @@ impl DiskPool {
                                     conn,
                                     torrent,
                                     block,
+                                    seq,
                                 } => Done::Read {
                                     conn,
                                     block,
+                                    seq,
                                     result: worker.read(&torrent, &block),
                                 },
                                 Job::Forget { sha256 } => {

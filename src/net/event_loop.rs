@@ -34,6 +34,7 @@ mod housekeeping;
 mod leech;
 mod lookup;
 mod magnet;
+mod serve;
 mod sources;
 mod swarm;
 mod wire_in;
@@ -162,6 +163,7 @@ pub struct Loop {
     write_backlog: std::collections::VecDeque<Job>,
     /// Fetch-through pieces on disk under the cache's cap (see `cache.rs`).
     cache: crate::engine::cache::PieceCache,
+    evict_log: cache::EvictLog,
     /// Tracker announces and webseed GETs (started with the first download).
     announce: Option<crate::net::announce::AnnouncePool>,
     announce_tx: Sender<crate::net::announce::Done>,
@@ -251,6 +253,7 @@ impl Loop {
             magnets: HashMap::new(),
             write_backlog: std::collections::VecDeque::new(),
             cache: crate::engine::cache::PieceCache::new(u64::MAX),
+            evict_log: cache::EvictLog::default(),
             announce: None,
             announce_tx,
             announce_rx,
@@ -606,6 +609,7 @@ impl Loop {
                         if self.settle_by_listen_addr(slot) {
                             return;
                         }
+                        self.incoming_listens(slot);
                     }
                 }
                 Event::Pex(p) => {
@@ -669,6 +673,7 @@ impl Loop {
                 conn: key,
                 torrent: Arc::clone(&t),
                 block,
+                seq: self.evict_log.seq(),
             };
             if self.ch.jobs.try_send(job).is_err() {
                 c.reading -= block.length as usize;
@@ -770,39 +775,12 @@ impl Loop {
                 Done::Read {
                     conn,
                     block,
+                    seq,
                     result,
                 } => {
-                    let Some(slot) = self.by_key(conn) else {
-                        continue;
-                    };
-                    let c = self.conns[slot].as_mut().expect("found by key");
-                    c.reading = c.reading.saturating_sub(block.length as usize);
-                    match result {
-                        Ok(data) => {
-                            c.wire.served();
-                            c.out.push_bytes(c.wire.take_output());
-                            let mut header = Vec::with_capacity(13);
-                            peer_wire::write_piece_header(
-                                block.index,
-                                block.begin,
-                                block.length,
-                                &mut header,
-                            );
-                            c.out.push_block(header, data);
-                            self.stats.blocks_served.add(1);
-                            if let Some(t) = &c.torrent {
-                                if let Some(e) = self.torrents.get_mut(&t.shape.info_hash) {
-                                    e.blocks += 1;
-                                }
-                            }
-                        }
-                        Err(e) => {
-                            log::warn!("peer: reading a block for {}: {e}", c.addr);
-                            self.stats.disk_errors.add(1);
-                            c.wire.failed(block);
-                        }
+                    if let Some(slot) = self.block_read(conn, block, seq, result) {
+                        touched.insert(slot);
                     }
-                    touched.insert(slot);
                 }
             }
         }

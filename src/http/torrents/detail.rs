@@ -64,6 +64,10 @@ pub(super) fn peers(status: &DownloadStatus) -> Value {
                 "pieces": p.pieces,
                 "rank": p.rank,
                 "score": p.ranked.as_ref().map(|r| r.score),
+                "measured_rate_bytes_per_sec": p.ranked.as_ref().map(|r| r.rate),
+                "queue_ms": p.ranked.as_ref().and_then(|r| r.queue_ms),
+                "hash_failures": p.ranked.as_ref().map(|r| r.hash_failures),
+                "local_network": p.ranked.as_ref().map(|r| r.local),
                 "reasons": reasons(p),
             })
         })

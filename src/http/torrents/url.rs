@@ -4,7 +4,10 @@
 //! whole fetch, at most 16 MiB), while the request waits as a deferred reply that holds no
 //! worker. The answer is the same as for a POSTed .torrent; a bad URL or a refused address
 //! is a 400, an unreachable or failing origin, an oversized answer or one that is not a
-//! torrent a 502, each with the reason.
+//! torrent a 502, each with the reason. A client that hangs up cancels its fetch: the
+//! waiting reply is dropped, the thread stops after its current read (at most
+//! [`STEP_TIMEOUT`], the whole still within `url_timeout_secs`), gives its place back, and
+//! the torrent is not added.
 
 use super::{add_named, Named};
 use crate::fetch::{Fetcher, Refused};
@@ -33,6 +36,8 @@ type Outcome = Result<(u16, Value), Refused>;
 struct Slot {
     done: Option<Outcome>,
     wake: Option<Wake>,
+    /// The request is gone (its client hung up): stop.
+    cancelled: bool,
 }
 
 /// The waiting request.
@@ -49,6 +54,12 @@ impl Deferred for Pending {
                 None
             }
         }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.0.lock().cancelled = true;
     }
 }
 
@@ -92,7 +103,7 @@ pub(super) fn add(f: &Arc<Fetcher>, db: Arc<Db>, public_url: &str, url: &str) ->
     let spawned = std::thread::Builder::new()
         .name("fetch-url".into())
         .spawn(move || {
-            let outcome = job.run();
+            let outcome = job.run(&|| theirs.lock().cancelled);
             drop(place);
             let wake = {
                 let mut s = theirs.lock();
@@ -122,16 +133,26 @@ struct Job {
 }
 
 impl Job {
-    fn run(&self) -> Outcome {
+    fn run(&self, cancelled: &dyn Fn() -> bool) -> Outcome {
         let c = &self.fetcher.config;
         let total = Duration::from_secs(c.url_timeout_secs);
-        let bytes = mirror::fetch_torrent(&self.url, c.url_allow_private, STEP_TIMEOUT, total)
-            .map_err(|e| match e {
-                FetchError::Refused(why) => refused(400, why),
-                FetchError::Origin(why) => refused(502, format!("fetching the .torrent: {why}")),
-            })?;
+        let bytes = mirror::fetch_torrent_until(
+            &self.url,
+            c.url_allow_private,
+            STEP_TIMEOUT,
+            total,
+            cancelled,
+        )
+        .map_err(|e| match e {
+            FetchError::Refused(why) => refused(400, why),
+            FetchError::Origin(why) => refused(502, format!("fetching the .torrent: {why}")),
+        })?;
         let meta = metainfo::parse(&bytes)
             .map_err(|e| refused(502, format!("the answer is not a torrent file: {e}")))?;
+        if cancelled() {
+            // Nobody waits for the answer: do not join a swarm for nobody.
+            return Err(refused(502, "cancelled: the client went away"));
+        }
         add_named(
             Some(&self.fetcher),
             &self.db,

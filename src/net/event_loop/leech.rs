@@ -11,7 +11,7 @@ mod report;
 use super::*;
 use crate::engine::bitfield::Bitfield;
 use crate::engine::download::{Action, Download};
-use crate::engine::peers::{PeerList, Source};
+use crate::engine::peers::{Observed, PeerList, Source};
 use crate::engine::{PeerId, BLOCK};
 use crate::net::download::{DownloadSpec, DownloadStatus};
 use sha1::{Digest, Sha1};
@@ -189,6 +189,57 @@ impl Loop {
             dl.peers.connected(l);
         } else if c.outgoing {
             dl.peers.connected(c.addr);
+        }
+    }
+
+    /// An incoming connection of a download told us its listen port: that address joins the
+    /// peer list (once; a source that named it too keeps the better rank) as connected.
+    pub(super) fn incoming_listens(&mut self, slot: usize) {
+        let Some(c) = self.conns[slot].as_ref().filter(|c| !c.outgoing) else {
+            return;
+        };
+        let (Some(l), Some(ih)) = (c.listen, c.torrent.as_ref().map(|t| t.shape.info_hash)) else {
+            return;
+        };
+        if self.is_own_listener(l) {
+            return;
+        }
+        if let Some(dl) = self.downloads.get_mut(&ih) {
+            if !dl.engine.is_banned(l) && dl.peers.add(l, Source::Incoming) {
+                dl.peers.connected(l);
+            }
+        }
+    }
+
+    /// What the engine measured of each connected peer goes to the peer list (its ranking).
+    fn observe_peers(&mut self, ih: [u8; 20]) {
+        let Some(dl) = self.downloads.get(&ih) else {
+            return;
+        };
+        let keys: Vec<(PeerId, u64)> = dl.ids.iter().map(|(&id, &k)| (id, k)).collect();
+        let mut addrs: Vec<(PeerId, SocketAddr)> = Vec::with_capacity(keys.len());
+        for (id, key) in keys {
+            let Some(slot) = self.by_key(key) else {
+                continue;
+            };
+            let c = self.conns[slot].as_ref().expect("by key");
+            if let Some(a) = if c.outgoing { Some(c.addr) } else { c.listen } {
+                addrs.push((id, a));
+            }
+        }
+        let Some(dl) = self.downloads.get_mut(&ih) else {
+            return;
+        };
+        let rates = dl.engine.peer_rates();
+        for (id, addr) in addrs {
+            if let Some(r) = rates.iter().find(|r| r.id == id) {
+                let seen = Observed {
+                    rate: r.rate,
+                    queue_ms: r.queue_ms,
+                    hash_failures: r.hash_failures,
+                };
+                dl.peers.observe(addr, seen);
+            }
         }
     }
 
@@ -528,6 +579,7 @@ impl Loop {
                 dl.engine.tick(now);
                 dl.status.wake_expired(clock);
             }
+            self.observe_peers(ih);
             self.download_actions(ih);
             self.update_status(ih);
             self.update_report(ih);

@@ -315,8 +315,8 @@ impl PeerConn {
         }
     }
 
-    /// We no longer have a piece (the fetch-through cache evicted it): later requests for it
-    /// are refused, and queued ones are rejected now.
+    /// We no longer have a piece (the fetch-through cache evicted it; the wire has no
+    /// "un-have"): queued and later requests for it are refused ([`PeerConn::refuse_missing`]).
     pub fn lost(&mut self, piece: u32) {
         if let Some(bits) = self.ours.as_mut() {
             if let Some(byte) = bits.get_mut((piece / 8) as usize) {
@@ -327,7 +327,18 @@ impl PeerConn {
             self.queue.drain(..).partition(|b| b.index == piece);
         self.queue = kept.into();
         for b in gone {
+            self.refuse_missing(b);
+        }
+    }
+
+    /// A request for a piece we do not have (any more) is never left unanswered: a reject
+    /// (BEP-6) when the peer has the fast extension; else a choke, which by BEP-3 tells it
+    /// every request of its is dropped (it asks again for the rest once unchoked).
+    pub fn refuse_missing(&mut self, b: BlockRef) {
+        if self.peer.fast {
             self.reject(b);
+        } else {
+            self.choke();
         }
     }
 
@@ -580,7 +591,7 @@ impl PeerConn {
                 }
                 if self.ours.as_ref().is_some_and(|o| !bit(o, b.index)) {
                     // A piece we do not have (any more): refused, never read from disk.
-                    self.reject(b);
+                    self.refuse_missing(b);
                 } else if self.choking {
                     self.reject(b);
                     self.choked_requests += 1;

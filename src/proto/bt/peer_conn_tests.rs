@@ -141,6 +141,50 @@ fn serves_requests_only_when_unchoked_and_within_reqq() {
 }
 
 #[test]
+fn a_lost_piece_is_refused_by_reject_or_by_choke_never_left_hanging() {
+    let block = |index, begin| BlockRef {
+        index,
+        begin,
+        length: 16,
+    };
+    for fast in [true, false] {
+        let (mut c, _) = established(fast, false);
+        c.set_ours(vec![0xe0]);
+        let mut ev = Vec::new();
+        c.receive(&msg(Message::Interested), 1, &mut ev);
+        c.unchoke();
+        c.take_output();
+        c.receive(&msg(Message::Request(block(1, 0))), 2, &mut ev);
+        c.receive(&msg(Message::Request(block(0, 0))), 2, &mut ev);
+        assert_eq!(c.requests(), 2);
+        // The cache evicts piece 1 while its request waits in the queue.
+        c.lost(1);
+        let out = c.take_output();
+        if fast {
+            assert_eq!(frames(&out), vec![Message::Reject(block(1, 0))]);
+            assert_eq!(c.requests(), 1, "the other piece's request stays");
+            // A later request for it is rejected at once, never queued.
+            c.receive(&msg(Message::Request(block(1, 16))), 3, &mut ev);
+            assert_eq!(
+                frames(&c.take_output()),
+                vec![Message::Reject(block(1, 16))]
+            );
+            assert_eq!(c.requests(), 1);
+        } else {
+            // No reject without BEP-6: a choke drops all its requests, as BEP-3 says.
+            assert_eq!(frames(&out), vec![Message::Choke]);
+            assert!(c.is_choking());
+            assert_eq!(c.requests(), 0);
+            c.unchoke();
+            c.take_output();
+            c.receive(&msg(Message::Request(block(1, 16))), 3, &mut ev);
+            assert_eq!(frames(&c.take_output()), vec![Message::Choke]);
+            assert_eq!(c.requests(), 0, "never queued, never read");
+        }
+    }
+}
+
+#[test]
 fn out_of_range_request_closes() {
     for b in [
         BlockRef {
