@@ -11,6 +11,8 @@
 pub mod items;
 pub mod lookup;
 pub mod persist;
+pub mod ratelimit;
+pub mod sample;
 mod serve;
 #[cfg(test)]
 mod testnet;
@@ -48,10 +50,6 @@ const EMPTY_RETRY_MS: u64 = 10_000;
 const REFRESH_MS: u64 = 15 * 60 * 1000;
 /// Below this many nodes the table is taken to be empty and we bootstrap again.
 const MIN_NODES: usize = routing::K;
-/// IPs the inbound rate limiter remembers.
-const MAX_RATE_ENTRIES: usize = 10_000;
-/// A flooding IP is ignored this long.
-const BLOCK_MS: u64 = 60_000;
 /// Our client version (`v`): "TG" and version 0.1.
 const VERSION: &[u8] = b"TG\x00\x01";
 /// Nodes (one per /24 or /64) whose `ip` reports are kept to learn our external IP.
@@ -64,7 +62,7 @@ const IP_MIN_VOTES: usize = 5;
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// One node per IP and per /24 in a bucket, rate limits per IP; false for loopback
-    /// testnets (then per IP and port).
+    /// testnets (then per address, and per IP at a multiple: [`ratelimit`]).
     pub restrict_ips: bool,
     /// Datagrams one IP may send per second before it is blocked for a minute.
     pub inbound_per_sec: u32,
@@ -127,6 +125,8 @@ enum Purpose {
     Announce,
     /// A BEP-44 put of the item with this target.
     Put([u8; 20]),
+    /// A BEP-51 sample_infohashes we asked ([`sample`]).
+    Sample,
 }
 
 #[derive(Debug)]
@@ -141,13 +141,6 @@ struct Pending {
 struct Announced {
     port: u16,
     next: u64,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Rate {
-    window: u64,
-    count: u32,
-    blocked_until: u64,
 }
 
 /// The DHT node.
@@ -170,7 +163,7 @@ pub struct Dht {
     next_bootstrap: u64,
     bootstrap_backoff: u64,
     next_refresh: u64,
-    rates: HashMap<SocketAddr, Rate>,
+    rates: ratelimit::Limiter,
     budget: f64,
     budget_at: u64,
     now: u64,
@@ -181,6 +174,8 @@ pub struct Dht {
     votes: IpVotes,
     /// BEP-44 puts we make, by target.
     puts: HashMap<[u8; 20], items::Putting>,
+    /// Answers to our sample_infohashes queries, until [`Dht::take_samples`].
+    samples: VecDeque<sample::Sampled>,
     pub stats: Stats,
 }
 
@@ -214,9 +209,11 @@ impl Dht {
                 ..routing::Config::default()
             },
         );
+        let rates = ratelimit::Limiter::new(settings.inbound_per_sec, !settings.restrict_ips);
         Dht {
             id,
             table,
+            rates,
             tokens: Tokens::new(secret, now_ms / 1000),
             storage: Storage::new(settings.limits),
             budget: 2.0 * settings.outbound_per_sec as f64,
@@ -234,12 +231,12 @@ impl Dht {
             next_bootstrap: now_ms,
             bootstrap_backoff: 5_000,
             next_refresh: now_ms + REFRESH_MS,
-            rates: HashMap::new(),
             budget_at: now_ms,
             now: now_ms,
             own_ip: None,
             votes: IpVotes::new(IP_VOTERS),
             puts: HashMap::new(),
+            samples: VecDeque::new(),
             stats: Stats::default(),
         }
     }
@@ -336,6 +333,15 @@ impl Dht {
         self.announced.len()
     }
 
+    /// Inbound sources blocked so far, and tracked now (capped at [`ratelimit::MAX_ENTRIES`]).
+    pub fn rate_blocks(&self) -> u64 {
+        self.rates.blocks
+    }
+
+    pub fn rate_sources(&self) -> usize {
+        self.rates.len()
+    }
+
     pub fn lookups_running(&self) -> usize {
         self.lookups.len()
     }
@@ -386,11 +392,13 @@ impl Dht {
         for t in timed_out {
             if let Some(p) = self.pending.remove(&t) {
                 self.stats.timeouts += 1;
+                if let Purpose::Sample = p.purpose {
+                    self.sampled(p.addr, Err(None));
+                }
                 self.failed(p);
             }
         }
-        self.rates
-            .retain(|_, r| r.blocked_until > now_ms || now_ms.saturating_sub(r.window) < 1000);
+        self.rates.sweep(self.now);
         self.announce_due();
         if self.now >= self.next_refresh {
             self.next_refresh = self.now + REFRESH_MS;
@@ -519,45 +527,10 @@ impl Dht {
 
     // ---- incoming --------------------------------------------------------------------
 
-    /// Whether `from` is within its inbound rate (false: drop the datagram).
-    fn admit(&mut self, from: SocketAddr, now: u64) -> bool {
-        let key = if self.settings.restrict_ips {
-            SocketAddr::new(from.ip(), 0)
-        } else {
-            from
-        };
-        if !self.rates.contains_key(&key) && self.rates.len() >= MAX_RATE_ENTRIES {
-            self.rates
-                .retain(|_, r| r.blocked_until > now || now.saturating_sub(r.window) < 1000);
-            if self.rates.len() >= MAX_RATE_ENTRIES {
-                return false;
-            }
-        }
-        let limit = self.settings.inbound_per_sec;
-        let r = self.rates.entry(key).or_insert(Rate {
-            window: now,
-            count: 0,
-            blocked_until: 0,
-        });
-        if r.blocked_until > now {
-            return false;
-        }
-        if now.saturating_sub(r.window) >= 1000 {
-            r.window = now;
-            r.count = 0;
-        }
-        r.count += 1;
-        if r.count > limit {
-            r.blocked_until = now + BLOCK_MS;
-            return false;
-        }
-        true
-    }
-
     /// Handles one datagram from `from`.
     pub fn receive(&mut self, from: SocketAddr, bytes: &[u8], now_ms: u64) {
         self.now = self.now.max(now_ms);
-        if !self.admit(from, self.now) {
+        if !self.rates.admit(from, self.now) {
             self.stats.rate_limited += 1;
             return;
         }
@@ -597,16 +570,22 @@ impl Dht {
                 if let Purpose::Put(target) = p.purpose {
                     self.put_answered(target, true);
                 }
+                if let Purpose::Sample = p.purpose {
+                    self.sampled(from, Ok(r));
+                }
                 if let Purpose::Lookup(lid) | Purpose::Seed(lid) = p.purpose {
                     let seed = matches!(p.purpose, Purpose::Seed(_));
                     self.lookup_response(lid, from, r, seed);
                 }
             }
-            Body::Error(_) => {
+            Body::Error(e) => {
                 self.stats.errors_in += 1;
                 if let Some(p) = self.take_pending(msg.t, from) {
                     if let Purpose::Put(target) = p.purpose {
                         self.put_answered(target, false);
+                    }
+                    if let Purpose::Sample = p.purpose {
+                        self.sampled(from, Err(Some(e.code)));
                     }
                     self.failed(p);
                 }
