@@ -84,6 +84,8 @@ pub struct Lookup {
     seed_tries: Vec<(SocketAddr, u8, u64)>,
     /// Whether nodes named at loopback, private or link-local addresses may be asked.
     pub allow_local: bool,
+    /// Tries an unanswered node gets (at most [`MAX_TRIES`]; the node sets it).
+    pub max_tries: u8,
     /// A mutable item's salt (its target is the SHA-1 of the key and the salt).
     pub salt: Vec<u8>,
     /// The valid item with the highest `seq` answered so far (item lookups).
@@ -111,6 +113,7 @@ impl Lookup {
             seed_retries: Vec::new(),
             seed_tries: Vec::new(),
             allow_local: true,
+            max_tries: MAX_TRIES,
             salt: Vec::new(),
             item: None,
         };
@@ -226,6 +229,15 @@ impl Lookup {
         self.cands.iter().filter(|c| c.state != State::Failed)
     }
 
+    /// Queries sent to `addr` so far.
+    pub fn tries(&self, addr: SocketAddr) -> u8 {
+        let addr = canonical(addr);
+        self.cands
+            .iter()
+            .find(|c| c.node.addr == addr)
+            .map_or(0, |c| c.tries)
+    }
+
     pub fn sent(&mut self, addr: SocketAddr, now: u64) {
         if let Some(c) = self.find(addr) {
             c.state = State::Asked;
@@ -291,18 +303,19 @@ impl Lookup {
                 .seed_tries
                 .iter()
                 .find(|(a, _, _)| *a == addr)
-                .map_or((MAX_TRIES, 0), |(_, n, t)| (*n, *t));
+                .map_or((u8::MAX, 0), |(_, n, t)| (*n, *t));
             let young = now.saturating_sub(first) < GIVE_UP_MS;
-            if tries < MAX_TRIES && young && self.find(addr).is_none() {
+            if tries < self.max_tries && young && self.find(addr).is_none() {
                 self.seed_retries.push((addr, tries));
                 return false;
             }
             self.seeds = self.seeds.saturating_sub(1);
             return true;
         }
+        let max_tries = self.max_tries;
         match self.find(addr) {
             Some(c) if c.state == State::Asked => {
-                if c.tries < MAX_TRIES && now.saturating_sub(c.first_sent) < GIVE_UP_MS {
+                if c.tries < max_tries && now.saturating_sub(c.first_sent) < GIVE_UP_MS {
                     c.state = State::Fresh;
                     false
                 } else {

@@ -149,6 +149,8 @@ struct Pending {
     purpose: Purpose,
     /// Its lookup already counted it as a failed try (an answer is still taken).
     soft: bool,
+    /// A lookup's second or later try of this node.
+    retry: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -186,6 +188,9 @@ pub struct Dht {
     now: u64,
     /// Smoothed round-trip time of answered queries (ms).
     srtt: u64,
+    /// How often a lookup's retry is answered (moving average): high on a lossy network,
+    /// near 0 where unanswered nodes are simply gone ([`Dht::lookup_tries`]).
+    retry_ok: f64,
     /// Our address as others reach us, when known: get_peers answers for the torrents we
     /// announce include us.
     own_ip: Option<IpAddr>,
@@ -255,6 +260,7 @@ impl Dht {
             budget_at: now_ms,
             now: now_ms,
             srtt: RTO_MAX_MS / RTO_RTTS,
+            retry_ok: 0.5,
             own_ip: None,
             votes: IpVotes::new(IP_VOTERS),
             puts: HashMap::new(),
@@ -536,6 +542,19 @@ impl Dht {
         method: Method<'_>,
         purpose: Purpose,
     ) -> bool {
+        self.query_try(to, id, method, purpose, false)
+    }
+
+    /// [`Dht::query`]; `retry`: a lookup asks this node again (its answer, or its silence,
+    /// feeds [`Dht::lookup_tries`]).
+    fn query_try(
+        &mut self,
+        to: SocketAddr,
+        id: Option<NodeId>,
+        method: Method<'_>,
+        purpose: Purpose,
+        retry: bool,
+    ) -> bool {
         if self.pending.len() >= MAX_PENDING || !self.spend() {
             return false;
         }
@@ -558,6 +577,7 @@ impl Dht {
                 sent: self.now,
                 purpose,
                 soft: false,
+                retry,
             },
         );
         self.push_out(to, bytes);
@@ -636,6 +656,9 @@ impl Dht {
                 self.heard(r.id, from, Contact::Response);
                 let rtt = self.now.saturating_sub(p.sent);
                 self.srtt = (self.srtt * 7 + rtt) / 8;
+                if p.retry {
+                    self.retry_ok = self.retry_ok * 0.95 + 0.05;
+                }
                 if let Some(seen) = msg.ip {
                     self.external_ip_seen(from.ip(), seen.ip());
                 }
