@@ -2,7 +2,7 @@
 //! figure): `lookups N` runs N of our nodes on real UDP sockets on 127.0.0.1 in one thread
 //! (one mio poll), bootstraps them from node 0 and times find_node and get_peers lookups
 //! (p50/p95), then again with a tenth of the nodes dead; `answer` times how many queries one
-//! node answers per second on this core (ping / find_node / get_peers mix from 4,096
+//! node answers per second on this core (ping / find_node / get_peers mix from 2,048
 //! addresses, the datagrams built beforehand, encoding the answers included); `memory` fills
 //! storage with peers and routing tables with nodes and reports the RssAnon delta of this
 //! process per entry. Everything stays on loopback.
@@ -235,14 +235,14 @@ fn answer() {
     let mut d = Dht::new(None, settings(), 77, 0);
     // A table to answer find_node / get_peers from.
     let mut now = 0u64;
-    for i in 0..2_000u32 {
+    for i in 0..1_000u32 {
         let from = SocketAddr::from(([10, (i >> 16) as u8, (i >> 8) as u8, i as u8], 6881));
         let ping = Message::query(b"pp", NodeId(id20(&mut s)), Method::Ping).encode();
         d.receive(from, &ping, now);
     }
     while d.poll_send().is_some() {}
     let mut queries: Vec<(SocketAddr, Vec<u8>)> = Vec::new();
-    for i in 0..4_096u32 {
+    for i in 0..2_048u32 {
         let from = SocketAddr::from(([11, (i >> 16) as u8, (i >> 8) as u8, i as u8], 7000));
         let id = NodeId(id20(&mut s));
         let target = NodeId(id20(&mut s));

@@ -36,6 +36,9 @@ pub struct Limiter {
     per_sec: u32,
     per_address: bool,
     rates: HashMap<SocketAddr, Rate>,
+    /// When a full table was last swept: at most once a second, so a stream of new sources
+    /// at a full table costs a lookup each, not a scan of the whole table each.
+    last_sweep: Option<u64>,
     /// Sources blocked so far (each block counted once).
     pub blocks: u64,
 }
@@ -47,6 +50,7 @@ impl Limiter {
             per_sec: per_sec.max(1),
             per_address,
             rates: HashMap::new(),
+            last_sweep: None,
             blocks: 0,
         }
     }
@@ -90,7 +94,13 @@ impl Limiter {
 
     fn count(&mut self, key: SocketAddr, limit: u32, now: u64) -> bool {
         if !self.rates.contains_key(&key) && self.rates.len() >= MAX_ENTRIES {
-            self.sweep(now);
+            if self
+                .last_sweep
+                .is_none_or(|t| now.saturating_sub(t) >= 1000)
+            {
+                self.last_sweep = Some(now);
+                self.sweep(now);
+            }
             if self.rates.len() >= MAX_ENTRIES {
                 return false;
             }
