@@ -1,5 +1,6 @@
-//! `torrent-gateway dht get-peers | put | get`: asks the Mainline DHT who has a torrent, and
-//! stores or fetches BEP-44 items, for operators and scripts. A short-lived
+//! `torrent-gateway dht get-peers | put | get | sample`: asks the Mainline DHT who has a
+//! torrent, stores or fetches BEP-44 items, and asks nodes for BEP-51 samples
+//! (`dht_sample`), for operators and scripts. A short-lived
 //! [`crate::dht::Dht`] node runs on its own small mio loop (one UDP socket, a poll timeout
 //! for its timers): it joins through the bootstrap nodes (host names resolved before the loop
 //! starts), runs its lookups until they succeed or the timeout passes, and prints the result.
@@ -29,6 +30,7 @@ enum Sub {
     GetPeers(GetPeers),
     Put(super::dht_items::PutArgs),
     Get(super::dht_items::GetArgs),
+    Sample(super::dht_sample::SampleArgs),
 }
 
 /// find the peers of a torrent: prints them one per line (ip:port); exit 0 when some were
@@ -55,11 +57,12 @@ pub fn run(args: Args) -> Result<(), CliError> {
         Sub::GetPeers(a) => get_peers(a),
         Sub::Put(a) => super::dht_items::put(a),
         Sub::Get(a) => super::dht_items::get(a),
+        Sub::Sample(a) => super::dht_sample::sample(a),
     }
 }
 
 /// The info-hash of a hex or base32 string or a magnet link.
-fn parse_info_hash(text: &str) -> Result<[u8; 20], CliError> {
+pub(super) fn parse_info_hash(text: &str) -> Result<[u8; 20], CliError> {
     let t = text.trim();
     let found = if t.starts_with("magnet:") {
         crate::proto::bt::magnet::parse(t)
@@ -81,7 +84,7 @@ fn parse_info_hash(text: &str) -> Result<[u8; 20], CliError> {
 
 /// Resolves the bootstrap hosts (IPv4) before the loop starts; a name that does not
 /// resolve is skipped with a warning, one without a port is bad input.
-fn resolve(hosts: &[String]) -> Result<Vec<SocketAddr>, CliError> {
+pub(super) fn resolve(hosts: &[String]) -> Result<Vec<SocketAddr>, CliError> {
     let mut out = Vec::new();
     for h in hosts {
         let port_ok = h
@@ -116,7 +119,7 @@ const TICK: Duration = Duration::from_millis(100);
 impl Runner {
     /// A node bound to 127.0.0.1 when every bootstrap node is on loopback (then the per-IP
     /// rules are lifted, as all nodes share that IP), else to every IPv4 address.
-    fn start(bootstrap: Vec<SocketAddr>) -> Result<Runner, CliError> {
+    pub(super) fn start(bootstrap: Vec<SocketAddr>) -> Result<Runner, CliError> {
         let loopback = !bootstrap.is_empty() && bootstrap.iter().all(|a| a.ip().is_loopback());
         let ip = if loopback {
             [127, 0, 0, 1]

@@ -7,6 +7,7 @@
 mod create;
 mod dht;
 mod dht_items;
+mod dht_sample;
 mod download;
 mod info;
 mod logging;

@@ -3,10 +3,19 @@
 //! converged when the [`routing::K`] closest candidates that did not fail have all answered.
 //! A get_peers lookup collects `values` and the answerers' write tokens (an announce sends
 //! announce_peer to the closest of those). Pure bookkeeping: [`super::Dht`] sends the queries.
+//!
+//! Slow nodes do not hold a lookup up: a query unanswered after the node's adaptive timeout
+//! (a few round trips, [`super::Dht::rto`]) counts as a failed try at once, so another
+//! candidate is asked in its place, and the node is asked again (up to [`MAX_TRIES`], within
+//! [`GIVE_UP_MS`] of the first try); an answer that comes late is still taken. Nodes named in
+//! answers at loopback, private or link-local addresses are not asked unless the lookup
+//! allows them (we are on such a network ourselves: `node_id::named_addr_ok`). A bootstrap
+//! address (no id known) is asked again the same way.
 
 use super::items::{self, FoundItem};
 use crate::proto::dht::compact::{canonical, CompactNode};
 use crate::proto::dht::krpc::{Method, Response};
+use crate::proto::dht::node_id::named_addr_ok;
 use crate::proto::dht::routing::K;
 use crate::proto::dht::NodeId;
 use std::collections::HashSet;
@@ -17,7 +26,9 @@ pub const ALPHA: usize = 3;
 /// Candidates remembered (the farthest unasked ones are dropped past this).
 const MAX_CANDIDATES: usize = 128;
 /// Queries to one candidate before it counts as failed (datagrams get lost).
-const MAX_TRIES: u8 = 4;
+pub const MAX_TRIES: u8 = 8;
+/// A candidate unanswered this long after its first query is given up (whatever its tries).
+pub const GIVE_UP_MS: u64 = 3_000;
 /// Peers remembered per lookup.
 const MAX_PEERS: usize = 2000;
 /// A lookup is given up after this long, converged or not.
@@ -51,6 +62,8 @@ struct Cand {
     state: State,
     token: Option<Vec<u8>>,
     tries: u8,
+    /// When it was first asked.
+    first_sent: u64,
 }
 
 /// A running lookup.
@@ -63,8 +76,16 @@ pub struct Lookup {
     own: NodeId,
     cands: Vec<Cand>,
     peers: HashSet<SocketAddr>,
-    /// Queries to bootstrap addresses (no id known) still in flight.
+    /// Queries to bootstrap addresses (no id known) still in flight or to be sent again.
     seeds: usize,
+    /// Bootstrap addresses to ask again, with the tries they had.
+    seed_retries: Vec<(SocketAddr, u8)>,
+    /// Tries per bootstrap address so far, and when the first went out.
+    seed_tries: Vec<(SocketAddr, u8, u64)>,
+    /// Whether nodes named at loopback, private or link-local addresses may be asked.
+    pub allow_local: bool,
+    /// Tries an unanswered node gets (at most [`MAX_TRIES`]; the node sets it).
+    pub max_tries: u8,
     /// A mutable item's salt (its target is the SHA-1 of the key and the salt).
     pub salt: Vec<u8>,
     /// The valid item with the highest `seq` answered so far (item lookups).
@@ -89,6 +110,10 @@ impl Lookup {
             cands: Vec::new(),
             peers: HashSet::new(),
             seeds: 0,
+            seed_retries: Vec::new(),
+            seed_tries: Vec::new(),
+            allow_local: true,
+            max_tries: MAX_TRIES,
             salt: Vec::new(),
             item: None,
         };
@@ -125,6 +150,7 @@ impl Lookup {
                 state: State::Fresh,
                 token: None,
                 tries: 0,
+                first_sent: 0,
             },
         );
         if self.cands.len() > MAX_CANDIDATES {
@@ -146,9 +172,32 @@ impl Lookup {
         }
     }
 
-    /// A query to an address with no known id was sent for this lookup.
-    pub fn seed_sent(&mut self) {
+    /// A query to an address with no known id was sent for this lookup (not a retry).
+    pub fn seed_sent(&mut self, addr: SocketAddr, now: u64) {
         self.seeds += 1;
+        self.seed_tried(addr, now);
+    }
+
+    fn seed_tried(&mut self, addr: SocketAddr, now: u64) {
+        if let Some((_, n, _)) = self.seed_tries.iter_mut().find(|(a, _, _)| *a == addr) {
+            *n += 1;
+        } else if self.seed_tries.len() < 64 {
+            self.seed_tries.push((addr, 1, now));
+        }
+    }
+
+    /// Bootstrap addresses to ask again now (each then goes to [`Lookup::seed_resent`], or
+    /// [`Lookup::seed_unsent`] when it could not be sent).
+    pub fn take_seed_retries(&mut self) -> Vec<SocketAddr> {
+        self.seed_retries.drain(..).map(|(a, _)| a).collect()
+    }
+
+    pub fn seed_resent(&mut self, addr: SocketAddr, now: u64) {
+        self.seed_tried(addr, now);
+    }
+
+    pub fn seed_unsent(&mut self) {
+        self.seeds = self.seeds.saturating_sub(1);
     }
 
     fn find(&mut self, addr: SocketAddr) -> Option<&mut Cand> {
@@ -180,9 +229,21 @@ impl Lookup {
         self.cands.iter().filter(|c| c.state != State::Failed)
     }
 
-    pub fn sent(&mut self, addr: SocketAddr) {
+    /// Queries sent to `addr` so far.
+    pub fn tries(&self, addr: SocketAddr) -> u8 {
+        let addr = canonical(addr);
+        self.cands
+            .iter()
+            .find(|c| c.node.addr == addr)
+            .map_or(0, |c| c.tries)
+    }
+
+    pub fn sent(&mut self, addr: SocketAddr, now: u64) {
         if let Some(c) = self.find(addr) {
             c.state = State::Asked;
+            if c.tries == 0 {
+                c.first_sent = now;
+            }
             c.tries += 1;
         }
     }
@@ -212,7 +273,9 @@ impl Lookup {
             }
         }
         for n in r.nodes.iter().chain(r.nodes6.iter()) {
-            self.add(*n);
+            if named_addr_ok(n.addr, self.allow_local) {
+                self.add(*n);
+            }
         }
         if matches!(self.kind, Kind::GetItem | Kind::PutItem) {
             if let Some(found) = items::check(&self.target, &self.salt, r) {
@@ -231,16 +294,36 @@ impl Lookup {
         new
     }
 
-    /// A query to `addr` failed (timed out or an error).
-    pub fn failed(&mut self, addr: SocketAddr, seed: bool) {
+    /// A query to `addr` failed (timed out or an error): it is asked again later, or given
+    /// up. Returns true when the node is given up (a failure for the routing table); an
+    /// answer from an earlier try may have come meanwhile, and then nothing changes.
+    pub fn failed(&mut self, addr: SocketAddr, seed: bool, now: u64) -> bool {
         if seed {
+            let (tries, first) = self
+                .seed_tries
+                .iter()
+                .find(|(a, _, _)| *a == addr)
+                .map_or((u8::MAX, 0), |(_, n, t)| (*n, *t));
+            let young = now.saturating_sub(first) < GIVE_UP_MS;
+            if tries < self.max_tries && young && self.find(addr).is_none() {
+                self.seed_retries.push((addr, tries));
+                return false;
+            }
             self.seeds = self.seeds.saturating_sub(1);
-            return;
+            return true;
         }
+        let max_tries = self.max_tries;
         match self.find(addr) {
-            Some(c) if c.state == State::Asked && c.tries < MAX_TRIES => c.state = State::Fresh,
-            Some(c) => c.state = State::Failed,
-            None => {}
+            Some(c) if c.state == State::Asked => {
+                if c.tries < max_tries && now.saturating_sub(c.first_sent) < GIVE_UP_MS {
+                    c.state = State::Fresh;
+                    false
+                } else {
+                    c.state = State::Failed;
+                    true
+                }
+            }
+            _ => false,
         }
     }
 

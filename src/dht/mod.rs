@@ -11,11 +11,14 @@
 pub mod items;
 pub mod lookup;
 pub mod persist;
+pub mod ratelimit;
+pub mod sample;
 mod serve;
 #[cfg(test)]
 mod testnet;
 #[cfg(test)]
 mod tests;
+mod traversal;
 
 use crate::proto::dht::compact::CompactNode;
 use crate::proto::dht::krpc::{self, Body, Message, Method};
@@ -28,8 +31,13 @@ use lookup::{Kind, Lookup};
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 
-/// A query unanswered this long has failed.
+/// A query unanswered this long has failed (a lookup moves on sooner: [`Dht::rto`]).
 pub const QUERY_TIMEOUT_MS: u64 = 2_000;
+/// A lookup's query counts as a failed try after this many smoothed round trips...
+const RTO_RTTS: u64 = 4;
+/// ...but never sooner than this, nor later than this.
+const RTO_MIN_MS: u64 = 250;
+const RTO_MAX_MS: u64 = 1_500;
 /// Lookups running at once.
 pub const MAX_LOOKUPS: usize = 64;
 /// Transactions in flight.
@@ -46,12 +54,14 @@ const REANNOUNCE_MS: u64 = 15 * 60 * 1000;
 const EMPTY_RETRY_MS: u64 = 10_000;
 /// Refresh the table (a lookup of our own id) this often.
 const REFRESH_MS: u64 = 15 * 60 * 1000;
+/// Buckets unchanged this long (seconds) get a lookup of an id in them (BEP-5).
+const STALE_BUCKET_SECS: u64 = 15 * 60;
+/// Stale buckets are looked for this often.
+const STALE_CHECK_MS: u64 = 60_000;
+/// Bucket refresh lookups started at once at most.
+const MAX_BUCKET_REFRESHES: usize = 8;
 /// Below this many nodes the table is taken to be empty and we bootstrap again.
 const MIN_NODES: usize = routing::K;
-/// IPs the inbound rate limiter remembers.
-const MAX_RATE_ENTRIES: usize = 10_000;
-/// A flooding IP is ignored this long.
-const BLOCK_MS: u64 = 60_000;
 /// Our client version (`v`): "TG" and version 0.1.
 const VERSION: &[u8] = b"TG\x00\x01";
 /// Nodes (one per /24 or /64) whose `ip` reports are kept to learn our external IP.
@@ -64,7 +74,7 @@ const IP_MIN_VOTES: usize = 5;
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// One node per IP and per /24 in a bucket, rate limits per IP; false for loopback
-    /// testnets (then per IP and port).
+    /// testnets (then per address, and per IP at a multiple: [`ratelimit`]).
     pub restrict_ips: bool,
     /// Datagrams one IP may send per second before it is blocked for a minute.
     pub inbound_per_sec: u32,
@@ -127,6 +137,8 @@ enum Purpose {
     Announce,
     /// A BEP-44 put of the item with this target.
     Put([u8; 20]),
+    /// A BEP-51 sample_infohashes we asked ([`sample`]).
+    Sample,
 }
 
 #[derive(Debug)]
@@ -135,19 +147,16 @@ struct Pending {
     id: Option<NodeId>,
     sent: u64,
     purpose: Purpose,
+    /// Its lookup already counted it as a failed try (an answer is still taken).
+    soft: bool,
+    /// A lookup's second or later try of this node.
+    retry: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
 struct Announced {
     port: u16,
     next: u64,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Rate {
-    window: u64,
-    count: u32,
-    blocked_until: u64,
 }
 
 /// The DHT node.
@@ -170,10 +179,18 @@ pub struct Dht {
     next_bootstrap: u64,
     bootstrap_backoff: u64,
     next_refresh: u64,
-    rates: HashMap<SocketAddr, Rate>,
+    /// A lookup of our own id finished: the buckets short of nodes get a lookup each.
+    refresh_buckets: bool,
+    next_stale_check: u64,
+    rates: ratelimit::Limiter,
     budget: f64,
     budget_at: u64,
     now: u64,
+    /// Smoothed round-trip time of answered queries (ms).
+    srtt: u64,
+    /// How often a lookup's retry is answered (moving average): high on a lossy network,
+    /// near 0 where unanswered nodes are simply gone ([`Dht::lookup_tries`]).
+    retry_ok: f64,
     /// Our address as others reach us, when known: get_peers answers for the torrents we
     /// announce include us.
     own_ip: Option<IpAddr>,
@@ -181,6 +198,8 @@ pub struct Dht {
     votes: IpVotes,
     /// BEP-44 puts we make, by target.
     puts: HashMap<[u8; 20], items::Putting>,
+    /// Answers to our sample_infohashes queries, until [`Dht::take_samples`].
+    samples: VecDeque<sample::Sampled>,
     pub stats: Stats,
 }
 
@@ -214,9 +233,11 @@ impl Dht {
                 ..routing::Config::default()
             },
         );
+        let rates = ratelimit::Limiter::new(settings.inbound_per_sec, !settings.restrict_ips);
         Dht {
             id,
             table,
+            rates,
             tokens: Tokens::new(secret, now_ms / 1000),
             storage: Storage::new(settings.limits),
             budget: 2.0 * settings.outbound_per_sec as f64,
@@ -234,12 +255,16 @@ impl Dht {
             next_bootstrap: now_ms,
             bootstrap_backoff: 5_000,
             next_refresh: now_ms + REFRESH_MS,
-            rates: HashMap::new(),
+            refresh_buckets: false,
+            next_stale_check: now_ms + STALE_CHECK_MS,
             budget_at: now_ms,
             now: now_ms,
+            srtt: RTO_MAX_MS / RTO_RTTS,
+            retry_ok: 0.5,
             own_ip: None,
             votes: IpVotes::new(IP_VOTERS),
             puts: HashMap::new(),
+            samples: VecDeque::new(),
             stats: Stats::default(),
         }
     }
@@ -336,6 +361,15 @@ impl Dht {
         self.announced.len()
     }
 
+    /// Inbound sources blocked so far, and tracked now (capped at [`ratelimit::MAX_ENTRIES`]).
+    pub fn rate_blocks(&self) -> u64 {
+        self.rates.blocks
+    }
+
+    pub fn rate_sources(&self) -> usize {
+        self.rates.len()
+    }
+
     pub fn lookups_running(&self) -> usize {
         self.lookups.len()
     }
@@ -377,6 +411,7 @@ impl Dht {
             self.tokens.rotate(s, secs);
         }
         self.storage.expire(secs);
+        self.lookup_timeouts();
         let timed_out: Vec<u16> = self
             .pending
             .iter()
@@ -386,11 +421,13 @@ impl Dht {
         for t in timed_out {
             if let Some(p) = self.pending.remove(&t) {
                 self.stats.timeouts += 1;
+                if let Purpose::Sample = p.purpose {
+                    self.sampled(p.addr, Err(None));
+                }
                 self.failed(p);
             }
         }
-        self.rates
-            .retain(|_, r| r.blocked_until > now_ms || now_ms.saturating_sub(r.window) < 1000);
+        self.rates.sweep(self.now);
         self.announce_due();
         if self.now >= self.next_refresh {
             self.next_refresh = self.now + REFRESH_MS;
@@ -398,7 +435,40 @@ impl Dht {
             self.find_node(own);
         }
         self.maybe_bootstrap();
+        self.refresh();
         self.step_lookups();
+    }
+
+    /// Bucket refreshes (BEP-5): once a lookup of our own id (bootstrap, refresh) finished,
+    /// every bucket but our own that is short of nodes gets a lookup of a random id in it, so
+    /// the far buckets fill with nodes that answered us rather than only with those that
+    /// happened to query us; and every minute the buckets unchanged for 15 minutes get one.
+    fn refresh(&mut self) {
+        let sparse = std::mem::take(&mut self.refresh_buckets);
+        let stale = self.now >= self.next_stale_check;
+        if !sparse && !stale {
+            return;
+        }
+        let mut due: Vec<usize> = Vec::new();
+        if sparse {
+            let sizes = self.table.bucket_sizes();
+            let last = sizes.len().saturating_sub(1);
+            due.extend((0..last).filter(|&i| sizes[i].0 < routing::K));
+        }
+        if stale {
+            self.next_stale_check = self.now + STALE_CHECK_MS;
+            let secs = self.now / 1000;
+            due.extend(self.table.stale_buckets(secs, STALE_BUCKET_SECS));
+            due.dedup();
+        }
+        for i in due.into_iter().take(MAX_BUCKET_REFRESHES) {
+            if self.lookups.len() >= MAX_LOOKUPS / 2 {
+                break;
+            }
+            let random = self.random_id();
+            let target = self.table.id_in_bucket(i, random);
+            self.start_lookup(target, Kind::FindNode);
+        }
     }
 
     fn maybe_bootstrap(&mut self) {
@@ -472,6 +542,19 @@ impl Dht {
         method: Method<'_>,
         purpose: Purpose,
     ) -> bool {
+        self.query_try(to, id, method, purpose, false)
+    }
+
+    /// [`Dht::query`]; `retry`: a lookup asks this node again (its answer, or its silence,
+    /// feeds [`Dht::lookup_tries`]).
+    fn query_try(
+        &mut self,
+        to: SocketAddr,
+        id: Option<NodeId>,
+        method: Method<'_>,
+        purpose: Purpose,
+        retry: bool,
+    ) -> bool {
         if self.pending.len() >= MAX_PENDING || !self.spend() {
             return false;
         }
@@ -493,6 +576,8 @@ impl Dht {
                 id,
                 sent: self.now,
                 purpose,
+                soft: false,
+                retry,
             },
         );
         self.push_out(to, bytes);
@@ -500,7 +585,24 @@ impl Dht {
     }
 
     fn failed(&mut self, p: Pending) {
-        if let Some(id) = p.id {
+        if !p.soft {
+            self.try_failed(p.addr, p.id, p.purpose);
+        }
+    }
+
+    /// A query to `addr` failed: its lookup asks again or moves on; the routing table counts
+    /// a failure only once the lookup gives the node up (each retry is not one).
+    fn try_failed(&mut self, addr: SocketAddr, id: Option<NodeId>, purpose: Purpose) {
+        let now = self.now;
+        let gave_up = match purpose {
+            Purpose::Lookup(lid) | Purpose::Seed(lid) => {
+                let seed = matches!(purpose, Purpose::Seed(_));
+                let l = self.lookups.iter_mut().find(|l| l.id == lid);
+                l.is_none_or(|l| l.failed(addr, seed, now))
+            }
+            _ => true,
+        };
+        if let (true, Some(id)) = (gave_up, id) {
             if let Failed::Evicted {
                 replaced_by: Some(n),
             } = self.table.failed(&id, self.now / 1000)
@@ -508,56 +610,17 @@ impl Dht {
                 self.query(n.addr, Some(n.id), Method::Ping, Purpose::Ping);
             }
         }
-        if let Purpose::Lookup(lid) | Purpose::Seed(lid) = p.purpose {
-            let seed = matches!(p.purpose, Purpose::Seed(_));
-            if let Some(l) = self.lookups.iter_mut().find(|l| l.id == lid) {
-                l.failed(p.addr, seed);
-            }
+        if let Purpose::Lookup(_) | Purpose::Seed(_) = purpose {
             self.step_lookups();
         }
     }
 
     // ---- incoming --------------------------------------------------------------------
 
-    /// Whether `from` is within its inbound rate (false: drop the datagram).
-    fn admit(&mut self, from: SocketAddr, now: u64) -> bool {
-        let key = if self.settings.restrict_ips {
-            SocketAddr::new(from.ip(), 0)
-        } else {
-            from
-        };
-        if !self.rates.contains_key(&key) && self.rates.len() >= MAX_RATE_ENTRIES {
-            self.rates
-                .retain(|_, r| r.blocked_until > now || now.saturating_sub(r.window) < 1000);
-            if self.rates.len() >= MAX_RATE_ENTRIES {
-                return false;
-            }
-        }
-        let limit = self.settings.inbound_per_sec;
-        let r = self.rates.entry(key).or_insert(Rate {
-            window: now,
-            count: 0,
-            blocked_until: 0,
-        });
-        if r.blocked_until > now {
-            return false;
-        }
-        if now.saturating_sub(r.window) >= 1000 {
-            r.window = now;
-            r.count = 0;
-        }
-        r.count += 1;
-        if r.count > limit {
-            r.blocked_until = now + BLOCK_MS;
-            return false;
-        }
-        true
-    }
-
     /// Handles one datagram from `from`.
     pub fn receive(&mut self, from: SocketAddr, bytes: &[u8], now_ms: u64) {
         self.now = self.now.max(now_ms);
-        if !self.admit(from, self.now) {
+        if !self.rates.admit(from, self.now) {
             self.stats.rate_limited += 1;
             return;
         }
@@ -591,22 +654,33 @@ impl Dht {
                     return;
                 }
                 self.heard(r.id, from, Contact::Response);
+                let rtt = self.now.saturating_sub(p.sent);
+                self.srtt = (self.srtt * 7 + rtt) / 8;
+                if p.retry {
+                    self.retry_ok = self.retry_ok * 0.95 + 0.05;
+                }
                 if let Some(seen) = msg.ip {
                     self.external_ip_seen(from.ip(), seen.ip());
                 }
                 if let Purpose::Put(target) = p.purpose {
                     self.put_answered(target, true);
                 }
+                if let Purpose::Sample = p.purpose {
+                    self.sampled(from, Ok(r));
+                }
                 if let Purpose::Lookup(lid) | Purpose::Seed(lid) = p.purpose {
                     let seed = matches!(p.purpose, Purpose::Seed(_));
                     self.lookup_response(lid, from, r, seed);
                 }
             }
-            Body::Error(_) => {
+            Body::Error(e) => {
                 self.stats.errors_in += 1;
                 if let Some(p) = self.take_pending(msg.t, from) {
                     if let Purpose::Put(target) = p.purpose {
                         self.put_answered(target, false);
+                    }
+                    if let Purpose::Sample = p.purpose {
+                        self.sampled(from, Err(Some(e.code)));
                     }
                     self.failed(p);
                 }
@@ -663,128 +737,6 @@ impl Dht {
         {
             self.query(n.addr, Some(n.id), Method::Ping, Purpose::Ping);
         }
-    }
-
-    // ---- lookups ---------------------------------------------------------------------
-
-    fn start_lookup(&mut self, target: NodeId, kind: Kind) -> bool {
-        let seeds = self.thin_table_seeds();
-        self.start_lookup_with(target, kind, &seeds)
-    }
-
-    /// With a thin table the bootstrap nodes join a lookup.
-    fn thin_table_seeds(&self) -> Vec<SocketAddr> {
-        if self.table.len() < routing::K {
-            self.bootstrap.clone()
-        } else {
-            Vec::new()
-        }
-    }
-
-    /// A lookup from the table's closest nodes plus `seeds` (addresses with no known id).
-    fn start_lookup_with(&mut self, target: NodeId, kind: Kind, seeds: &[SocketAddr]) -> bool {
-        self.start_lookup_salted(target, kind, seeds, Vec::new())
-    }
-
-    /// [`Dht::start_lookup_with`] for an item lookup whose target needs `salt` to be checked.
-    fn start_lookup_salted(
-        &mut self,
-        target: NodeId,
-        kind: Kind,
-        seeds: &[SocketAddr],
-        salt: Vec<u8>,
-    ) -> bool {
-        if self.lookups.len() >= MAX_LOOKUPS || self.lookups.iter().any(|l| l.target == target) {
-            return false;
-        }
-        let known = self.table.closest(&target, 3 * routing::K, self.now / 1000);
-        let id = self.next_lookup;
-        self.next_lookup += 1;
-        let mut l = Lookup::new(id, target, kind, &known, self.id, self.now);
-        l.salt = self.puts.get(&target.0).map_or(salt, |p| p.salt().to_vec());
-        for &a in seeds {
-            if self.query(a, None, l.method(), Purpose::Seed(id)) {
-                l.seed_sent();
-            }
-        }
-        self.lookups.push(l);
-        self.stats.lookups_started += 1;
-        self.step_lookups();
-        true
-    }
-
-    fn lookup_response(&mut self, lid: u64, from: SocketAddr, r: &krpc::Response<'_>, seed: bool) {
-        let Some(l) = self.lookups.iter_mut().find(|l| l.id == lid) else {
-            return;
-        };
-        let new_peers = l.answered(from, r, seed);
-        let ih = l.target.0;
-        if !new_peers.is_empty() && self.found.len() < MAX_FOUND {
-            self.found.push_back((ih, new_peers));
-        }
-        self.step_lookups();
-    }
-
-    /// Sends what the lookups want and finishes the converged ones.
-    fn step_lookups(&mut self) {
-        let mut i = 0;
-        while i < self.lookups.len() {
-            let wants = self.lookups[i].next_queries();
-            let (lid, method) = (self.lookups[i].id, self.lookups[i].method());
-            for c in wants {
-                if self.query(c.addr, Some(c.id), method.clone(), Purpose::Lookup(lid)) {
-                    self.lookups[i].sent(c.addr);
-                } else {
-                    break;
-                }
-            }
-            if self.lookups[i].is_done(self.now) {
-                let l = self.lookups.swap_remove(i);
-                self.finish(l);
-            } else {
-                i += 1;
-            }
-        }
-    }
-
-    fn finish(&mut self, l: Lookup) {
-        let ms = self.now.saturating_sub(l.started);
-        self.stats.lookups_done += 1;
-        self.stats.lookup_ms_total += ms;
-        let closest = l.closest_answered(routing::K);
-        if let Kind::Announce(port) = l.kind {
-            let tokens = l.tokens(routing::K);
-            if tokens.is_empty() {
-                // Nobody to announce to yet (an empty table): try again soon.
-                if let Some(a) = self.announced.get_mut(&l.target.0) {
-                    a.next = self.now + EMPTY_RETRY_MS;
-                }
-            }
-            for (node, token) in tokens {
-                let m = Method::AnnouncePeer {
-                    info_hash: l.target,
-                    port,
-                    implied_port: false,
-                    token: &token,
-                };
-                if self.query(node.addr, Some(node.id), m, Purpose::Announce) {
-                    self.stats.announces_sent += 1;
-                }
-            }
-        }
-        if l.kind == Kind::PutItem {
-            self.finish_put(&l);
-        }
-        if self.completed.len() >= 64 {
-            self.completed.pop_front();
-        }
-        self.completed.push_back(Completed {
-            target: l.target.0,
-            closest,
-            peers: l.peer_count(),
-            ms,
-            item: l.item,
-        });
     }
 }
 

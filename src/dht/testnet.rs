@@ -74,7 +74,8 @@ impl Net {
         moved
     }
 
-    /// Runs `ms` of virtual time: rounds every 20 ms, a tick for every node each second.
+    /// Runs `ms` of virtual time: rounds every 20 ms, a tick for every node every 250 ms (as
+    /// often as a lookup's shortest timeout, `Dht::rto`).
     pub fn run(&mut self, ms: u64) {
         let end = self.now + ms;
         let mut next_tick = self.now;
@@ -83,7 +84,7 @@ impl Net {
                 for d in &mut self.nodes {
                     d.tick(self.now);
                 }
-                next_tick = self.now + 1000;
+                next_tick = self.now + 250;
             }
             self.round();
         }
@@ -159,6 +160,7 @@ fn lookups_find_true_closest(drop_percent: u64, min_exact: usize, min_mean_overl
         overlaps += overlap;
     }
     let mean = overlaps as f64 / trials as f64;
+    eprintln!("{drop_percent}% loss: {exact} of {trials} exact, mean overlap {mean}");
     assert!(
         mean >= min_mean_overlap,
         "mean overlap with the true 8: {mean}"
@@ -176,10 +178,11 @@ fn testnet_lookups_return_the_true_8_closest() {
 
 #[test]
 fn testnet_lookups_converge_with_30_percent_loss() {
-    // The nodes' own randomness (transaction ids, secrets) varies the run: measured means of
-    // 6.15-6.6 of the true 8 across full-suite runs. Issue 13 asks for the true 8; the lookup's
-    // loss tolerance is the open work, this floor guards against it getting worse.
-    lookups_find_true_closest(30, 5, 6.0);
+    // With the adaptive per-query timeout, retries while retries get answered (up to 8
+    // within 3 s) and bucket refreshes after bootstrap, 12 runs measured 17-20 of 20 lookups
+    // with exactly the true 8 and a mean overlap of 7.8-8.0 (before: 6.15-6.6). The nodes'
+    // own randomness varies a run; the floor leaves room for that, not for a regression.
+    lookups_find_true_closest(30, 15, 7.6);
 }
 
 #[test]

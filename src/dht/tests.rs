@@ -165,10 +165,24 @@ fn queries_time_out_and_lookups_end() {
     let mut d = Dht::new(None, settings(), 13, 0);
     d.set_bootstrap(vec![addr("127.0.0.1:9")]);
     assert_eq!(d.lookups_running(), 1);
-    assert!(d.poll_send().is_some());
-    d.tick(QUERY_TIMEOUT_MS + 1);
-    assert_eq!(d.stats.timeouts, 1);
-    assert_eq!(d.lookups_running(), 0);
+    // A dead bootstrap node is asked again after each adaptive timeout (no round trip
+    // measured yet: the longest, 1.5 s) and given up after MAX_TRIES tries or GIVE_UP_MS.
+    let (mut now, mut sent) = (0, 0);
+    while d.lookups_running() > 0 && now < 20_000 {
+        sent += std::iter::from_fn(|| d.poll_send()).count();
+        now += 100;
+        d.tick(now);
+    }
+    assert_eq!(d.lookups_running(), 0, "the lookup ended");
+    assert!(
+        now <= super::lookup::GIVE_UP_MS + 1_600,
+        "a dead node cost {now} ms"
+    );
+    assert!(
+        (2..=super::lookup::MAX_TRIES as usize).contains(&sent),
+        "{sent} tries"
+    );
+    assert!(d.stats.timeouts >= 1);
     assert!(d.get_peers([4; 20]));
 }
 
@@ -217,4 +231,58 @@ fn a_majority_of_ip_reports_gives_a_bep42_id_and_keeps_the_table() {
     }
     assert_eq!(lan.id(), NodeId([1; 20]));
     assert_eq!(lan.stats.id_changes, 0);
+}
+
+/// The addresses a node queries after its bootstrap node names `named` (a public node at
+/// 1.2.3.4 answering the bootstrap lookup).
+fn queried_after_naming(restrict_ips: bool, named: &[&str]) -> Vec<SocketAddr> {
+    use crate::proto::dht::compact::CompactNode;
+    let mut s = settings();
+    s.restrict_ips = restrict_ips;
+    let mut d = Dht::new(None, s, 21, 0);
+    let seed = addr("1.2.3.4:6881");
+    d.set_bootstrap(vec![seed]);
+    let (to, q) = d.poll_send().expect("the bootstrap query");
+    assert_eq!(to, seed);
+    let t = parse(&q).unwrap().t.to_vec();
+    let nodes = named
+        .iter()
+        .enumerate()
+        .map(|(i, a)| CompactNode {
+            id: NodeId([i as u8 + 0x40; 20]),
+            addr: addr(a),
+        })
+        .collect();
+    let r = crate::proto::dht::krpc::Response {
+        id: NodeId([0x99; 20]),
+        nodes,
+        ..Default::default()
+    };
+    d.receive(seed, &Message::response(&t, r).encode(), 10);
+    std::iter::from_fn(|| d.poll_send())
+        .map(|(a, _)| a)
+        .collect()
+}
+
+#[test]
+fn nodes_named_at_local_addresses_are_queried_only_on_a_local_testnet() {
+    let named = ["10.0.0.1:6881", "127.0.0.5:6881", "5.6.7.8:6881"];
+    let public = queried_after_naming(true, &named);
+    assert_eq!(
+        public,
+        vec![addr("5.6.7.8:6881")],
+        "public node: {public:?}"
+    );
+    let locals = [
+        "192.168.0.9:6881",
+        "169.254.1.1:6881",
+        "[::1]:6881",
+        "0.0.0.0:6881",
+    ];
+    assert!(queried_after_naming(true, &locals).is_empty());
+    let mut local = queried_after_naming(false, &named);
+    local.sort();
+    let mut all: Vec<SocketAddr> = named.iter().map(|a| addr(a)).collect();
+    all.sort();
+    assert_eq!(local, all, "loopback testnet");
 }

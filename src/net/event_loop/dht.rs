@@ -261,6 +261,8 @@ fn dht_json(d: &Dht) -> serde_json::Value {
         "timeouts": st.timeouts,
         "malformed": st.malformed,
         "rate_limited": st.rate_limited,
+        "rate_blocks": d.rate_blocks(),
+        "rate_sources": d.rate_sources(),
         "budget_deferred": st.budget_deferred,
         "send_dropped": st.send_dropped,
         "announces_sent": st.announces_sent,

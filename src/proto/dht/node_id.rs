@@ -9,7 +9,7 @@
 //! is written here (a 256-entry table built at compile time). Randomness is passed in.
 
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 /// Bytes in a node id (and an info-hash, and a BEP-44 target).
 pub const ID_LEN: usize = 20;
@@ -167,6 +167,20 @@ pub fn is_exempt(ip: IpAddr) -> bool {
             v6.is_loopback() || v6.is_unspecified() || s & 0xffc0 == 0xfe80 || s & 0xfe00 == 0xfc00
         }
     }
+}
+
+/// Whether a node that another node named (in `nodes`/`nodes6`) at `addr` may be queried:
+/// never port 0, an unspecified, broadcast or multicast address; a loopback, private or
+/// link-local one only when `allow_local` (we are on such a network ourselves, e.g. a
+/// loopback testnet). Otherwise any remote node could point our lookups at this host's or
+/// this LAN's services.
+pub fn named_addr_ok(addr: SocketAddr, allow_local: bool) -> bool {
+    let ip = addr.ip().to_canonical();
+    let never = match ip {
+        IpAddr::V4(v4) => v4.is_unspecified() || v4.is_broadcast() || v4.is_multicast(),
+        IpAddr::V6(v6) => v6.is_unspecified() || v6.is_multicast(),
+    };
+    addr.port() != 0 && !never && (allow_local || !is_exempt(ip))
 }
 
 /// Whether `id` is a valid BEP-42 id for a node at `ip` (always true for exempt addresses).
@@ -337,6 +351,37 @@ mod tests {
         assert!(!id_matches_ip(&NodeId([7; 20]), ip));
         let mapped = IpAddr::V6(Ipv4Addr::new(124, 31, 75, 21).to_ipv6_mapped());
         assert!(id_matches_ip(&id(VECTORS[0].2), mapped));
+    }
+
+    #[test]
+    fn named_nodes_on_local_addresses_are_queried_only_from_a_local_network() {
+        for a in [
+            "127.0.0.1:6881",
+            "10.0.0.5:6881",
+            "192.168.1.1:53",
+            "[::1]:6881",
+        ] {
+            let a: SocketAddr = a.parse().unwrap();
+            assert!(!named_addr_ok(a, false), "{a} from a public node");
+            assert!(named_addr_ok(a, true), "{a} on a loopback testnet");
+        }
+        for a in [
+            "0.0.0.0:6881",
+            "255.255.255.255:6881",
+            "224.0.0.1:6881",
+            "[::]:6881",
+            "[ff02::1]:6881",
+            "1.2.3.4:0",
+            "[::ffff:127.0.0.1]:80",
+        ] {
+            let a: SocketAddr = a.parse().unwrap();
+            assert!(!named_addr_ok(a, false), "{a}");
+            if a.port() != 0 && !a.ip().to_canonical().is_loopback() {
+                assert!(!named_addr_ok(a, true), "{a} never");
+            }
+        }
+        assert!(named_addr_ok("1.2.3.4:6881".parse().unwrap(), false));
+        assert!(named_addr_ok("[2001:db8::1]:6881".parse().unwrap(), false));
     }
 
     #[test]
