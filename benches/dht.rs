@@ -356,6 +356,9 @@ fn main() {
         Some("lookups") => lookups(args.get(1).and_then(|n| n.parse().ok()).unwrap_or(200)),
         Some("answer") => answer(),
         Some("memory") => memory(),
+        // `cargo test --all-targets` runs every bench target once, with no arguments: the
+        // figures come from scripts/bench-dht, so there is nothing to measure here.
+        None => println!("dht bench: run scripts/bench-dht for figures"),
         _ => {
             eprintln!("usage: dht lookups [N] | answer | memory");
             std::process::exit(2);
