@@ -239,6 +239,30 @@ fn redis_down_is_a_clear_failure_and_recovers_alone() {
 }
 
 #[test]
+fn redis_refusing_writes_is_unavailable_and_degrades_health() {
+    let redis = Redis::start();
+    let t = tracker(config(TrackerMode::Open), Some(&redis));
+    go(&t, &ann(1, 1, "127.0.0.1", 1001, 0, Event::Started));
+    // Out of memory: every write the script makes is refused with a server error.
+    redis.cli(&["CONFIG", "SET", "maxmemory-policy", "noeviction"]);
+    redis.cli(&["CONFIG", "SET", "maxmemory", "1"]);
+    let mut out: Vec<Peer> = Vec::new();
+    let r = t.announce(&ann(1, 2, "127.0.0.1", 1002, 1, Event::Started), &mut out);
+    assert_eq!(r.unwrap_err(), Refusal::Unavailable);
+    let (ok, why) = t.health();
+    assert!(!ok, "degraded");
+    assert!(why.contains("OOM") || why.contains("maxmemory"), "{why}");
+    redis.cli(&["CONFIG", "SET", "maxmemory", "0"]);
+    let ok = support::tracker::eventually(5, || {
+        let mut out: Vec<Peer> = Vec::new();
+        t.announce(&ann(1, 2, "127.0.0.1", 1002, 1, Event::Started), &mut out)
+            .is_ok()
+    });
+    assert!(ok, "recovered once Redis takes writes again");
+    assert!(t.health().0);
+}
+
+#[test]
 fn redis_swarms_expire_on_their_own() {
     let redis = Redis::start();
     let mut c = config(TrackerMode::Open);

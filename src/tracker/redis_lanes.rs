@@ -161,6 +161,12 @@ impl Lanes {
         (ok, why)
     }
 
+    /// Records a reply that could not be used (counted, the health turns degraded with one
+    /// log line, and new requests back off as after a lost connection).
+    pub fn failed(&self, e: &str) {
+        self.shared.failed(e);
+    }
+
     /// Failed exchanges (errors, deadlines, a full queue).
     pub fn errors(&self) -> u64 {
         self.shared.errors.get()
@@ -169,7 +175,7 @@ impl Lanes {
     /// While Redis is unreachable, one PING once the back-off allows (the maintenance thread
     /// calls this), so the health turns back to ok without waiting for an announce.
     pub fn probe(&self) {
-        if !self.shared.healthy.load(Ordering::Relaxed) {
+        if !self.shared.healthy.load(Ordering::Relaxed) && !self.shared.backing_off() {
             let _ = self.run(redis::pipe().cmd("PING"));
         }
     }

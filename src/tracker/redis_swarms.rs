@@ -298,8 +298,10 @@ impl RedisSwarms {
         self.lanes.probe();
     }
 
+    /// A reply that cannot be used (a script error, Redis out of memory): logged once while
+    /// it lasts, not once per announce.
     fn fail(&self, e: &str) -> Refusal {
-        log::warn!("tracker: redis: {e}");
+        self.lanes.failed(e);
         Refusal::Unavailable
     }
 
@@ -363,8 +365,10 @@ impl RedisSwarms {
                 .arg(r.stop);
         }
         let reply = self.lanes.run(&pipe)?;
-        let Some(Value::Array(counts)) = reply.first() else {
-            return Err(self.fail("announce script answered no counts"));
+        let counts = match reply.first() {
+            Some(Value::Array(counts)) => counts,
+            Some(Value::ServerError(e)) => return Err(self.fail(&format!("announce: {e:?}"))),
+            _ => return Err(self.fail("announce script answered no counts")),
         };
         if counts.len() < 8 {
             return Err(self.fail("announce script answered too little"));

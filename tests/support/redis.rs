@@ -65,6 +65,20 @@ impl Redis {
             .is_none_or(|c| c.try_wait().ok().flatten().is_some())
     }
 
+    /// Runs one command with `redis-cli` against the server; panics unless it answers OK.
+    pub fn cli(&self, args: &[&str]) {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli runs");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.trim() == "OK",
+            "{args:?}: {text}"
+        );
+    }
+
     /// Whether the server answers PING.
     pub fn ping(&self) -> bool {
         let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
