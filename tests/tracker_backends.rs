@@ -252,6 +252,7 @@ fn redis_refusing_writes_is_unavailable_and_degrades_health() {
     let (ok, why) = t.health();
     assert!(!ok, "degraded");
     assert!(why.contains("OOM") || why.contains("maxmemory"), "{why}");
+    assert!(t.redis.as_ref().unwrap().errors() >= 1, "counted");
     redis.cli(&["CONFIG", "SET", "maxmemory", "0"]);
     let ok = support::tracker::eventually(5, || {
         let mut out: Vec<Peer> = Vec::new();

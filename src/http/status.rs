@@ -239,6 +239,7 @@ fn tracker_stats(gw: &Gateway) -> serde_json::Value {
         "udp_dropped": t.stats.udp_dropped.get(),
         "too_fast": t.too_fast(),
         "backend": if t.redis.is_some() { "redis" } else { "memory" },
+        "redis_errors": t.redis.as_ref().map_or(0, |r| r.errors()),
     })
 }
 

@@ -390,7 +390,10 @@ impl RedisSwarms {
                     let Some(alen) = m.len().checked_sub(IDENT_LEN) else {
                         continue;
                     };
-                    if taken == want || m[..alen] == addr[..] {
+                    if taken == want {
+                        break;
+                    }
+                    if m[..alen] == addr[..] {
                         continue;
                     }
                     if let Some(p) = peer_of(&m[..alen + 20]) {
