@@ -219,6 +219,28 @@ fn opentracker_over_http_and_udp() {
     let _ot = Reaped(child);
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     assert!(eventually(10, || std::net::TcpStream::connect(addr).is_ok()));
+    // opentracker reads its whitelist on a thread of its own after it listens: wait until it
+    // knows the torrent (a `stopped` announce, so no peer is left in the swarm).
+    let knows = || {
+        use std::io::{Read, Write};
+        let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+        let q = format!(
+            "GET /announce?info_hash={}&peer_id=-TG0000-readycheck00&port=9&left=0&event=stopped HTTP/1.0\r\n\r\n",
+            "Z".repeat(20)
+        );
+        let mut answer = Vec::new();
+        s.write_all(q.as_bytes()).is_ok()
+            && s.read_to_end(&mut answer).is_ok()
+            && !answer.is_empty()
+            && !String::from_utf8_lossy(&answer).contains("not authorized")
+    };
+    assert!(
+        eventually(10, knows),
+        "opentracker never loaded its whitelist"
+    );
     let pool = Pool::new();
     pool.two_peers_meet(&format!("http://{addr}/announce"), ih_http);
     pool.two_peers_meet(&format!("udp://{addr}/announce"), ih_udp);
