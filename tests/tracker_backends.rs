@@ -264,6 +264,36 @@ fn redis_refusing_writes_is_unavailable_and_degrades_health() {
 }
 
 #[test]
+fn redis_url_user_password_and_database_are_used() {
+    let redis = Redis::start();
+    redis.cli(&["ACL", "SETUSER", "tg", "on", ">s3cret", "~*", "+@all"]);
+    let mut c = config(TrackerMode::Open);
+    c.backend = TrackerBackend::Redis;
+    c.redis_url = format!("redis://tg:s3cret@127.0.0.1:{}/3", redis.port);
+    let t = Tracker::new(c.clone(), Box::new(|_| false), Default::default()).unwrap();
+    let (_, i, _, _) = go(&t, &ann(1, 1, "127.0.0.1", 1001, 1, Event::Started));
+    assert_eq!(i, 1);
+    assert_ne!(
+        redis.query(&["-n", "3", "dbsize"]),
+        "0",
+        "keys in database 3"
+    );
+    assert_eq!(
+        redis.query(&["-n", "0", "dbsize"]),
+        "0",
+        "none in database 0"
+    );
+    // A wrong password: a clear failure, and the health says why.
+    c.redis_url = format!("redis://tg:wrong@127.0.0.1:{}/3", redis.port);
+    let t = Tracker::new(c, Box::new(|_| false), Default::default()).unwrap();
+    let mut out: Vec<Peer> = Vec::new();
+    let r = t.announce(&ann(1, 2, "127.0.0.1", 1002, 1, Event::Started), &mut out);
+    assert_eq!(r.unwrap_err(), Refusal::Unavailable);
+    let (ok, why) = t.health();
+    assert!(!ok && why.contains("WRONGPASS"), "{why}");
+}
+
+#[test]
 fn redis_swarms_expire_on_their_own() {
     let redis = Redis::start();
     let mut c = config(TrackerMode::Open);

@@ -5,6 +5,7 @@
 //! in Redis ([`redis_swarms`], shared by several gateways); both answer alike.
 
 pub mod maintenance;
+pub mod redis_conn;
 pub mod redis_lanes;
 pub mod redis_swarms;
 pub mod registry;

@@ -1,5 +1,5 @@
-//! The Redis backend's connections: `redis_pool` lanes, each one connection driven by its own
-//! thread (`redis-N`). HTTP workers and the UDP thread hand a lane a request (one packed
+//! The Redis backend's connections: `redis_pool` lanes, each one connection
+//! ([`super::redis_conn`]) driven by its own thread (`redis-N`). HTTP workers and the UDP thread hand a lane a request (one packed
 //! pipeline) through a bounded queue and wait for its replies; a lane sends everything
 //! waiting in the queue as one write and reads the replies back in order, so under load one
 //! pair of syscalls on each side carries many announces instead of one (Redis answers a batch
@@ -11,11 +11,13 @@
 //! and the first request after Redis returns works again. A `NOSCRIPT` reply (Redis restarted
 //! or flushed its scripts) makes the lane load the announce script and send that request again.
 
+use super::redis_conn::{Conn, Replies};
 use super::registry::Refusal;
 use crate::hash::Counter;
-use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
-use parking_lot::Mutex;
-use redis::{ConnectionLike, ErrorKind, RedisError, Value};
+use crate::proto::resp::{self, Reply};
+use parking_lot::{Condvar, Mutex};
+use redis::ConnectionInfo;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,12 +33,82 @@ const QUEUE_CAP: usize = 1024;
 struct Job {
     packed: Vec<u8>,
     count: usize,
-    reply: Sender<Result<Vec<Value>, String>>,
+    reply: Arc<Slot>,
 }
 
-/// What the lanes share: the client, the back-off and the health.
+/// Where a lane leaves one request's outcome for the thread waiting on it. A mutex and a
+/// condition variable park the waiter at once: a channel's receive spins and yields the CPU
+/// first, which on a busy 2-core box was a sixth of the gateway's time.
+#[derive(Default)]
+struct Slot {
+    outcome: Mutex<Option<Result<Replies, String>>>,
+    filled: Condvar,
+}
+
+impl Slot {
+    fn fill(&self, outcome: Result<Replies, String>) {
+        *self.outcome.lock() = Some(outcome);
+        self.filled.notify_one();
+    }
+
+    /// The outcome, or None past `deadline`.
+    fn wait(&self, deadline: Instant) -> Option<Result<Replies, String>> {
+        let mut outcome = self.outcome.lock();
+        while outcome.is_none() {
+            if self.filled.wait_until(&mut outcome, deadline).timed_out() {
+                break;
+            }
+        }
+        outcome.take()
+    }
+}
+
+/// The requests waiting for a lane (at most [`QUEUE_CAP`]); lanes park on `ready`.
+#[derive(Default)]
+struct Queue {
+    jobs: Mutex<VecDeque<Job>>,
+    ready: Condvar,
+    closed: AtomicBool,
+}
+
+impl Queue {
+    /// Queues `job`; false when the queue is full.
+    fn push(&self, job: Job) -> bool {
+        let mut jobs = self.jobs.lock();
+        if jobs.len() >= QUEUE_CAP {
+            return false;
+        }
+        jobs.push_back(job);
+        drop(jobs);
+        self.ready.notify_one();
+        true
+    }
+
+    /// Moves up to [`BATCH_MAX`] waiting jobs into `batch`, parking until there is one;
+    /// false once the lanes are closed.
+    fn take(&self, batch: &mut Vec<Job>) -> bool {
+        let mut jobs = self.jobs.lock();
+        while jobs.is_empty() {
+            if self.closed.load(Ordering::Relaxed) {
+                return false;
+            }
+            self.ready.wait(&mut jobs);
+        }
+        let n = jobs.len().min(BATCH_MAX);
+        batch.extend(jobs.drain(..n));
+        true
+    }
+
+    fn close(&self) {
+        self.closed.store(true, Ordering::Relaxed);
+        let _guard = self.jobs.lock();
+        self.ready.notify_all();
+    }
+}
+
+/// What the lanes share: where Redis is, the back-off and the health.
 struct Shared {
-    client: redis::Client,
+    info: ConnectionInfo,
     timeout: Duration,
     /// The script a `NOSCRIPT` reply loads.
     script: &'static str,
@@ -69,31 +141,33 @@ impl Shared {
         }
     }
 
-    fn connect(&self) -> redis::RedisResult<redis::Connection> {
-        let t = self.timeout;
-        let c = self.client.get_connection_with_timeout(t)?;
-        c.set_read_timeout(Some(t))?;
-        c.set_write_timeout(Some(t))?;
-        Ok(c)
+    fn connect(&self) -> std::io::Result<Conn> {
+        Conn::open(&self.info, self.timeout)
     }
 }
 
 /// The lanes of one backend; dropping it ends their threads.
 pub struct Lanes {
-    jobs: Sender<Job>,
+    queue: Arc<Queue>,
     shared: Arc<Shared>,
 }
 
+impl Drop for Lanes {
+    fn drop(&mut self) {
+        self.queue.close();
+    }
+}
+
 impl Lanes {
-    /// `lanes` connections to `client`'s Redis, made lazily; `script` is reloaded on NOSCRIPT.
+    /// `lanes` connections to `info`'s Redis, made lazily; `script` is reloaded on NOSCRIPT.
     pub fn new(
-        client: redis::Client,
+        info: ConnectionInfo,
         lanes: usize,
         timeout: Duration,
         script: &'static str,
     ) -> Lanes {
         let shared = Arc::new(Shared {
-            client,
+            info,
             timeout,
             script,
             retry_at: Mutex::new(None),
@@ -101,49 +175,52 @@ impl Lanes {
             last_error: Mutex::new(String::new()),
             errors: Counter::default(),
         });
-        let (jobs, queue) = bounded(QUEUE_CAP);
+        let queue = Arc::new(Queue::default());
+        let mut running = 0;
         for i in 0..lanes.max(1) {
-            let (shared, queue) = (Arc::clone(&shared), queue.clone());
+            let (shared, queue) = (Arc::clone(&shared), Arc::clone(&queue));
             let spawned = std::thread::Builder::new()
                 .name(format!("redis-{i}"))
                 .spawn(move || lane(&shared, &queue));
-            if let Err(e) = spawned {
-                log::error!("tracker: starting a redis lane: {e}");
+            match spawned {
+                Ok(_) => running += 1,
+                Err(e) => log::error!("tracker: starting a redis lane: {e}"),
             }
         }
-        Lanes { jobs, shared }
+        if running == 0 {
+            queue.close();
+        }
+        Lanes { queue, shared }
     }
 
-    /// Sends `pipe` and returns its replies (server errors among them as values); a dead or
-    /// slow Redis, or a full queue, is [`Refusal::Unavailable`].
-    pub fn run(&self, pipe: &redis::Pipeline) -> Result<Vec<Value>, Refusal> {
+    /// Sends `packed` (`count` commands, see [`resp::command`]) and returns their replies
+    /// (server errors among them as error replies); a dead or slow Redis, or a full queue, is
+    /// [`Refusal::Unavailable`].
+    pub fn run(&self, packed: Vec<u8>, count: usize) -> Result<Replies, Refusal> {
         if self.shared.backing_off() {
             self.shared.errors.add(1);
             return Err(Refusal::Unavailable);
         }
-        let (reply, answer) = bounded(1);
+        if self.queue.closed.load(Ordering::Relaxed) {
+            self.shared.failed("no redis lane is running");
+            return Err(Refusal::Unavailable);
+        }
+        let reply = Arc::new(Slot::default());
         let job = Job {
-            packed: pipe.get_packed_pipeline(),
-            count: pipe.cmd_iter().count(),
-            reply,
+            packed,
+            count,
+            reply: Arc::clone(&reply),
         };
-        match self.jobs.try_send(job) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                self.shared.errors.add(1);
-                return Err(Refusal::Unavailable);
-            }
-            Err(TrySendError::Disconnected(_)) => {
-                self.shared.failed("no redis lane is running");
-                return Err(Refusal::Unavailable);
-            }
+        if !self.queue.push(job) {
+            self.shared.errors.add(1);
+            return Err(Refusal::Unavailable);
         }
         // The lane's own socket timeouts end a stuck exchange; this bounds the wait in the
         // queue as well.
-        match answer.recv_timeout(self.shared.timeout * 2) {
-            Ok(Ok(values)) => Ok(values),
-            Ok(Err(_)) => Err(Refusal::Unavailable),
-            Err(_) => {
+        match reply.wait(Instant::now() + self.shared.timeout * 2) {
+            Some(Ok(values)) => Ok(values),
+            Some(Err(_)) => Err(Refusal::Unavailable),
+            None => {
                 self.shared.failed("no answer within the deadline");
                 Err(Refusal::Unavailable)
             }
@@ -176,121 +253,114 @@ impl Lanes {
     /// calls this), so the health turns back to ok without waiting for an announce.
     pub fn probe(&self) {
         if !self.shared.healthy.load(Ordering::Relaxed) && !self.shared.backing_off() {
-            let _ = self.run(redis::pipe().cmd("PING"));
+            let mut ping = Vec::new();
+            resp::command(&mut ping, &[b"PING"]);
+            let _ = self.run(ping, 1);
         }
     }
 }
 
 /// One lane: takes what waits in the queue, sends it as one pipeline, hands out the replies.
-fn lane(shared: &Shared, queue: &Receiver<Job>) {
-    let mut conn: Option<redis::Connection> = None;
+fn lane(shared: &Shared, queue: &Queue) {
+    let mut conn: Option<Conn> = None;
     let mut batch: Vec<Job> = Vec::with_capacity(BATCH_MAX);
     let mut packed = Vec::new();
-    while let Ok(first) = queue.recv() {
-        batch.push(first);
-        while batch.len() < BATCH_MAX {
-            match queue.try_recv() {
-                Ok(j) => batch.push(j),
-                Err(_) => break,
-            }
-        }
-        let outcome = exchange(shared, &mut conn, &batch, &mut packed);
-        match outcome {
-            Ok(mut values) => {
-                for job in batch.drain(..) {
-                    let rest = values.split_off(job.count.min(values.len()));
-                    let _ = job.reply.send(Ok(std::mem::replace(&mut values, rest)));
+    while queue.take(&mut batch) {
+        match exchange(shared, &mut conn, &batch, &mut packed) {
+            Ok(replies) => {
+                for (job, r) in batch.drain(..).zip(replies) {
+                    job.reply.fill(Ok(r));
                 }
             }
             Err(e) => {
                 conn = None;
                 shared.failed(&e);
                 for job in batch.drain(..) {
-                    let _ = job.reply.send(Err(e.clone()));
+                    job.reply.fill(Err(e.clone()));
                 }
             }
         }
     }
 }
 
-/// Sends `packed` (`total` commands) on `conn`, made first if there is none.
+/// Sends `packed` (requests of `counts` commands each) on `conn`, made first if there is none.
 fn send(
     shared: &Shared,
-    conn: &mut Option<redis::Connection>,
+    conn: &mut Option<Conn>,
     packed: &[u8],
-    total: usize,
-) -> redis::RedisResult<Vec<Value>> {
+    counts: &[usize],
+) -> std::io::Result<Vec<Replies>> {
     if conn.is_none() {
         if shared.backing_off() {
-            return Err(RedisError::from((
-                ErrorKind::IoError,
-                "backing off",
-                shared.last_error.lock().clone(),
+            return Err(std::io::Error::other(format!(
+                "backing off: {}",
+                shared.last_error.lock()
             )));
         }
         *conn = Some(shared.connect()?);
     }
     match conn.as_mut() {
-        Some(c) => c.req_packed_commands(packed, 0, total),
-        None => Err(RedisError::from((ErrorKind::IoError, "no connection"))),
+        Some(c) => c.exchange(packed, counts),
+        None => Err(std::io::Error::other("no connection")),
     }
 }
 
-/// Sends `batch` on the lane's connection (made first if needed) and returns all replies, in
-/// order; requests answered `NOSCRIPT` are sent again after the script is loaded.
+fn is_timeout(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
+}
+
+/// Sends `batch` on the lane's connection (made first if needed) and returns each request's
+/// replies, in order; requests answered `NOSCRIPT` are sent again after the script is loaded.
 fn exchange(
     shared: &Shared,
-    conn: &mut Option<redis::Connection>,
+    conn: &mut Option<Conn>,
     batch: &[Job],
     packed: &mut Vec<u8>,
-) -> Result<Vec<Value>, String> {
+) -> Result<Vec<Replies>, String> {
     packed.clear();
-    let mut total = 0;
+    let mut counts = Vec::with_capacity(batch.len());
     for job in batch {
         packed.extend_from_slice(&job.packed);
-        total += job.count;
+        counts.push(job.count);
     }
     // A connection kept from before may have died with a restarted Redis: one more try on a
     // new one (the announce script is safe to run twice: a repeated announce changes nothing).
     let reused = conn.is_some();
-    let mut sent = send(shared, conn, packed, total);
+    let mut sent = send(shared, conn, packed, &counts);
     if let Err(e) = &sent {
-        if reused && !e.is_timeout() {
+        if reused && !is_timeout(e) {
             *conn = None;
-            sent = send(shared, conn, packed, total);
+            sent = send(shared, conn, packed, &counts);
         }
     }
-    let mut values = sent.map_err(|e| e.to_string())?;
+    let mut replies = sent.map_err(|e| e.to_string())?;
     let Some(c) = conn.as_mut() else {
         return Err("no connection".into());
     };
-    if values.len() != total {
-        return Err(format!("{} replies to {total} commands", values.len()));
-    }
-    let mut at = 0;
-    let mut loaded = false;
-    for job in batch {
-        let noscript = matches!(values.get(at), Some(Value::ServerError(e))
-            if RedisError::from(e.clone()).kind() == ErrorKind::NoScriptError);
-        if noscript {
-            if !loaded {
-                redis::cmd("SCRIPT")
-                    .arg("LOAD")
-                    .arg(shared.script)
-                    .query::<String>(c)
-                    .map_err(|e| e.to_string())?;
-                loaded = true;
-            }
-            let again = c
-                .req_packed_commands(&job.packed, 0, job.count)
-                .map_err(|e| e.to_string())?;
-            if again.len() != job.count {
-                return Err("short reply after loading the script".into());
-            }
-            values.splice(at..at + job.count, again);
+    let noscript: Vec<usize> = (0..batch.len())
+        .filter(|&i| matches!(replies[i].get(0), Reply::Error(e) if e.starts_with(b"NOSCRIPT")))
+        .collect();
+    if !noscript.is_empty() {
+        let mut load = Vec::new();
+        resp::command(&mut load, &[b"SCRIPT", b"LOAD", shared.script.as_bytes()]);
+        let loaded = c.exchange(&load, &[1]).map_err(|e| e.to_string())?;
+        if let Some(e) = loaded[0].get(0).error() {
+            return Err(format!("loading the announce script: {e}"));
         }
-        at += job.count;
+        packed.clear();
+        counts.clear();
+        for &i in &noscript {
+            packed.extend_from_slice(&batch[i].packed);
+            counts.push(batch[i].count);
+        }
+        let again = c.exchange(packed, &counts).map_err(|e| e.to_string())?;
+        for (i, r) in noscript.into_iter().zip(again) {
+            replies[i] = r;
+        }
     }
     shared.reached();
-    Ok(values)
+    Ok(replies)
 }

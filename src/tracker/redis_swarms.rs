@@ -1,5 +1,6 @@
 //! The Redis backend of the swarm registry, so several gateway processes answer for one
-//! announce URL with one swarm state (the sync `redis` crate: no async runtime).
+//! announce URL with one swarm state (no async runtime: lanes of blocking connections; the
+//! sync `redis` crate parses the URL and names the script, `proto::resp` is the wire).
 //!
 //! Data model, per torrent, every key carrying the `{info_hash}` hash tag so a Redis Cluster
 //! keeps one torrent on one slot: four sorted sets `tg:{ih}:s4`, `:l4`, `:s6`, `:l6` (seeders
@@ -26,9 +27,10 @@ use super::redis_lanes::Lanes;
 use super::registry::{ident_bytes, AnnounceIn, Family, Peer, PeerSink, Refusal};
 use crate::hash::Counter;
 use crate::proto::hex;
+use crate::proto::resp::{self, num, Reply};
 use crate::proto::tracker::http::{self as tracker_http, Event, SwarmCounts};
 use parking_lot::Mutex;
-use redis::Value;
+use redis::IntoConnectionInfo;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -128,7 +130,8 @@ pub struct RedisSettings {
 /// Swarms kept in Redis.
 pub struct RedisSwarms {
     settings: RedisSettings,
-    script: redis::Script,
+    /// The announce script's SHA-1, as EVALSHA names it.
+    script: String,
     lanes: Lanes,
     sizes: Sizes,
     pub too_fast: Counter,
@@ -213,8 +216,8 @@ fn sample_plan(
     plan
 }
 
-fn key(info_hash: &[u8; 20], part: &str) -> String {
-    format!("tg:{{{}}}:{part}", hex::encode(info_hash))
+fn key(info_hash: &[u8; 20], part: &str) -> Vec<u8> {
+    format!("tg:{{{}}}:{part}", hex::encode(info_hash)).into_bytes()
 }
 
 /// A per-thread xorshift number (where in a set sampling starts).
@@ -252,31 +255,23 @@ fn peer_of(bytes: &[u8]) -> Option<Peer> {
     Some(p)
 }
 
-fn int(v: &Value) -> i64 {
-    match v {
-        Value::Int(n) => *n,
-        Value::BulkString(b) => std::str::from_utf8(b)
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0),
-        _ => 0,
-    }
-}
-
-fn count(v: &Value) -> u32 {
-    u32::try_from(int(v).max(0)).unwrap_or(u32::MAX)
+fn count(v: &Reply<'_>) -> u32 {
+    u32::try_from(v.int().max(0)).unwrap_or(u32::MAX)
 }
 
 impl RedisSwarms {
     /// A backend for `settings.url`; connects lazily, so a Redis that is down at start-up
     /// only makes announces fail until it is up.
     pub fn new(settings: RedisSettings) -> Result<RedisSwarms, String> {
-        let client = redis::Client::open(settings.url.as_str())
+        let info = settings
+            .url
+            .as_str()
+            .into_connection_info()
             .map_err(|e| format!("tracker.redis_url: {e}"))?;
-        let lanes = Lanes::new(client, settings.pool, settings.timeout, ANNOUNCE_LUA);
+        let lanes = Lanes::new(info, settings.pool, settings.timeout, ANNOUNCE_LUA);
         Ok(RedisSwarms {
             settings,
-            script: redis::Script::new(ANNOUNCE_LUA),
+            script: redis::Script::new(ANNOUNCE_LUA).get_hash().to_owned(),
             lanes,
             sizes: Sizes::default(),
             too_fast: Counter::default(),
@@ -330,24 +325,35 @@ impl RedisSwarms {
         };
         let ih = &a.info_hash;
         let s = &self.settings;
-        let keys: [String; 6] = SETS_AND_HASHES.map(|part| key(ih, part));
-        let mut pipe = redis::pipe();
-        pipe.cmd("EVALSHA")
-            .arg(self.script.get_hash())
-            .arg(keys.len())
-            .arg(&keys[..])
-            .arg(now_unix())
-            .arg(s.peer_timeout_secs)
-            .arg(&ident[..])
-            .arg([&addr[..], &ident[..]].concat())
-            .arg(u8::from(announcer.is_v6()))
-            .arg(u8::from(seed))
-            .arg(event)
-            .arg(s.max_peers_per_torrent)
-            .arg(a.min_interval)
-            .arg(u64::from(s.peer_timeout_secs) + 60)
-            .arg(EXPIRE_BATCH)
-            .arg(COUNT_TTL_SECS);
+        let keys: [Vec<u8>; 6] = SETS_AND_HASHES.map(|part| key(ih, part));
+        let member = [&addr[..], &ident[..]].concat();
+        let mut packed = Vec::with_capacity(640);
+        resp::command(
+            &mut packed,
+            &[
+                b"EVALSHA",
+                self.script.as_bytes(),
+                &num(keys.len() as u64),
+                &keys[0],
+                &keys[1],
+                &keys[2],
+                &keys[3],
+                &keys[4],
+                &keys[5],
+                &num(now_unix()),
+                &num(u64::from(s.peer_timeout_secs)),
+                &ident[..],
+                &member,
+                if announcer.is_v6() { b"1" } else { b"0" },
+                if seed { b"1" } else { b"0" },
+                event.as_bytes(),
+                &num(s.max_peers_per_torrent as u64),
+                &num(u64::from(a.min_interval)),
+                &num(u64::from(s.peer_timeout_secs) + 60),
+                &num(u64::from(EXPIRE_BATCH)),
+                &num(COUNT_TTL_SECS),
+            ],
+        );
         // The sample rides in the same round trip as native ZRANGEs (a set's members copied
         // through Lua cost Redis ten times more), placed by the sizes this swarm had at its
         // last announce here.
@@ -359,46 +365,52 @@ impl RedisSwarms {
         };
         let plan = sample_plan(seed, order, want, sizes, random_u32());
         for r in &plan {
-            pipe.cmd("ZRANGE")
-                .arg(&keys[r.set])
-                .arg(r.start)
-                .arg(r.stop);
+            resp::command(
+                &mut packed,
+                &[
+                    b"ZRANGE",
+                    &keys[r.set],
+                    &num(u64::from(r.start)),
+                    &num(u64::from(r.stop)),
+                ],
+            );
         }
-        let reply = self.lanes.run(&pipe)?;
-        let counts = match reply.first() {
-            Some(Value::Array(counts)) => counts,
-            Some(Value::ServerError(e)) => return Err(self.fail(&format!("announce: {e:?}"))),
+        let reply = self.lanes.run(packed, 1 + plan.len())?;
+        let counts: Vec<Reply<'_>> = match reply.get(0) {
+            Reply::Array(counts) => counts.take(8).collect(),
+            Reply::Error(e) => {
+                return Err(self.fail(&format!("announce: {}", String::from_utf8_lossy(e))))
+            }
             _ => return Err(self.fail("announce script answered no counts")),
         };
         if counts.len() < 8 {
             return Err(self.fail("announce script answered too little"));
         }
         self.sizes.put(*ih, [4, 5, 6, 7].map(|i| count(&counts[i])));
-        match int(&counts[3]) {
+        match counts[3].int() {
             -1 => return Err(Refusal::SwarmFull),
             1 => self.too_fast.add(1),
             _ => {
                 // Members: the compact address, then the identity, whose first 20 bytes are
                 // the peer_id; never the announcer's own address.
-                let members = reply[1..].iter().filter_map(|v| match v {
-                    Value::Array(m) => Some(m.iter()),
-                    _ => None,
-                });
                 let mut taken = 0;
-                for v in members.flatten() {
-                    let Value::BulkString(m) = v else { continue };
-                    let Some(alen) = m.len().checked_sub(IDENT_LEN) else {
-                        continue;
-                    };
-                    if taken == want {
-                        break;
-                    }
-                    if m[..alen] == addr[..] {
-                        continue;
-                    }
-                    if let Some(p) = peer_of(&m[..alen + 20]) {
-                        out.take(&p);
-                        taken += 1;
+                'sets: for set in reply.iter().skip(1) {
+                    let Reply::Array(members) = set else { continue };
+                    for v in members {
+                        let Reply::Bulk(m) = v else { continue };
+                        let Some(alen) = m.len().checked_sub(IDENT_LEN) else {
+                            continue;
+                        };
+                        if taken == want {
+                            break 'sets;
+                        }
+                        if m[..alen] == addr[..] {
+                            continue;
+                        }
+                        if let Some(p) = peer_of(&m[..alen + 20]) {
+                            out.take(&p);
+                            taken += 1;
+                        }
                     }
                 }
             }
@@ -406,7 +418,7 @@ impl RedisSwarms {
         Ok(SwarmCounts {
             complete: count(&counts[0]),
             incomplete: count(&counts[1]),
-            downloaded: u64::try_from(int(&counts[2]).max(0)).unwrap_or(0),
+            downloaded: u64::try_from(counts[2].int().max(0)).unwrap_or(0),
         })
     }
 
@@ -415,18 +427,19 @@ impl RedisSwarms {
         if hashes.is_empty() {
             return Ok(Vec::new());
         }
-        let cutoff = now_unix().saturating_sub(u64::from(self.settings.peer_timeout_secs));
-        let mut pipe = redis::pipe();
+        let cutoff = num(now_unix().saturating_sub(u64::from(self.settings.peer_timeout_secs)));
+        let mut packed = Vec::with_capacity(hashes.len() * 300);
         for ih in hashes {
             for part in ["s4", "s6", "l4", "l6"] {
-                pipe.cmd("ZCOUNT")
-                    .arg(key(ih, part))
-                    .arg(cutoff)
-                    .arg("+inf");
+                resp::command(&mut packed, &[b"ZCOUNT", &key(ih, part), &cutoff, b"+inf"]);
             }
-            pipe.cmd("HGET").arg(key(ih, "c")).arg("d");
+            resp::command(&mut packed, &[b"HGET", &key(ih, "c"), b"d"]);
         }
-        let v = self.lanes.run(&pipe)?;
+        let v = self.lanes.run(packed, hashes.len() * 5)?;
+        if let Some(e) = v.iter().find_map(|r| r.error()) {
+            return Err(self.fail(&format!("scrape: {e}")));
+        }
+        let v: Vec<Reply<'_>> = v.iter().collect();
         if v.len() != hashes.len() * 5 {
             return Err(self.fail("scrape pipeline answered too little"));
         }
@@ -434,20 +447,24 @@ impl RedisSwarms {
             .map(|r| SwarmCounts {
                 complete: count(&r[0]) + count(&r[1]),
                 incomplete: count(&r[2]) + count(&r[3]),
-                downloaded: u64::try_from(int(&r[4]).max(0)).unwrap_or(0),
+                downloaded: u64::try_from(r[4].int().max(0)).unwrap_or(0),
             })
             .collect())
     }
 
     /// Forgets one torrent's peers (it stopped being allowed); its count stays.
     pub fn remove(&self, info_hash: &[u8; 20]) -> Result<(), Refusal> {
-        let keys: Vec<String> = SETS_AND_HASHES[..5]
+        let keys: Vec<Vec<u8>> = SETS_AND_HASHES[..5]
             .iter()
             .map(|p| key(info_hash, p))
             .collect();
-        match self.lanes.run(redis::pipe().cmd("DEL").arg(keys))?.first() {
-            Some(Value::ServerError(e)) => Err(self.fail(&format!("DEL: {e:?}"))),
-            _ => Ok(()),
+        let mut args: Vec<&[u8]> = vec![b"DEL"];
+        args.extend(keys.iter().map(Vec::as_slice));
+        let mut packed = Vec::new();
+        resp::command(&mut packed, &args);
+        match self.lanes.run(packed, 1)?.get(0).error() {
+            Some(e) => Err(self.fail(&format!("DEL: {e}"))),
+            None => Ok(()),
         }
     }
 }

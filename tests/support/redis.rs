@@ -67,16 +67,19 @@ impl Redis {
 
     /// Runs one command with `redis-cli` against the server; panics unless it answers OK.
     pub fn cli(&self, args: &[&str]) {
+        let text = self.query(args);
+        assert!(text == "OK", "{args:?}: {text}");
+    }
+
+    /// Runs one command with `redis-cli` (flags such as `-n DB` first) and returns its answer.
+    pub fn query(&self, args: &[&str]) -> String {
         let out = std::process::Command::new("redis-cli")
             .args(["-p", &self.port.to_string()])
             .args(args)
             .output()
             .expect("redis-cli runs");
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success() && text.trim() == "OK",
-            "{args:?}: {text}"
-        );
+        assert!(out.status.success(), "{args:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
     /// Whether the server answers PING.
