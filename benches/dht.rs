@@ -1,18 +1,26 @@
 //! DHT figures for scripts/bench-dht (a plain program, no harness; prints one line per
 //! figure): `lookups N` runs N of our nodes on real UDP sockets on 127.0.0.1 in one thread
 //! (one mio poll), bootstraps them from node 0 and times find_node and get_peers lookups
-//! (p50/p95), then again with a tenth of the nodes dead; `answer` times how many queries one
+//! (p50/p95, and how many found exactly the true 8 closest), then again with a tenth of the
+//! nodes dead; `lt-lookups N L` does the same on a net where L of the N nodes are
+//! python3-libtorrent sessions (benches/lt_dht_nodes.py; see benches/support/mixed.rs) and
+//! times libtorrent's own get_peers lookups there too; `answer` times how many queries one
 //! node answers per second on this core (ping / find_node / get_peers mix from 2,048
 //! addresses, the datagrams built beforehand, encoding the answers included); `memory` fills
 //! storage with peers and routing tables with nodes and reports the RssAnon delta of this
 //! process per entry. Everything stays on loopback.
 
+#[path = "support/mixed.rs"]
+mod mixed;
+
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use torrent_gateway::dht::{Dht, Settings};
-use torrent_gateway::proto::dht::krpc::{Message, Method};
+use torrent_gateway::proto::dht::compact::CompactNode;
+use torrent_gateway::proto::dht::krpc::{self, Body, Message, Method};
 use torrent_gateway::proto::dht::routing::{Config, Contact, Table};
 use torrent_gateway::proto::dht::storage::{Limits, Storage};
 use torrent_gateway::proto::dht::NodeId;
@@ -46,6 +54,22 @@ struct Node {
     sock: UdpSocket,
     addr: SocketAddr,
     dead: bool,
+    /// KRPC responses this node received, and how many came from `Testnet::lt` addresses
+    /// (counted only when that set is not empty).
+    answers: u64,
+    lt_answers: u64,
+}
+
+/// One finished lookup of [`Testnet::time_lookups`].
+struct Done {
+    asker: usize,
+    target: [u8; 20],
+    ms: u64,
+    closest: Vec<CompactNode>,
+    peers: usize,
+    /// Responses the asker received while its lookup ran, and how many from libtorrent.
+    answers: u64,
+    lt_answers: u64,
 }
 
 struct Testnet {
@@ -54,6 +78,8 @@ struct Testnet {
     epoch: Instant,
     buf: Vec<u8>,
     next_tick: Instant,
+    /// Addresses of libtorrent nodes in the net (the `lt-lookups` mode), whose answers count.
+    lt: HashSet<SocketAddr>,
 }
 
 impl Testnet {
@@ -72,6 +98,8 @@ impl Testnet {
                 sock,
                 addr,
                 dead: false,
+                answers: 0,
+                lt_answers: 0,
             });
         }
         Testnet {
@@ -80,6 +108,7 @@ impl Testnet {
             epoch: Instant::now(),
             buf: vec![0; 65_536],
             next_tick: Instant::now(),
+            lt: HashSet::new(),
         }
     }
 
@@ -108,9 +137,23 @@ impl Testnet {
         for e in events.iter() {
             let n = &mut self.nodes[e.token().0];
             while let Ok((len, from)) = n.sock.recv_from(&mut self.buf) {
-                if !n.dead {
-                    n.dht.receive(from, &self.buf[..len], ms);
+                if n.dead {
+                    continue;
                 }
+                let bytes = &self.buf[..len];
+                if !self.lt.is_empty()
+                    && matches!(
+                        krpc::parse(bytes),
+                        Ok(Message {
+                            body: Body::Response(_),
+                            ..
+                        })
+                    )
+                {
+                    n.answers += 1;
+                    n.lt_answers += u64::from(self.lt.contains(&from));
+                }
+                n.dht.receive(from, bytes, ms);
             }
         }
     }
@@ -123,9 +166,9 @@ impl Testnet {
         }
     }
 
-    /// Runs lookups from `askers` one after another; returns their durations (ms) and how
-    /// many did not finish within 30 s.
-    fn time_lookups(&mut self, targets: &[(usize, [u8; 20], bool)]) -> (Vec<u64>, usize) {
+    /// Runs lookups (asker, target, get_peers rather than find_node) one after another;
+    /// returns those that finished and how many did not within 30 s.
+    fn time_lookups(&mut self, targets: &[(usize, [u8; 20], bool)]) -> (Vec<Done>, usize) {
         let mut events = Events::with_capacity(1024);
         let mut out = Vec::new();
         let mut unfinished = 0;
@@ -139,6 +182,7 @@ impl Testnet {
             if !started {
                 continue;
             }
+            let (answers, lt_answers) = (self.nodes[asker].answers, self.nodes[asker].lt_answers);
             let end = Instant::now() + Duration::from_secs(30);
             let mut done = None;
             while done.is_none() && Instant::now() < end {
@@ -147,11 +191,19 @@ impl Testnet {
                     .dht
                     .take_completed()
                     .into_iter()
-                    .find(|c| c.target == t)
-                    .map(|c| c.ms);
+                    .find(|c| c.target == t);
             }
+            let n = &self.nodes[asker];
             match done {
-                Some(ms) => out.push(ms),
+                Some(c) => out.push(Done {
+                    asker,
+                    target: t,
+                    ms: c.ms,
+                    closest: c.closest,
+                    peers: c.peers,
+                    answers: n.answers - answers,
+                    lt_answers: n.lt_answers - lt_answers,
+                }),
                 None => unfinished += 1,
             }
         }
@@ -165,6 +217,37 @@ fn pct(v: &mut [u64], p: f64) -> u64 {
         return 0;
     }
     v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+/// The 8 of `ids` closest to `target`, not counting `except` (the asker), closest first.
+fn true_closest(ids: &[NodeId], target: &[u8; 20], except: NodeId) -> Vec<NodeId> {
+    let target = NodeId(*target);
+    let mut v: Vec<NodeId> = ids.iter().copied().filter(|id| *id != except).collect();
+    v.sort_by_key(|id| id.distance(&target));
+    v.truncate(8);
+    v
+}
+
+/// How many of `done` found exactly the true 8 closest of `ids`, and the latencies "p50 ..
+/// ms, p95 .. ms, max .. ms".
+fn summary(net: &Testnet, ids: &[NodeId], done: &[Done]) -> (usize, String) {
+    let exact = done
+        .iter()
+        .filter(|d| {
+            let got: Vec<NodeId> = d.closest.iter().map(|c| c.id).collect();
+            got == true_closest(ids, &d.target, net.nodes[d.asker].dht.id())
+        })
+        .count();
+    (exact, latencies(done.iter().map(|d| d.ms).collect()))
+}
+
+fn latencies(mut ms: Vec<u64>) -> String {
+    format!(
+        "p50 {} ms, p95 {} ms, max {} ms",
+        pct(&mut ms, 0.5),
+        pct(&mut ms, 0.95),
+        ms.last().copied().unwrap_or(0)
+    )
 }
 
 fn lookups(n: usize) {
@@ -199,13 +282,13 @@ fn lookups(n: usize) {
             plan.push((asker, ihs[k % ihs.len()], true));
         }
     }
-    let (mut all, lost) = net.time_lookups(&plan);
+    let ids: Vec<NodeId> = net.nodes.iter().map(|x| x.dht.id()).collect();
+    let (all, lost) = net.time_lookups(&plan);
+    let (exact, lat) = summary(&net, &ids, &all);
     println!(
-        "lookups {n} nodes (mean table {mean_table:.1}): {} lookups, p50 {} ms, p95 {} ms, max {} ms, unfinished {lost}",
+        "lookups {n} nodes (mean table {mean_table:.1}): {} lookups, {lat}, unfinished {lost}, exact 8 {exact} of {}",
         all.len(),
-        pct(&mut all, 0.5),
-        pct(&mut all, 0.95),
-        all.last().copied().unwrap_or(0)
+        all.len()
     );
     // A tenth of the nodes go silent (not node 0, not the askers' own).
     for i in (3..n).step_by(10) {
@@ -220,13 +303,18 @@ fn lookups(n: usize) {
             (asker, id20(&mut s), k % 2 == 1)
         })
         .collect();
-    let (mut dead, lost) = net.time_lookups(&plan);
+    let live: Vec<NodeId> = net
+        .nodes
+        .iter()
+        .filter(|x| !x.dead)
+        .map(|x| x.dht.id())
+        .collect();
+    let (dead, lost) = net.time_lookups(&plan);
+    let (exact, lat) = summary(&net, &live, &dead);
     println!(
-        "lookups {n} nodes, 10% dead: {} lookups, p50 {} ms, p95 {} ms, max {} ms, unfinished {lost}",
+        "lookups {n} nodes, 10% dead: {} lookups, {lat}, unfinished {lost}, exact 8 {exact} of {} (of the live nodes)",
         dead.len(),
-        pct(&mut dead, 0.5),
-        pct(&mut dead, 0.95),
-        dead.last().copied().unwrap_or(0)
+        dead.len()
     );
 }
 
@@ -354,13 +442,17 @@ fn main() {
         .collect();
     match args.first().map(String::as_str) {
         Some("lookups") => lookups(args.get(1).and_then(|n| n.parse().ok()).unwrap_or(200)),
+        Some("lt-lookups") => mixed::lt_lookups(
+            args.get(1).and_then(|n| n.parse().ok()).unwrap_or(200),
+            args.get(2).and_then(|n| n.parse().ok()).unwrap_or(50),
+        ),
         Some("answer") => answer(),
         Some("memory") => memory(),
         // `cargo test --all-targets` runs every bench target once, with no arguments: the
         // figures come from scripts/bench-dht, so there is nothing to measure here.
         None => println!("dht bench: run scripts/bench-dht for figures"),
         _ => {
-            eprintln!("usage: dht lookups [N] | answer | memory");
+            eprintln!("usage: dht lookups [N] | lt-lookups [N] [L] | answer | memory");
             std::process::exit(2);
         }
     }
