@@ -103,7 +103,9 @@ if event == 'c' and not counted then
   downloaded = redis.call('HINCRBY', KEYS[6], 'd', 1)
   counted = true
 end
-redis.call('HSET', KEYS[5], ident, (counted and '1' or '0') .. member)
+-- A re-announce from the same address changes nothing here.
+local entry = (counted and '1' or '0') .. member
+if prev ~= entry then redis.call('HSET', KEYS[5], ident, entry) end
 if prev then
   if old ~= member then n[mi] = n[mi] - redis.call('ZREM', KEYS[mi], old) end
   n[oi] = n[oi] - redis.call('ZREM', KEYS[oi], old)
