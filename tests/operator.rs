@@ -84,7 +84,12 @@ fn every_dashboard_metric_exists() {
     assert!(wanted.len() >= 15, "{wanted:?}");
     let tmp = tempdir();
     let server = Server::start(&tmp.path().join("data"), "");
-    let metrics = server.get("/metrics").text();
+    // The tg_dht_* families come from the DHT node's once-a-second snapshot.
+    let mut metrics = String::new();
+    support::tracker::eventually(5, || {
+        metrics = server.get("/metrics").text();
+        metrics.contains("# TYPE tg_dht_nodes ")
+    });
     let have: BTreeSet<&str> = metrics
         .lines()
         .filter_map(|l| l.strip_prefix("# TYPE "))
