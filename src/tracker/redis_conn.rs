@@ -2,7 +2,8 @@
 //! Unix socket. The redis crate parses the URL (`redis://[user:password@]host:port/db`,
 //! `redis+unix:///path?db=N`); this side connects with a deadline, authenticates, selects
 //! the database, and then exchanges whole pipelines: one write, reads until every reply is
-//! in, and the replies handed back as spans of one shared buffer, never copied into values.
+//! in, and the replies handed back as spans of one shared copy per batch, never parsed into
+//! owned values.
 
 use crate::proto::resp::{self, Reply};
 use redis::{ConnectionAddr, ConnectionInfo};
@@ -12,7 +13,7 @@ use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Bytes read at a time (grown while a batch's replies are bigger).
+/// Bytes of the read buffer (grown while a batch's replies are bigger, shrunk after).
 const READ_CHUNK: usize = 64 * 1024;
 
 /// Replies to one request's commands: spans of a buffer shared with the rest of its batch.
@@ -97,7 +98,7 @@ impl Conn {
         };
         let mut conn = Conn {
             stream,
-            buf: Vec::with_capacity(READ_CHUNK),
+            buf: vec![0; READ_CHUNK],
         };
         let r = &info.redis;
         let mut hello = Vec::new();
@@ -132,18 +133,16 @@ impl Conn {
         }
         let total: usize = counts.iter().sum();
         let mut ends = Vec::with_capacity(total);
+        // `buf` stays zeroed up to its length; `filled` bytes of it are this batch's.
         let mut at = 0;
-        self.buf.clear();
+        let mut filled = 0;
         while ends.len() < total {
             // Take every complete reply already read.
-            loop {
-                match resp::reply_len(&self.buf[at..]) {
+            while ends.len() < total {
+                match resp::reply_len(&self.buf[at..filled]) {
                     Ok(Some(n)) => {
                         at += n;
                         ends.push(at);
-                        if ends.len() == total {
-                            break;
-                        }
                     }
                     Ok(None) => break,
                     Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
@@ -152,17 +151,13 @@ impl Conn {
             if ends.len() == total {
                 break;
             }
-            let len = self.buf.len();
-            if self.buf.capacity() - len < READ_CHUNK / 4 {
-                self.buf.reserve(READ_CHUNK);
+            if self.buf.len() - filled < READ_CHUNK / 4 {
+                self.buf.resize(self.buf.len() + READ_CHUNK, 0);
             }
-            let cap = self.buf.capacity();
-            self.buf.resize(cap, 0);
             let got = match &mut self.stream {
-                Stream::Tcp(s) => s.read(&mut self.buf[len..]),
-                Stream::Unix(s) => s.read(&mut self.buf[len..]),
+                Stream::Tcp(s) => s.read(&mut self.buf[filled..]),
+                Stream::Unix(s) => s.read(&mut self.buf[filled..]),
             };
-            self.buf.truncate(len + *got.as_ref().unwrap_or(&0));
             match got {
                 Ok(0) => {
                     return Err(io::Error::new(
@@ -170,21 +165,22 @@ impl Conn {
                         "redis closed the connection",
                     ))
                 }
-                Ok(_) => {}
+                Ok(n) => filled += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
-        if at != self.buf.len() {
+        if at != filled {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 "redis sent more replies than asked for",
             ));
         }
-        let buf = Arc::new(std::mem::replace(
-            &mut self.buf,
-            Vec::with_capacity(READ_CHUNK.max(at)),
-        ));
+        let buf = Arc::new(self.buf[..at].to_vec());
+        // A batch with big replies grew the buffer: back to its usual size.
+        if self.buf.len() > 16 * READ_CHUNK {
+            self.buf = vec![0; READ_CHUNK];
+        }
         let mut out = Vec::with_capacity(counts.len());
         let mut start = 0;
         let mut k = 0;
