@@ -6,7 +6,8 @@
 //! gateway (DHT bound to `[::]`) that knows a libtorrent node on 127.0.0.1 and one on [::1]
 //! keeps them in two tables and answers a raw find_node with `want` n4+n6 with both `nodes`
 //! and `nodes6`, and without `want` with the querier's family only (an IPv4 querier's
-//! datagrams arrive IPv4-mapped). Every wait is a bounded poll.
+//! datagrams arrive IPv4-mapped). The CLI over IPv6 too: `dht sample [::1]:PORT`, `dht put`
+//! and `dht get` through libtorrent nodes on [::1]. Every wait is a bounded poll.
 
 mod support;
 
@@ -165,6 +166,53 @@ fn a_gateway_on_ipv6_stores_a_libtorrent_announce_that_dht_get_peers_finds() {
     assert_eq!(code, Some(0), "{peers:?}");
     let want = v6(&lt).to_string();
     assert!(peers.contains(&want), "{peers:?} lacks {want}");
+    // BEP-51 over IPv6: `dht sample [::1]:PORT` asks the gateway, which names the stored
+    // info-hash; so does a lookup that joins through it.
+    let g = g.to_string();
+    for args in [vec!["sample", &g], vec!["sample", "--bootstrap", &g]] {
+        let (code, v) = cli_json(&args);
+        assert_eq!(code, Some(0), "{args:?}: {v}");
+        assert_eq!(v["info_hashes"], serde_json::json!([ih]), "{args:?}: {v}");
+    }
+}
+
+/// `torrent-gateway dht ARGS --json --timeout 30`: exit code and JSON output.
+fn cli_json<S: AsRef<str>>(args: &[S]) -> (Option<i32>, Value) {
+    let dir = tempdir();
+    let mut all = vec!["dht"];
+    all.extend(args.iter().map(AsRef::as_ref));
+    all.extend(["--json", "--timeout", "30"]);
+    let o = run(dir.path(), &all);
+    let v = serde_json::from_str(&stdout(&o))
+        .unwrap_or_else(|e| panic!("{all:?}: {e}: {} {}", stdout(&o), stderr(&o)));
+    (o.status.code(), v)
+}
+
+#[test]
+fn dht_put_and_get_through_ipv6_libtorrent_nodes() {
+    let mut a = DhtNode::libtorrent_at(LT_SECS, "[::1]:0");
+    let mut b = DhtNode::libtorrent_at(LT_SECS, "[::1]:0");
+    a.add_node(v6(&b));
+    b.add_node(v6(&a));
+    assert!(
+        a.wait_nodes(1, 30) && b.wait_nodes(1, 30),
+        "the nodes never met"
+    );
+    let boot_a = v6(&a).to_string();
+    let (code, put) = cli_json(&["put", "hello6", "--bootstrap", &boot_a]);
+    assert_eq!(code, Some(0), "{put}");
+    assert!(put["stored"].as_u64() >= Some(1), "{put}");
+    let target = put["target"].as_str().unwrap().to_string();
+    // libtorrent fetches it over IPv6...
+    b.send(&format!("get_immutable {target}"));
+    let got = b.wait(30, |v| v["item"] == target.as_str());
+    let got = got.unwrap_or_else(|| panic!("libtorrent found no item: {}", b.events()));
+    assert_eq!(got["value"], hex(b"6:hello6"));
+    // ...and so does our `dht get`, joining through the other node.
+    let boot_b = v6(&b).to_string();
+    let (code, item) = cli_json(&["get", &target, "--bootstrap", &boot_b]);
+    assert_eq!(code, Some(0), "{item}");
+    assert_eq!(item["value"], "hello6", "{item}");
 }
 
 /// A raw find_node from `sock` to `to` (with `want` when given); the `nodes` and `nodes6`

@@ -13,7 +13,7 @@ use argh::FromArgs;
 use mio::{Events, Interest, Poll, Token};
 use serde_json::json;
 use std::collections::BTreeSet;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
 use std::time::{Duration, Instant};
 
 /// Mainline DHT queries (BEP-5)
@@ -107,6 +107,28 @@ pub(super) fn resolve(hosts: &[String]) -> Result<Vec<SocketAddr>, CliError> {
     Ok(out)
 }
 
+/// The DHT socket for nodes at `addrs` (`loopback`: every one is on loopback): 127.0.0.1
+/// (`[::1]`) when they are all on IPv4 (IPv6) loopback, `[::]` dual-stack when some is IPv6
+/// (IPv4 alone where IPv6 cannot be bound and some is IPv4), else every IPv4 address.
+pub(super) fn bind_for(addrs: &[SocketAddr], loopback: bool) -> Result<UdpSocket, CliError> {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let any4 = addrs.iter().any(SocketAddr::is_ipv4);
+    let any6 = addrs.iter().any(SocketAddr::is_ipv6);
+    let ip: IpAddr = match (loopback, any4, any6) {
+        (true, true, false) => Ipv4Addr::LOCALHOST.into(),
+        (true, false, true) => Ipv6Addr::LOCALHOST.into(),
+        (_, _, true) => Ipv6Addr::UNSPECIFIED.into(),
+        _ => Ipv4Addr::UNSPECIFIED.into(),
+    };
+    let bind = crate::net::Net::bind_dht;
+    bind(SocketAddr::new(ip, 0))
+        .or_else(|e| match any4 && ip.is_ipv6() {
+            true => bind(SocketAddr::from(([0, 0, 0, 0], 0))),
+            false => Err(e),
+        })
+        .map_err(|e| CliError::failed(format!("binding the DHT socket: {e}")))
+}
+
 /// A DHT node on its own mio loop.
 pub(super) struct Runner {
     poll: Poll,
@@ -123,29 +145,11 @@ const SOCKET: Token = Token(0);
 const TICK: Duration = Duration::from_millis(100);
 
 impl Runner {
-    /// A node bound to 127.0.0.1 (`[::1]`) when every bootstrap node is on IPv4 (IPv6)
-    /// loopback (then the per-IP rules are lifted, as all nodes share that IP), else to
-    /// every IPv4 address, or to `[::]` dual-stack when some bootstrap node is IPv6 (falling
-    /// back to IPv4 alone where IPv6 cannot be bound).
+    /// A node on the socket of [`bind_for`] (on loopback the per-IP rules are lifted, as
+    /// all nodes share that IP).
     pub(super) fn start(bootstrap: Vec<SocketAddr>) -> Result<Runner, CliError> {
         let loopback = !bootstrap.is_empty() && bootstrap.iter().all(|a| a.ip().is_loopback());
-        let (any4, any6) = (
-            bootstrap.iter().any(SocketAddr::is_ipv4),
-            bootstrap.iter().any(SocketAddr::is_ipv6),
-        );
-        let ip: std::net::IpAddr = match (loopback, any4, any6) {
-            (true, true, false) => std::net::Ipv4Addr::LOCALHOST.into(),
-            (true, false, true) => std::net::Ipv6Addr::LOCALHOST.into(),
-            (_, _, true) => std::net::Ipv6Addr::UNSPECIFIED.into(),
-            _ => std::net::Ipv4Addr::UNSPECIFIED.into(),
-        };
-        let bind = crate::net::Net::bind_dht;
-        let std_sock = bind(SocketAddr::new(ip, 0))
-            .or_else(|e| match any4 && ip.is_ipv6() {
-                true => bind(SocketAddr::from(([0, 0, 0, 0], 0))),
-                false => Err(e),
-            })
-            .map_err(|e| CliError::failed(format!("binding the DHT socket: {e}")))?;
+        let std_sock = bind_for(&bootstrap, loopback)?;
         let families = crate::net::Net::dht_families(&std_sock);
         let sock_v6 = std_sock.local_addr().is_ok_and(|a| a.is_ipv6());
         let mut sock = mio::net::UdpSocket::from_std(std_sock);
