@@ -6,8 +6,9 @@
 //! gateway (DHT bound to `[::]`) that knows a libtorrent node on 127.0.0.1 and one on [::1]
 //! keeps them in two tables and answers a raw find_node with `want` n4+n6 with both `nodes`
 //! and `nodes6`, and without `want` with the querier's family only (an IPv4 querier's
-//! datagrams arrive IPv4-mapped). The CLI over IPv6 too: `dht sample [::1]:PORT`, `dht put`
-//! and `dht get` through libtorrent nodes on [::1]. Every wait is a bounded poll.
+//! datagrams arrive IPv4-mapped), and announces an upload to both. The CLI over IPv6 too:
+//! `dht sample [::1]:PORT`, `dht put` and `dht get` through libtorrent nodes on [::1]. Every
+//! wait is a bounded poll.
 
 mod support;
 
@@ -318,4 +319,17 @@ fn a_dual_stack_gateway_answers_want_with_nodes_and_nodes6() {
     let buckets6 = stats["buckets6"].as_array().unwrap();
     assert!(!buckets6.is_empty(), "{stats}");
     assert!(!nodes6.iter().any(|a| a.port() == lt4.addr.port()));
+    // An announce reaches the closest nodes of each family: both libtorrent nodes take it,
+    // each from the gateway's address in its own family.
+    let up = upload(&server, "dual.bin", &bytes(100_000, 23));
+    let ih = up["info_hash"].as_str().unwrap().to_string();
+    let port = server.peer.unwrap().port();
+    for (lt, from) in [
+        (&mut lt4, format!("127.0.0.1:{port}")),
+        (&mut lt6, format!("[::1]:{port}")),
+    ] {
+        let ann = lt.wait(60, |v| v["announce"] == ih.as_str());
+        let ann = ann.unwrap_or_else(|| panic!("no announce at {}: {}", lt.addr, lt.events()));
+        assert_eq!(ann["from"], from.as_str(), "{ann}");
+    }
 }
