@@ -380,6 +380,43 @@ mod tests {
     use super::*;
 
     #[test]
+    fn announce_tokens_come_from_the_closest_of_each_family() {
+        let target = NodeId([0; 20]);
+        // Ten IPv4 nodes all closer to the target than the two IPv6 ones.
+        let mut nodes = Vec::new();
+        for i in 0..10u8 {
+            let mut id = [0u8; 20];
+            id[19] = i + 1;
+            nodes.push(CompactNode {
+                id: NodeId(id),
+                addr: SocketAddr::from(([10, 0, 0, i + 1], 6881)),
+            });
+        }
+        for i in 0..2u8 {
+            nodes.push(CompactNode {
+                id: NodeId([0x80 | i; 20]),
+                addr: SocketAddr::new(format!("2001:db8::{}", i + 1).parse().unwrap(), 6881),
+            });
+        }
+        let mut l = Lookup::new(1, target, Kind::Announce(1), &nodes, NodeId([9; 20]), 0);
+        for n in &nodes {
+            let r = Response {
+                id: n.id,
+                token: Some(b"tok"),
+                ..Default::default()
+            };
+            l.sent(n.addr, 0);
+            l.answered(n.addr, &r, false);
+        }
+        let tokens = l.tokens(K);
+        let v4 = tokens.iter().filter(|(n, _)| n.addr.is_ipv4()).count();
+        let v6 = tokens.iter().filter(|(n, _)| n.addr.is_ipv6()).count();
+        assert_eq!((v4, v6), (K, 2), "{tokens:?}");
+        // The IPv4 ones are the 8 closest IPv4 nodes.
+        assert!(tokens[..K].iter().zip(&nodes).all(|((a, _), b)| a == b));
+    }
+
+    #[test]
     fn peers_at_local_addresses_count_only_on_a_local_network() {
         let node = CompactNode {
             id: NodeId([7; 20]),
