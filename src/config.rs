@@ -325,7 +325,8 @@ impl Default for NostrConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct DhtConfig {
     pub enabled: bool,
-    /// UDP listen address.
+    /// UDP listen address: `0.0.0.0:P` IPv4, `[::]:P` dual-stack where the platform allows
+    /// (IPv4 and IPv6 nodes, BEP-32), another IPv6 address IPv6 only.
     pub addr: String,
     /// `host:port` nodes to join the network through (resolved off the loop).
     pub bootstrap: Vec<String>,

@@ -13,7 +13,7 @@ use argh::FromArgs;
 use mio::{Events, Interest, Poll, Token};
 use serde_json::json;
 use std::collections::BTreeSet;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
 use std::time::{Duration, Instant};
 
 /// Mainline DHT queries (BEP-5)
@@ -82,7 +82,7 @@ pub(super) fn parse_info_hash(text: &str) -> Result<[u8; 20], CliError> {
     Ok(found)
 }
 
-/// Resolves the bootstrap hosts (IPv4) before the loop starts; a name that does not
+/// Resolves the bootstrap hosts (IPv4 and IPv6, `[::1]:port` too) before the loop starts; a name that does not
 /// resolve is skipped with a warning, one without a port is bad input.
 pub(super) fn resolve(hosts: &[String]) -> Result<Vec<SocketAddr>, CliError> {
     let mut out = Vec::new();
@@ -96,17 +96,45 @@ pub(super) fn resolve(hosts: &[String]) -> Result<Vec<SocketAddr>, CliError> {
             )));
         }
         match h.to_socket_addrs() {
-            Ok(found) => out.extend(found.filter(SocketAddr::is_ipv4).take(4)),
+            Ok(found) => {
+                let (v4, v6): (Vec<SocketAddr>, Vec<SocketAddr>) =
+                    found.partition(SocketAddr::is_ipv4);
+                out.extend(v4.into_iter().take(4).chain(v6.into_iter().take(4)));
+            }
             Err(e) => log::warn!("dht: bootstrap host {h}: {e}"),
         }
     }
     Ok(out)
 }
 
+/// The DHT socket for nodes at `addrs` (`loopback`: every one is on loopback): 127.0.0.1
+/// (`[::1]`) when they are all on IPv4 (IPv6) loopback, `[::]` dual-stack when some is IPv6
+/// (IPv4 alone where IPv6 cannot be bound and some is IPv4), else every IPv4 address.
+pub(super) fn bind_for(addrs: &[SocketAddr], loopback: bool) -> Result<UdpSocket, CliError> {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let any4 = addrs.iter().any(SocketAddr::is_ipv4);
+    let any6 = addrs.iter().any(SocketAddr::is_ipv6);
+    let ip: IpAddr = match (loopback, any4, any6) {
+        (true, true, false) => Ipv4Addr::LOCALHOST.into(),
+        (true, false, true) => Ipv6Addr::LOCALHOST.into(),
+        (_, _, true) => Ipv6Addr::UNSPECIFIED.into(),
+        _ => Ipv4Addr::UNSPECIFIED.into(),
+    };
+    let bind = crate::net::Net::bind_dht;
+    bind(SocketAddr::new(ip, 0))
+        .or_else(|e| match any4 && ip.is_ipv6() {
+            true => bind(SocketAddr::from(([0, 0, 0, 0], 0))),
+            false => Err(e),
+        })
+        .map_err(|e| CliError::failed(format!("binding the DHT socket: {e}")))
+}
+
 /// A DHT node on its own mio loop.
 pub(super) struct Runner {
     poll: Poll,
     sock: mio::net::UdpSocket,
+    /// An IPv6 socket: IPv4 destinations go out as mapped addresses (dual-stack).
+    sock_v6: bool,
     pub node: Dht,
     epoch: Instant,
     buf: Vec<u8>,
@@ -117,17 +145,13 @@ const SOCKET: Token = Token(0);
 const TICK: Duration = Duration::from_millis(100);
 
 impl Runner {
-    /// A node bound to 127.0.0.1 when every bootstrap node is on loopback (then the per-IP
-    /// rules are lifted, as all nodes share that IP), else to every IPv4 address.
+    /// A node on the socket of [`bind_for`] (on loopback the per-IP rules are lifted, as
+    /// all nodes share that IP).
     pub(super) fn start(bootstrap: Vec<SocketAddr>) -> Result<Runner, CliError> {
         let loopback = !bootstrap.is_empty() && bootstrap.iter().all(|a| a.ip().is_loopback());
-        let ip = if loopback {
-            [127, 0, 0, 1]
-        } else {
-            [0, 0, 0, 0]
-        };
-        let std_sock = crate::net::Net::bind_dht(SocketAddr::from((ip, 0)))
-            .map_err(|e| CliError::failed(format!("binding the DHT socket: {e}")))?;
+        let std_sock = bind_for(&bootstrap, loopback)?;
+        let families = crate::net::Net::dht_families(&std_sock);
+        let sock_v6 = std_sock.local_addr().is_ok_and(|a| a.is_ipv6());
         let mut sock = mio::net::UdpSocket::from_std(std_sock);
         let poll = Poll::new().map_err(|e| CliError::failed(format!("mio: {e}")))?;
         poll.registry()
@@ -138,10 +162,17 @@ impl Runner {
             ..Settings::default()
         };
         let mut node = Dht::new(None, settings, crate::net::random_u64(), 0);
-        node.set_bootstrap(bootstrap);
+        node.set_families(families);
+        node.set_bootstrap(
+            bootstrap
+                .into_iter()
+                .filter(|a| families.reaches(a))
+                .collect(),
+        );
         let mut r = Runner {
             poll,
             sock,
+            sock_v6,
             node,
             epoch: Instant::now(),
             buf: vec![0; 65_536],
@@ -158,6 +189,7 @@ impl Runner {
     /// may lose it anyway, and the lookup retries).
     fn flush(&mut self) {
         while let Some((to, bytes)) = self.node.poll_send() {
+            let to = crate::dht::wire_addr(to, self.sock_v6);
             if let Err(e) = self.sock.send_to(&bytes, to) {
                 log::debug!("dht: send to {to}: {e}");
             }
@@ -265,7 +297,7 @@ fn get_peers(args: GetPeers) -> Result<(), CliError> {
                 "info_hash": hex,
                 "peers": list,
                 "lookups": lookups,
-                "nodes": r.node.table().len(),
+                "nodes": r.node.node_count(),
             })
         ))?;
     } else {
@@ -276,7 +308,7 @@ fn get_peers(args: GetPeers) -> Result<(), CliError> {
         return Err(CliError::failed(format!(
             "no peers found for {hex} in {} s ({} nodes known)",
             args.timeout,
-            r.node.table().len()
+            r.node.node_count()
         )));
     }
     Ok(())

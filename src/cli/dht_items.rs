@@ -184,7 +184,7 @@ pub fn put(args: PutArgs) -> Result<(), CliError> {
     if stored == 0 {
         return Err(CliError::failed(format!(
             "no node stored the item ({sent} asked, {} nodes known)",
-            r.node.table().len()
+            r.node.node_count()
         )));
     }
     Ok(())
@@ -222,7 +222,7 @@ pub fn get(args: GetArgs) -> Result<(), CliError> {
         return Err(CliError::failed(format!(
             "no item {hex_target} found in {} s ({} nodes known)",
             args.timeout,
-            r.node.table().len()
+            r.node.node_count()
         )));
     };
     let text = text_of(&item.v);

@@ -257,7 +257,8 @@ fn start_net(args: &Args) -> Result<Net, CliError> {
     Ok(net)
 }
 
-/// Runs a DHT node for the download; loopback-only bootstrap nodes keep it on loopback.
+/// Runs a DHT node for the download; loopback-only bootstrap nodes keep it on loopback, and
+/// IPv6 ones give it an IPv6 or dual-stack socket (`dht::bind_for`).
 fn start_dht(net: &Net, args: &Args) -> Result<(), CliError> {
     let bootstrap = if args.dht_bootstrap.is_empty() {
         crate::config::default_dht_bootstrap()
@@ -268,13 +269,9 @@ fn start_dht(net: &Net, args: &Args) -> Result<(), CliError> {
         && bootstrap
             .iter()
             .all(|b| b.parse::<SocketAddr>().is_ok_and(|a| a.ip().is_loopback()));
-    let ip = if loopback {
-        [127, 0, 0, 1]
-    } else {
-        [0, 0, 0, 0]
-    };
-    let socket = Net::bind_dht(SocketAddr::from((ip, 0)))
-        .map_err(|e| CliError::failed(format!("binding the DHT socket: {e}")))?;
+    // Literal IPv6 bootstrap addresses get an IPv6 (or dual-stack) socket (BEP-32).
+    let literal: Vec<SocketAddr> = bootstrap.iter().filter_map(|b| b.parse().ok()).collect();
+    let socket = super::dht::bind_for(&literal, loopback)?;
     let settings = crate::dht::Settings {
         restrict_ips: !loopback,
         ..crate::dht::Settings::default()

@@ -9,10 +9,12 @@
 //! candidate is asked in its place, and the node is asked again (up to [`MAX_TRIES`], within
 //! [`GIVE_UP_MS`] of the first try); an answer that comes late is still taken. Nodes named in
 //! answers at loopback, private or link-local addresses are not asked unless the lookup
-//! allows them (we are on such a network ourselves: `node_id::named_addr_ok`). A bootstrap
-//! address (no id known) is asked again the same way.
+//! allows them (we are on such a network ourselves: `node_id::named_addr_ok`), nor nodes of
+//! an address family the socket does not reach (`nodes` and BEP-32 `nodes6` both feed the
+//! candidates). A bootstrap address (no id known) is asked again the same way.
 
 use super::items::{self, FoundItem};
+use super::Families;
 use crate::proto::dht::compact::{canonical, CompactNode};
 use crate::proto::dht::krpc::{Method, Response};
 use crate::proto::dht::node_id::named_addr_ok;
@@ -84,6 +86,8 @@ pub struct Lookup {
     seed_tries: Vec<(SocketAddr, u8, u64)>,
     /// Whether nodes named at loopback, private or link-local addresses may be asked.
     pub allow_local: bool,
+    /// The address families whose nodes may be asked (the node sets it from its socket).
+    pub reach: Families,
     /// Tries an unanswered node gets (at most [`MAX_TRIES`]; the node sets it).
     pub max_tries: u8,
     /// A mutable item's salt (its target is the SHA-1 of the key and the salt).
@@ -113,6 +117,7 @@ impl Lookup {
             seed_retries: Vec::new(),
             seed_tries: Vec::new(),
             allow_local: true,
+            reach: Families::DUAL,
             max_tries: MAX_TRIES,
             salt: Vec::new(),
             item: None,
@@ -130,6 +135,7 @@ impl Lookup {
         };
         if node.id == self.own
             || !super::usable(&node.addr)
+            || !self.reach.reaches(&node.addr)
             || self
                 .cands
                 .iter()
@@ -350,14 +356,18 @@ impl Lookup {
             .collect()
     }
 
-    /// The `k` closest answerers that gave a write token, with their tokens.
+    /// The `k` closest answerers of each family that gave a write token, with their tokens
+    /// (BEP-32: a peer stored at IPv6 nodes is found by IPv6 lookups only, so an announce
+    /// or put goes to the closest of each family; IPv4 ones first).
     pub fn tokens(&self, k: usize) -> Vec<(CompactNode, Vec<u8>)> {
-        self.cands
-            .iter()
-            .filter(|c| c.state == State::Answered)
-            .filter_map(|c| c.token.clone().map(|t| (c.node, t)))
-            .take(k)
-            .collect()
+        let family = |v4: bool| {
+            self.cands
+                .iter()
+                .filter(move |c| c.state == State::Answered && c.node.addr.is_ipv4() == v4)
+                .filter_map(|c| c.token.clone().map(|t| (c.node, t)))
+                .take(k)
+        };
+        family(true).chain(family(false)).collect()
     }
 
     pub fn peer_count(&self) -> usize {
@@ -368,6 +378,43 @@ impl Lookup {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn announce_tokens_come_from_the_closest_of_each_family() {
+        let target = NodeId([0; 20]);
+        // Ten IPv4 nodes all closer to the target than the two IPv6 ones.
+        let mut nodes = Vec::new();
+        for i in 0..10u8 {
+            let mut id = [0u8; 20];
+            id[19] = i + 1;
+            nodes.push(CompactNode {
+                id: NodeId(id),
+                addr: SocketAddr::from(([10, 0, 0, i + 1], 6881)),
+            });
+        }
+        for i in 0..2u8 {
+            nodes.push(CompactNode {
+                id: NodeId([0x80 | i; 20]),
+                addr: SocketAddr::new(format!("2001:db8::{}", i + 1).parse().unwrap(), 6881),
+            });
+        }
+        let mut l = Lookup::new(1, target, Kind::Announce(1), &nodes, NodeId([9; 20]), 0);
+        for n in &nodes {
+            let r = Response {
+                id: n.id,
+                token: Some(b"tok"),
+                ..Default::default()
+            };
+            l.sent(n.addr, 0);
+            l.answered(n.addr, &r, false);
+        }
+        let tokens = l.tokens(K);
+        let v4 = tokens.iter().filter(|(n, _)| n.addr.is_ipv4()).count();
+        let v6 = tokens.iter().filter(|(n, _)| n.addr.is_ipv6()).count();
+        assert_eq!((v4, v6), (K, 2), "{tokens:?}");
+        // The IPv4 ones are the 8 closest IPv4 nodes.
+        assert!(tokens[..K].iter().zip(&nodes).all(|((a, _), b)| a == b));
+    }
 
     #[test]
     fn peers_at_local_addresses_count_only_on_a_local_network() {

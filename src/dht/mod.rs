@@ -7,6 +7,11 @@
 //! transactions and their timeouts, iterative lookups ([`lookup`]), answering queries
 //! ([`serve`]), the announce schedule, bootstrap and re-bootstrap with back-off, a per-IP
 //! inbound rate limit and an outbound query budget. Every queue and map is capped.
+//!
+//! BEP-32: IPv4 and IPv6 nodes live in two routing tables under one node id ([`tables`]);
+//! [`Families`] says which the socket reaches (a `[::]` socket may reach both). Addresses
+//! come in canonical (an IPv4-mapped `::ffff:a.b.c.d` is taken as IPv4) and go out as the
+//! node names them: the I/O side maps IPv4 back for a dual-stack socket ([`wire_addr`]).
 
 pub mod items;
 pub mod lookup;
@@ -14,22 +19,26 @@ pub mod persist;
 pub mod ratelimit;
 pub mod sample;
 mod serve;
+mod tables;
 #[cfg(test)]
 mod testnet;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_v6;
 mod traversal;
 
-use crate::proto::dht::compact::CompactNode;
+use crate::proto::dht::compact::{canonical, CompactNode};
 use crate::proto::dht::krpc::{self, Body, Message, Method};
 use crate::proto::dht::node_id::{self, IpVotes};
-use crate::proto::dht::routing::{self, Contact, Failed, Outcome, Table};
+use crate::proto::dht::routing::{self, Contact, Failed, Table};
 use crate::proto::dht::storage::{Limits, Storage};
 use crate::proto::dht::tokens::Tokens;
 use crate::proto::dht::NodeId;
 use lookup::{Kind, Lookup};
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
+pub use tables::{wire_addr, Families};
 
 /// A query unanswered this long has failed (a lookup moves on sooner: [`Dht::rto`]).
 pub const QUERY_TIMEOUT_MS: u64 = 2_000;
@@ -163,7 +172,12 @@ struct Announced {
 pub struct Dht {
     id: NodeId,
     settings: Settings,
+    /// IPv4 nodes.
     table: Table,
+    /// IPv6 nodes (BEP-32): same id, same rules.
+    table6: Table,
+    /// The families our socket reaches.
+    families: Families,
     tokens: Tokens,
     storage: Storage,
     rng: u64,
@@ -191,11 +205,13 @@ pub struct Dht {
     /// How often a lookup's retry is answered (moving average): high on a lossy network,
     /// near 0 where unanswered nodes are simply gone ([`Dht::lookup_tries`]).
     retry_ok: f64,
-    /// Our address as others reach us, when known: get_peers answers for the torrents we
-    /// announce include us.
+    /// Our IPv4 and IPv6 addresses as others reach us, when known: get_peers answers for
+    /// the torrents we announce include us.
     own_ip: Option<IpAddr>,
-    /// Our external IP as the `ip` fields of responses report it (BEP-42).
+    own_ip6: Option<IpAddr>,
+    /// Our external IPv4 and IPv6 address as the `ip` fields of responses report it (BEP-42).
     votes: IpVotes,
+    votes6: IpVotes,
     /// BEP-44 puts we make, by target.
     puts: HashMap<[u8; 20], items::Putting>,
     /// Answers to our sample_infohashes queries, until [`Dht::take_samples`].
@@ -226,17 +242,14 @@ impl Dht {
         };
         let id = id.unwrap_or_else(|| NodeId(random20()));
         let secret = random20();
-        let table = Table::new(
-            id,
-            routing::Config {
-                restrict_ips: settings.restrict_ips,
-                ..routing::Config::default()
-            },
-        );
+        let table = tables::new_table(id, &settings);
+        let table6 = tables::new_table(id, &settings);
         let rates = ratelimit::Limiter::new(settings.inbound_per_sec, !settings.restrict_ips);
         Dht {
             id,
             table,
+            table6,
+            families: Families::V4,
             rates,
             tokens: Tokens::new(secret, now_ms / 1000),
             storage: Storage::new(settings.limits),
@@ -262,7 +275,9 @@ impl Dht {
             srtt: RTO_MAX_MS / RTO_RTTS,
             retry_ok: 0.5,
             own_ip: None,
+            own_ip6: None,
             votes: IpVotes::new(IP_VOTERS),
+            votes6: IpVotes::new(IP_VOTERS),
             puts: HashMap::new(),
             samples: VecDeque::new(),
             stats: Stats::default(),
@@ -271,10 +286,6 @@ impl Dht {
 
     pub fn id(&self) -> NodeId {
         self.id
-    }
-
-    pub fn table(&self) -> &Table {
-        &self.table
     }
 
     pub fn storage(&self) -> &Storage {
@@ -335,8 +346,11 @@ impl Dht {
 
     /// Sets the IP others reach us at (the socket's, when it is not unspecified).
     pub fn set_own_ip(&mut self, ip: IpAddr) {
-        if !ip.is_unspecified() {
-            self.own_ip = Some(ip);
+        let ip = ip.to_canonical();
+        match ip {
+            _ if ip.is_unspecified() => {}
+            IpAddr::V4(_) => self.own_ip = Some(ip),
+            IpAddr::V6(_) => self.own_ip6 = Some(ip),
         }
     }
 
@@ -345,8 +359,17 @@ impl Dht {
         self.announced.get(ih).map(|a| a.port)
     }
 
+    /// Our IPv4 address when known, else our IPv6 one.
     pub fn own_ip(&self) -> Option<IpAddr> {
-        self.own_ip
+        self.own_ip.or(self.own_ip6)
+    }
+
+    /// Our address in the family of `peer`, when known.
+    pub fn own_ip_for(&self, peer: SocketAddr) -> Option<IpAddr> {
+        match canonical(peer).is_ipv4() {
+            true => self.own_ip,
+            false => self.own_ip6,
+        }
     }
 
     pub fn stop_announce(&mut self, ih: &[u8; 20]) {
@@ -389,17 +412,6 @@ impl Dht {
         self.completed.drain(..).collect()
     }
 
-    /// Known good nodes, for `dht.dat`.
-    pub fn good_nodes(&self, max: usize) -> Vec<CompactNode> {
-        let now = self.now / 1000;
-        self.table
-            .nodes()
-            .filter(|n| n.status(now) == routing::Status::Good)
-            .take(max)
-            .map(|n| n.compact())
-            .collect()
-    }
-
     // ---- time ------------------------------------------------------------------------
 
     /// Timeouts, token rotation, storage expiry, due announces, refresh and bootstrap.
@@ -437,53 +449,6 @@ impl Dht {
         self.maybe_bootstrap();
         self.refresh();
         self.step_lookups();
-    }
-
-    /// Bucket refreshes (BEP-5): once a lookup of our own id (bootstrap, refresh) finished,
-    /// every bucket but our own that is short of nodes gets a lookup of a random id in it, so
-    /// the far buckets fill with nodes that answered us rather than only with those that
-    /// happened to query us; and every minute the buckets unchanged for 15 minutes get one.
-    fn refresh(&mut self) {
-        let sparse = std::mem::take(&mut self.refresh_buckets);
-        let stale = self.now >= self.next_stale_check;
-        if !sparse && !stale {
-            return;
-        }
-        let mut due: Vec<usize> = Vec::new();
-        if sparse {
-            let sizes = self.table.bucket_sizes();
-            let last = sizes.len().saturating_sub(1);
-            due.extend((0..last).filter(|&i| sizes[i].0 < routing::K));
-        }
-        if stale {
-            self.next_stale_check = self.now + STALE_CHECK_MS;
-            let secs = self.now / 1000;
-            due.extend(self.table.stale_buckets(secs, STALE_BUCKET_SECS));
-            due.dedup();
-        }
-        for i in due.into_iter().take(MAX_BUCKET_REFRESHES) {
-            if self.lookups.len() >= MAX_LOOKUPS / 2 {
-                break;
-            }
-            let random = self.random_id();
-            let target = self.table.id_in_bucket(i, random);
-            self.start_lookup(target, Kind::FindNode);
-        }
-    }
-
-    fn maybe_bootstrap(&mut self) {
-        if self.table.len() >= MIN_NODES || self.now < self.next_bootstrap {
-            return;
-        }
-        if self.bootstrap.is_empty() && self.table.is_empty() {
-            return;
-        }
-        self.next_bootstrap = self.now + self.bootstrap_backoff;
-        self.bootstrap_backoff = (self.bootstrap_backoff * 2).min(5 * 60 * 1000);
-        self.stats.bootstraps += 1;
-        let own = self.id;
-        let seeds = self.bootstrap.clone();
-        self.start_lookup_with(own, Kind::FindNode, &seeds);
     }
 
     fn announce_due(&mut self) {
@@ -555,6 +520,7 @@ impl Dht {
         purpose: Purpose,
         retry: bool,
     ) -> bool {
+        let to = canonical(to);
         if self.pending.len() >= MAX_PENDING || !self.spend() {
             return false;
         }
@@ -565,8 +531,16 @@ impl Dht {
         self.next_tid = tid.wrapping_add(1);
         let t = tid.to_be_bytes();
         let name = method.name();
+        let wants_nodes = matches!(
+            method,
+            Method::FindNode { .. } | Method::GetPeers { .. } | Method::Get { .. }
+        );
         let mut msg = Message::query(&t, self.id, method);
         msg.version = Some(VERSION);
+        // BEP-32: a dual-stack node asks for both families' nodes.
+        if let (true, Body::Query(q)) = (wants_nodes && self.families.dual(), &mut msg.body) {
+            q.want = krpc::Want { n4: true, n6: true };
+        }
         let bytes = msg.encode();
         *self.stats.queries_out.entry(name).or_default() += 1;
         self.pending.insert(
@@ -603,9 +577,10 @@ impl Dht {
             _ => true,
         };
         if let (true, Some(id)) = (gave_up, id) {
+            let secs = self.now / 1000;
             if let Failed::Evicted {
                 replaced_by: Some(n),
-            } = self.table.failed(&id, self.now / 1000)
+            } = self.table_of_mut(addr).failed(&id, secs)
             {
                 self.query(n.addr, Some(n.id), Method::Ping, Purpose::Ping);
             }
@@ -618,7 +593,9 @@ impl Dht {
     // ---- incoming --------------------------------------------------------------------
 
     /// Handles one datagram from `from`.
+    /// An IPv4-mapped `from` (a dual-stack socket) is taken as the IPv4 address it maps.
     pub fn receive(&mut self, from: SocketAddr, bytes: &[u8], now_ms: u64) {
+        let from = canonical(from);
         self.now = self.now.max(now_ms);
         if !self.rates.admit(from, self.now) {
             self.stats.rate_limited += 1;
@@ -688,55 +665,13 @@ impl Dht {
         }
     }
 
-    /// A node at `voter` saw us at `seen`. Once enough agree on a global IP that our id does
-    /// not fit (BEP-42), we take a fitting id, keeping the nodes we know.
-    fn external_ip_seen(&mut self, voter: IpAddr, seen: IpAddr) {
-        self.votes.vote(voter, seen);
-        let Some(ip) = self.votes.leader(IP_MIN_VOTES) else {
-            return;
-        };
-        if node_id::is_exempt(ip) {
-            return;
-        }
-        self.own_ip = Some(ip);
-        if node_id::id_matches_ip(&self.id, ip) {
-            return;
-        }
-        let random = self.random_id();
-        let id = node_id::bep42_id(ip, random);
-        log::info!("dht: external IP {ip}; node id now {id:?}");
-        let known: Vec<(NodeId, SocketAddr)> = self.table.nodes().map(|n| (n.id, n.addr)).collect();
-        self.id = id;
-        self.table = Table::new(
-            id,
-            routing::Config {
-                restrict_ips: self.settings.restrict_ips,
-                ..routing::Config::default()
-            },
-        );
-        for (nid, addr) in known {
-            let _ = self.table.heard(nid, addr, Contact::Response, self.now);
-        }
-        self.stats.id_changes += 1;
-    }
-
     fn take_pending(&mut self, t: &[u8], from: SocketAddr) -> Option<Pending> {
         let tid = u16::from_be_bytes(t.try_into().ok()?);
         let p = self.pending.get(&tid)?;
-        if crate::proto::dht::compact::canonical(p.addr)
-            != crate::proto::dht::compact::canonical(from)
-        {
+        if canonical(p.addr) != canonical(from) {
             return None;
         }
         self.pending.remove(&tid)
-    }
-
-    fn heard(&mut self, id: NodeId, from: SocketAddr, contact: Contact) {
-        if let Outcome::Cached { ping: Some(n) } =
-            self.table.heard(id, from, contact, self.now / 1000)
-        {
-            self.query(n.addr, Some(n.id), Method::Ping, Purpose::Ping);
-        }
     }
 }
 

@@ -1,7 +1,9 @@
 //! Answering queries: ping, find_node, get_peers (with a write token bound to the querier's
 //! IP), announce_peer (token checked, peer stored within the storage caps), BEP-44 get/put
 //! and BEP-51 sample_infohashes. Every answer carries our id and the querier's address
-//! (`ip`, BEP-42); refusals are KRPC errors echoing the transaction id.
+//! (`ip`, BEP-42); refusals are KRPC errors echoing the transaction id. `nodes` come from
+//! the IPv4 table and `nodes6` from the IPv6 one, as BEP-32's `want` asks (`n4`, `n6`), or
+//! in the querier's family without it; get_peers `values` are peers of the querier's family.
 
 use super::{Dht, VERSION};
 use crate::proto::dht::krpc::{self, code, Message, Method, Query, Response};
@@ -23,34 +25,37 @@ impl Dht {
             id: self.id,
             ..Response::default()
         };
-        let closest = |dht: &Dht, target: &NodeId| {
-            dht.table
-                .closest(target, K, secs)
-                .into_iter()
-                .filter(|n| n.addr.is_ipv4() == from.is_ipv4())
-                .collect::<Vec<_>>()
+        // BEP-32: `want` names the families of nodes asked for; without it, the querier's.
+        let (n4, n6) = match q.want {
+            krpc::Want {
+                n4: false,
+                n6: false,
+            } => (from.is_ipv4(), from.is_ipv6()),
+            w => (w.n4, w.n6),
         };
-        let nodes = |r: &mut Response<'_>, list| {
-            if from.is_ipv4() {
-                r.nodes = list;
-            } else {
-                r.nodes6 = list;
+        let nodes = |dht: &Dht, r: &mut Response<'_>, target: &NodeId| {
+            if n4 {
+                r.nodes = dht.table.closest(target, K, secs);
+            }
+            if n6 {
+                r.nodes6 = dht.table6.closest(target, K, secs);
             }
         };
         match &q.method {
             Method::Ping => {}
-            Method::FindNode { target } => nodes(&mut r, closest(self, target)),
+            Method::FindNode { target } => nodes(self, &mut r, target),
             Method::GetPeers { info_hash } => {
                 let start = self.random() as usize;
                 r.values = self
                     .storage
                     .peers(info_hash, secs, from.is_ipv6(), MAX_VALUES, start);
-                if let (Some(ip), Some(port)) = (self.own_ip(), self.announced_port(&info_hash.0)) {
-                    if ip.is_ipv4() == from.is_ipv4() && r.values.len() < MAX_VALUES {
+                let own = (self.own_ip_for(from), self.announced_port(&info_hash.0));
+                if let (Some(ip), Some(port)) = own {
+                    if r.values.len() < MAX_VALUES {
                         r.values.push(SocketAddr::new(ip, port));
                     }
                 }
-                nodes(&mut r, closest(self, info_hash));
+                nodes(self, &mut r, info_hash);
                 r.token = Some(&token);
             }
             Method::AnnouncePeer {
@@ -77,7 +82,7 @@ impl Dht {
             }
             Method::Get { target, seq } => {
                 r.token = Some(&token);
-                nodes(&mut r, closest(self, target));
+                nodes(self, &mut r, target);
                 if let Some(item) = self.storage.get(target, secs) {
                     match &item.mutable {
                         None => r.value = Some(&item.v),
@@ -113,7 +118,7 @@ impl Dht {
                 r.samples = Some(self.storage.sample(MAX_SAMPLES, start));
                 r.interval = Some(300);
                 r.num = Some(self.storage.info_hash_count() as i64);
-                nodes(&mut r, closest(self, target));
+                nodes(self, &mut r, target);
             }
         }
         let mut reply = Message::response(msg.t, r);

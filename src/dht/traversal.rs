@@ -2,7 +2,9 @@
 //! bootstrap addresses while the table is thin), sending what each [`Lookup`] wants within the
 //! outbound budget, feeding it answers, counting slow queries as failed tries after the
 //! adaptive timeout ([`Dht::rto`]) so a lookup moves on, and finishing converged ones (the
-//! announce_peer of an announce, the put of a BEP-44 put, the record of the result).
+//! announce_peer of an announce, the put of a BEP-44 put, the record of the result). A
+//! lookup starts from the closest nodes of both tables (BEP-32) and asks only nodes of the
+//! families the socket reaches.
 
 use super::lookup::MAX_TRIES;
 use super::lookup::{Kind, Lookup};
@@ -57,15 +59,6 @@ impl Dht {
         self.start_lookup_with(target, kind, &seeds)
     }
 
-    /// With a thin table the bootstrap nodes join a lookup.
-    pub(super) fn thin_table_seeds(&self) -> Vec<SocketAddr> {
-        if self.table.len() < routing::K {
-            self.bootstrap.clone()
-        } else {
-            Vec::new()
-        }
-    }
-
     /// A lookup from the table's closest nodes plus `seeds` (addresses with no known id).
     pub(super) fn start_lookup_with(
         &mut self,
@@ -87,11 +80,12 @@ impl Dht {
         if self.lookups.len() >= MAX_LOOKUPS || self.lookups.iter().any(|l| l.target == target) {
             return false;
         }
-        let known = self.table.closest(&target, 3 * routing::K, self.now / 1000);
+        let known = self.closest_known(&target, 3 * routing::K);
         let id = self.next_lookup;
         self.next_lookup += 1;
         let mut l = Lookup::new(id, target, kind, &known, self.id, self.now);
         l.allow_local = self.allow_local();
+        l.reach = self.families;
         l.salt = self.puts.get(&target.0).map_or(salt, |p| p.salt().to_vec());
         for &a in seeds {
             if self.query(a, None, l.method(), Purpose::Seed(id)) {
@@ -201,6 +195,7 @@ impl Dht {
     /// Whether lookups may ask nodes named at loopback, private or link-local addresses: on
     /// a loopback or private testnet (`restrict_ips` off), or when our own address is such.
     pub(super) fn allow_local(&self) -> bool {
-        !self.settings.restrict_ips || self.own_ip.is_some_and(node_id::is_exempt)
+        let exempt = |ip: Option<std::net::IpAddr>| ip.is_some_and(node_id::is_exempt);
+        !self.settings.restrict_ips || exempt(self.own_ip) || exempt(self.own_ip6)
     }
 }

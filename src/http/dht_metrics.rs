@@ -1,5 +1,6 @@
 //! The `tg_dht_*` families of `/metrics`, built from the DHT node's once-a-second snapshot
-//! (the JSON of `/api/dht/stats`, written by the `net` loop): routing-table nodes, stored
+//! (the JSON of `/api/dht/stats`, written by the `net` loop): routing-table nodes (in all,
+//! and per table: IPv4 and BEP-32 IPv6), stored
 //! info-hashes, peers and BEP-44 items, announced torrents, queries in and out per KRPC
 //! method, replies, drops, lookups and their total time. Pure: JSON in, samples out.
 
@@ -46,8 +47,17 @@ pub fn families(snapshot: Option<&Value>) -> Vec<Family> {
         (
             "tg_dht_nodes",
             "gauge",
-            "Nodes in the DHT routing table.",
-            plain(num(s, "nodes")),
+            "Nodes in the DHT routing tables (IPv4 and IPv6).",
+            plain(num(s, "nodes") + num(s, "nodes6")),
+        ),
+        (
+            "tg_dht_table_nodes",
+            "gauge",
+            "Nodes in each DHT routing table, by address family (BEP-32).",
+            labelled(
+                "family",
+                &[("ipv4", num(s, "nodes")), ("ipv6", num(s, "nodes6"))],
+            ),
         ),
         (
             "tg_dht_stored",
@@ -158,6 +168,12 @@ mod tests {
         });
         let f = families(Some(&snap));
         assert_eq!(sample(&f, "tg_dht_nodes", ""), Some(&12.0));
+        let six = json!({ "nodes": 12, "nodes6": 3 });
+        let f6 = families(Some(&six));
+        assert_eq!(sample(&f6, "tg_dht_nodes", ""), Some(&15.0));
+        let t = "tg_dht_table_nodes";
+        assert_eq!(sample(&f6, t, "{family=\"ipv4\"}"), Some(&12.0));
+        assert_eq!(sample(&f6, t, "{family=\"ipv6\"}"), Some(&3.0));
         assert_eq!(sample(&f, "tg_dht_stored", "{kind=\"peers\"}"), Some(&3.0));
         let q = "tg_dht_queries_total";
         assert_eq!(

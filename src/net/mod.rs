@@ -233,19 +233,37 @@ impl Net {
     /// [`DHT_RECV_BUFFER`] (or the kernel's `rmem_max`, if lower): a burst from one flooder
     /// then waits for the rate limiter in the buffer instead of crowding out everyone
     /// else's datagrams at the kernel (212 KB, the usual default, holds ~200 small ones).
+    ///
+    /// `[::]` is bound dual-stack where the platform allows (IPV6_V6ONLY off: IPv4 nodes
+    /// then arrive as `::ffff:a.b.c.d`); see [`Net::dht_families`].
     pub fn bind_dht(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
         let domain = socket2::Domain::for_address(addr);
         let s = socket2::Socket::new(domain, socket2::Type::DGRAM, None)?;
         let _ = s.set_recv_buffer_size(DHT_RECV_BUFFER);
+        if addr.is_ipv6() && addr.ip().is_unspecified() {
+            if let Err(e) = s.set_only_v6(false) {
+                log::warn!("dht: {addr} stays IPv6-only (IPV6_V6ONLY: {e})");
+            }
+        }
         s.bind(&addr.into())?;
         s.set_nonblocking(true)?;
         Ok(s.into())
+    }
+
+    /// The address families a bound DHT socket reaches (BEP-32).
+    pub fn dht_families(socket: &std::net::UdpSocket) -> crate::dht::Families {
+        let only_v6 = socket2::SockRef::from(socket).only_v6().unwrap_or(true);
+        match socket.local_addr() {
+            Ok(a) => crate::dht::Families::of_socket(a, a.is_ipv6() && only_v6),
+            Err(_) => crate::dht::Families::V4,
+        }
     }
 
     /// Starts the DHT node in the loop; `bootstrap` (`host:port` strings) is resolved on a
     /// short-lived thread, never on the loop. A socket bound to a loopback address keeps
     /// only loopback address literals (no DNS, nothing sent off the machine).
     pub fn start_dht(&self, setup: DhtSetup, mut bootstrap: Vec<String>) {
+        let families = Self::dht_families(&setup.socket);
         if setup
             .socket
             .local_addr()
@@ -263,7 +281,10 @@ impl Net {
                 let mut addrs = Vec::new();
                 for host in &bootstrap {
                     match host.to_socket_addrs() {
-                        Ok(found) => addrs.extend(found.filter(|a| a.is_ipv4()).take(4)),
+                        Ok(found) => {
+                            let fits = found.filter(|a| families.reaches(a));
+                            addrs.extend(fits.take(4))
+                        }
                         Err(e) => log::warn!("dht: bootstrap host {host}: {e}"),
                     }
                 }

@@ -1,7 +1,8 @@
 """A python3-libtorrent session with its DHT on 127.0.0.1, driven by commands on stdin (one
 per line) and reporting on stdout as JSON lines, for the DHT interop tests.
 
-lt_dht.py TIMEOUT_SECS
+lt_dht.py TIMEOUT_SECS [LISTEN]
+LISTEN is the listen interface (default 127.0.0.1:0; "[::1]:0" for an IPv6 node: BEP-32).
 Prints {"port": P} first (the session's TCP and UDP port: its DHT node and its peer port),
 then one line per event, until stdin closes or the timeout passes. Commands:
   node HOST:PORT            add a DHT node (add_dht_node; it is pinged)
@@ -23,7 +24,7 @@ then one line per event, until stdin closes or the timeout passes. Commands:
   sample HOST:PORT          BEP-51 sample_infohashes to that node
                             -> {"samples": [IH, ...], "num": N, "interval": S}
 Announces that other nodes make to this one come out as {"announce": IH, "from": "ip:port"}
-(dht_announce_alert). No LSD, UPnP, NAT-PMP or uTP; no bootstrap nodes, routing and search
+(dht_announce_alert); "ip:port" is "[ip]:port" for IPv6. No LSD, UPnP, NAT-PMP or uTP; no bootstrap nodes, routing and search
 IP restrictions off, the per-IP rate blocker effectively off (every node here is 127.0.0.1).
 """
 import hashlib
@@ -43,7 +44,11 @@ def emit(obj):
 
 def endpoint(text):
     host, port = text.rsplit(":", 1)
-    return host, int(port)
+    return host.strip("[]"), int(port)
+
+
+def show(ip, port):
+    return f"[{ip}]:{port}" if ":" in str(ip) else f"{ip}:{port}"
 
 
 def bencoded(entry):
@@ -65,11 +70,13 @@ def expanded_key(seed):
 
 
 timeout = float(sys.argv[1])
+listen = sys.argv[2] if len(sys.argv) > 2 else "127.0.0.1:0"
 cat = lt.alert.category_t
 ses = lt_common.session(
     cat.dht_notification | cat.dht_operation_notification | cat.status_notification
     | cat.storage_notification,
     enable_dht=True,
+    listen_interfaces=listen,
     dht_bootstrap_nodes="",
     dht_restrict_routing_ips=False,
     dht_restrict_search_ips=False,
@@ -120,10 +127,10 @@ def command(words):
 
 def alert(a):
     if isinstance(a, lt.dht_get_peers_reply_alert):
-        peers = [f"{ip}:{port}" for ip, port in a.peers()]
+        peers = [show(ip, port) for ip, port in a.peers()]
         emit({"get_peers": str(a.info_hash), "peers": peers})
     elif isinstance(a, lt.dht_announce_alert):
-        emit({"announce": str(a.info_hash), "from": f"{a.ip}:{a.port}"})
+        emit({"announce": str(a.info_hash), "from": show(a.ip, a.port)})
     elif isinstance(a, lt.dht_stats_alert):
         emit({"nodes": sum(b["num_nodes"] for b in a.routing_table)})
     elif isinstance(a, lt.dht_put_alert):

@@ -1,4 +1,4 @@
-//! Independent DHT nodes on 127.0.0.1 driven by commands on their stdin: python3-libtorrent
+//! Independent DHT nodes on 127.0.0.1 (libtorrent also on [::1]) driven by commands on their stdin: python3-libtorrent
 //! (tests/py/lt_dht.py; its port is both its DHT node (UDP) and its peer port (TCP)) and the
 //! npm `bittorrent-dht` (tests/js/dht_node.mjs). Their JSON event lines are read by a thread
 //! as they come and waited for by bounded polling; each is killed on drop.
@@ -27,10 +27,17 @@ impl DhtNode {
     /// A libtorrent session that lives at most `secs` seconds; returns once it reports its
     /// port.
     pub fn libtorrent(secs: u64) -> DhtNode {
+        Self::libtorrent_at(secs, "127.0.0.1:0")
+    }
+
+    /// A libtorrent session listening on `listen` (`127.0.0.1:0`, or `[::1]:0` for an IPv6
+    /// DHT node); its `addr` is that IP with the port it reports.
+    pub fn libtorrent_at(secs: u64, listen: &str) -> DhtNode {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/lt_dht.py");
         let mut cmd = Command::new(super::python_with_libtorrent());
-        cmd.arg(script).arg(secs.to_string());
-        Self::spawn(cmd, "lt_dht.py")
+        cmd.arg(script).arg(secs.to_string()).arg(listen);
+        let ip: SocketAddr = listen.parse().expect("a listen address");
+        Self::spawn(cmd, "lt_dht.py", ip)
     }
 
     /// A bittorrent-dht node (installed by scripts/install-interop into target/interop/node).
@@ -45,10 +52,10 @@ impl DhtNode {
         );
         let mut cmd = Command::new("node");
         cmd.arg(root.join("tests/js/dht_node.mjs"));
-        Self::spawn(cmd, "dht_node.mjs")
+        Self::spawn(cmd, "dht_node.mjs", SocketAddr::from(([127, 0, 0, 1], 0)))
     }
 
-    fn spawn(mut cmd: Command, name: &str) -> DhtNode {
+    fn spawn(mut cmd: Command, name: &str, addr: SocketAddr) -> DhtNode {
         let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -90,7 +97,7 @@ impl DhtNode {
             stdin,
             lines,
             stderr,
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            addr,
         };
         let port = node
             .wait(30, |v| v.get("port").is_some())

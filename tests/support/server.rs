@@ -23,6 +23,7 @@ pub struct Server {
     pub data: PathBuf,
     config: PathBuf,
     api_bind: String,
+    dht_bind: String,
     log: Arc<Mutex<String>>,
 }
 
@@ -48,6 +49,13 @@ impl Server {
         Self::start_with(data, &config, Some(level), "127.0.0.1:0")
     }
 
+    /// Like `start`, with the DHT node bound to `dht_addr` (e.g. `[::1]:0` or `[::]:0`).
+    pub fn start_dht_at(data: &Path, extra_config: &str, dht_addr: &str) -> Server {
+        let config = data.with_extension("toml");
+        std::fs::write(&config, extra_config).unwrap();
+        Self::start_full(data, &config, None, "127.0.0.1:0", dht_addr)
+    }
+
     /// Like `start`, with the API listening on `api_addr` (e.g. an IPv4-mapped address).
     pub fn start_at(data: &Path, extra_config: &str, api_addr: &str) -> Server {
         let config = data.with_extension("toml");
@@ -56,6 +64,16 @@ impl Server {
     }
 
     fn start_with(data: &Path, config: &Path, level: Option<&str>, api_bind: &str) -> Server {
+        Self::start_full(data, config, level, api_bind, "127.0.0.1:0")
+    }
+
+    fn start_full(
+        data: &Path,
+        config: &Path,
+        level: Option<&str>,
+        api_bind: &str,
+        dht_bind: &str,
+    ) -> Server {
         let mut child = Command::new(super::bin())
             .args([
                 "serve",
@@ -66,7 +84,7 @@ impl Server {
                 "--peer-addr",
                 "127.0.0.1:0",
                 "--dht-addr",
-                "127.0.0.1:0",
+                dht_bind,
                 "--blossom-addr",
                 "127.0.0.1:0",
                 "--config",
@@ -143,6 +161,7 @@ impl Server {
             data: data.to_path_buf(),
             config: config.to_path_buf(),
             api_bind: api_bind.to_string(),
+            dht_bind: dht_bind.to_string(),
             log,
         }
     }
@@ -156,8 +175,9 @@ impl Server {
     /// Starts the same data dir and config again (on a new port).
     pub fn restart(mut self) -> Server {
         self.kill9();
-        let api_bind = self.api_bind.clone();
-        Self::start_with(&self.data.clone(), &self.config.clone(), None, &api_bind)
+        let (api_bind, dht_bind) = (self.api_bind.clone(), self.dht_bind.clone());
+        let (data, config) = (self.data.clone(), self.config.clone());
+        Self::start_full(&data, &config, None, &api_bind, &dht_bind)
     }
 
     /// Sends SIGTERM and returns the exit code.

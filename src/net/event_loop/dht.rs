@@ -4,6 +4,8 @@
 //! `get_peers` at start and every few minutes (found peers go to its peer list as
 //! `Source::Dht`), downloads and stored torrents are announced with our peer port, and
 //! deleted ones stop. `dht.dat` (node id and good nodes) is written off the loop thread.
+//! A socket bound to `[::]` is dual-stack (BEP-32): datagrams from IPv4 nodes arrive as
+//! `::ffff:a.b.c.d` (the node takes them as IPv4) and IPv4 destinations go out mapped.
 
 use super::*;
 use crate::dht::{persist, Dht};
@@ -24,6 +26,8 @@ const SEND_BATCH: usize = 512;
 
 pub(super) struct DhtIo {
     sock: mio::net::UdpSocket,
+    /// The socket is IPv6 (IPv4 destinations go out as mapped addresses when dual-stack).
+    sock_v6: bool,
     node: Dht,
     state_file: Option<PathBuf>,
     /// Downloads and magnets: when they ask get_peers next.
@@ -37,6 +41,7 @@ impl Loop {
     /// Starts the node on the socket the caller bound.
     pub(super) fn dht_start(&mut self, setup: DhtSetup) {
         let now = now_ms(self.epoch);
+        let families = crate::net::Net::dht_families(&setup.socket);
         let mut sock = mio::net::UdpSocket::from_std(setup.socket);
         if let Err(e) = self
             .poll
@@ -47,7 +52,9 @@ impl Loop {
             return;
         }
         let mut node = Dht::new(setup.id, setup.settings, super::super::random_u64(), now);
-        if let Ok(a) = sock.local_addr() {
+        node.set_families(families);
+        let local = sock.local_addr().ok();
+        if let Some(a) = local {
             node.set_own_ip(a.ip());
         }
         for n in &setup.known {
@@ -55,6 +62,7 @@ impl Loop {
         }
         self.dht = Some(DhtIo {
             sock,
+            sock_v6: local.is_some_and(|a| a.is_ipv6()),
             node,
             state_file: setup.state_file,
             wanted: HashMap::new(),
@@ -110,6 +118,7 @@ impl Loop {
             let Some((to, bytes)) = d.node.poll_send() else {
                 break;
             };
+            let to = crate::dht::wire_addr(to, d.sock_v6);
             if let Err(e) = d.sock.send_to(&bytes, to) {
                 if e.kind() == io::ErrorKind::WouldBlock {
                     d.node.stats.send_dropped += 1;
@@ -234,17 +243,20 @@ impl Loop {
 
 /// The JSON of `/api/dht/stats`.
 fn dht_json(d: &Dht) -> serde_json::Value {
-    let buckets: Vec<serde_json::Value> = d
-        .table()
-        .bucket_sizes()
-        .into_iter()
-        .map(|(nodes, cached)| serde_json::json!({ "nodes": nodes, "replacements": cached }))
-        .collect();
+    let buckets = |t: &crate::proto::dht::routing::Table| -> Vec<serde_json::Value> {
+        t.bucket_sizes()
+            .into_iter()
+            .map(|(nodes, cached)| serde_json::json!({ "nodes": nodes, "replacements": cached }))
+            .collect()
+    };
     let st = &d.stats;
     serde_json::json!({
         "node_id": crate::proto::hex::encode(&d.id().0),
+        "families": d.families().name(),
         "nodes": d.table().len(),
-        "buckets": buckets,
+        "buckets": buckets(d.table()),
+        "nodes6": d.table6().len(),
+        "buckets6": buckets(d.table6()),
         "stored_info_hashes": d.storage().info_hash_count(),
         "stored_peers": d.storage().peer_count(),
         "stored_items": d.storage().item_count(),
