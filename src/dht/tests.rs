@@ -187,6 +187,31 @@ fn queries_time_out_and_lookups_end() {
 }
 
 #[test]
+fn lookup_timers_alone_move_a_lookup_past_a_dead_node() {
+    // What the net loop runs between its once-a-second ticks: the adaptive timeout, not the
+    // tick, decides when a lookup asks again.
+    let mut d = Dht::new(None, settings(), 14, 0);
+    d.set_bootstrap(vec![addr("127.0.0.1:9")]);
+    assert_eq!(std::iter::from_fn(|| d.poll_send()).count(), 1);
+    d.lookup_timers(d.rto() - 1);
+    assert!(d.poll_send().is_none(), "nothing before the timeout");
+    d.lookup_timers(d.rto());
+    assert!(
+        d.poll_send().is_some(),
+        "asked again at the timeout, with no tick"
+    );
+    let mut now = d.rto();
+    while d.lookups_running() > 0 && now < 20_000 {
+        std::iter::from_fn(|| d.poll_send()).count();
+        now += 50;
+        d.lookup_timers(now);
+    }
+    assert_eq!(d.lookups_running(), 0, "the lookup ended on its timers");
+    d.lookup_timers(now + 1_000);
+    assert!(d.poll_send().is_none(), "no lookups, no work");
+}
+
+#[test]
 fn a_majority_of_ip_reports_gives_a_bep42_id_and_keeps_the_table() {
     let mut d = Dht::new(Some(NodeId([1; 20])), settings(), 5, 0);
     let external: IpAddr = "198.51.7.9".parse().unwrap();

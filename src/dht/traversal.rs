@@ -32,6 +32,19 @@ impl Dht {
             .clamp(2.0, MAX_TRIES as f64) as u8
     }
 
+    /// The lookups' timers alone, the cheap part of [`Dht::tick`] for a caller that ticks
+    /// once a second: queries older than [`Dht::rto`] become failed tries and the lookups
+    /// send their next queries (then taken from [`Dht::poll_send`]). Without lookups running,
+    /// nothing.
+    pub fn lookup_timers(&mut self, now_ms: u64) {
+        if self.lookups.is_empty() {
+            return;
+        }
+        self.now = self.now.max(now_ms);
+        self.lookup_timeouts();
+        self.step_lookups();
+    }
+
     /// Marks the lookup queries older than [`Dht::rto`] as failed tries (once each).
     pub(super) fn lookup_timeouts(&mut self) {
         let (now, rto) = (self.now, self.rto());

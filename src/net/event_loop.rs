@@ -280,7 +280,10 @@ impl Loop {
     pub fn run(&mut self) {
         let mut events = Events::with_capacity(1024);
         while !self.stop {
-            let timeout = self.next_tick.saturating_duration_since(Instant::now());
+            let mut timeout = self.next_tick.saturating_duration_since(Instant::now());
+            if let Some(wake) = self.dht_wake() {
+                timeout = timeout.min(wake);
+            }
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     log::error!("peer: poll failed: {e}");

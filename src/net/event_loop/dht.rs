@@ -1,6 +1,7 @@
 //! The `net` loop's DHT part: the UDP socket (token [`DHT`]) feeds a [`crate::dht::Dht`],
 //! whose datagrams go out as the socket takes them (dropped when it would block: UDP may
-//! lose them anyway). Once a second the node ticks; every download and magnet asks
+//! lose them anyway). Once a second the node ticks, and while lookups run their timers run
+//! every 50 ms, so a lookup moves on after its adaptive timeout; every download and magnet asks
 //! `get_peers` at start and every few minutes (found peers go to its peer list as
 //! `Source::Dht`), downloads and stored torrents are announced with our peer port, and
 //! deleted ones stop. `dht.dat` (node id and good nodes) is written off the loop thread.
@@ -21,6 +22,9 @@ const GET_PEERS_EVERY_MS: u64 = 5 * 60 * 1000;
 const HOSTED_SYNC_MS: u64 = 30_000;
 /// `dht.dat` is written at most this often.
 const SAVE_EVERY_MS: u64 = 10 * 60 * 1000;
+/// While lookups run, their timers are run this often (the tick is once a second; a lookup
+/// asks again after its adaptive timeout, 250 ms at the least).
+const LOOKUP_TIMERS: Duration = Duration::from_millis(50);
 /// Datagrams sent per pump at most (the rest wait for the next one).
 const SEND_BATCH: usize = 512;
 
@@ -35,6 +39,8 @@ pub(super) struct DhtIo {
     hosted: HashSet<[u8; 20]>,
     next_hosted_sync: u64,
     next_save: u64,
+    /// When the lookups' timers run next.
+    next_timers: u64,
 }
 
 impl Loop {
@@ -69,6 +75,7 @@ impl Loop {
             hosted: HashSet::new(),
             next_hosted_sync: now,
             next_save: now + SAVE_EVERY_MS,
+            next_timers: now,
         });
         self.dht_tick();
     }
@@ -111,9 +118,22 @@ impl Loop {
         }
     }
 
-    /// Sends queued datagrams and hands found peers to their downloads and magnets.
+    /// When the loop must wake for the DHT's lookup timers (while lookups run), if sooner
+    /// than its tick.
+    pub(super) fn dht_wake(&self) -> Option<Duration> {
+        let d = self.dht.as_ref()?;
+        (d.node.lookups_running() > 0).then_some(LOOKUP_TIMERS)
+    }
+
+    /// Runs the lookups' timers (at most every [`LOOKUP_TIMERS`]), sends queued datagrams
+    /// and hands found peers to their downloads and magnets.
     pub(super) fn dht_pump(&mut self) {
+        let now = now_ms(self.epoch);
         let Some(d) = self.dht.as_mut() else { return };
+        if now >= d.next_timers {
+            d.next_timers = now + LOOKUP_TIMERS.as_millis() as u64;
+            d.node.lookup_timers(now);
+        }
         for _ in 0..SEND_BATCH {
             let Some((to, bytes)) = d.node.poll_send() else {
                 break;
