@@ -8,29 +8,14 @@
 
 mod support;
 
-use serde_json::Value;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
+use support::dht_gateway::{dht_addr, dht_stats};
 use support::server::Server;
 use support::tempdir;
 use support::tracker::eventually;
 use torrent_gateway::proto::dht::krpc::{self, Body, Message, Method};
 use torrent_gateway::proto::dht::NodeId;
-
-fn dht_stats(server: &Server) -> Option<Value> {
-    let r = server.get("/api/dht/stats");
-    (r.status == 200).then(|| r.json())
-}
-
-fn dht_addr(server: &Server) -> SocketAddr {
-    let mut addr = None;
-    let up = eventually(20, || {
-        addr = dht_stats(server).and_then(|s| s["addr"].as_str()?.parse().ok());
-        addr.is_some()
-    });
-    assert!(up, "the DHT node did not start: {}", server.log());
-    addr.unwrap()
-}
 
 /// A UDP socket on `ip` (any 127.x address is this host's).
 fn sock(ip: &str) -> UdpSocket {

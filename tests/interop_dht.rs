@@ -13,31 +13,15 @@ mod support;
 use serde_json::Value;
 use std::net::SocketAddr;
 use support::client::{self, assert_same_file};
+use support::dht_gateway::{bare_magnet, cli_get_peers, dht_addr, dht_stats, random_ih};
 use support::dht_nodes::DhtNode;
 use support::seeders::{self, hex, LtTorrent};
 use support::server::{upload, Server};
 use support::tracker::eventually;
-use support::{bytes, run, stderr, stdout, tempdir, write_file};
+use support::{bytes, run, stderr, tempdir, write_file};
 
 /// Longest a libtorrent helper lives (it also ends when the test drops it).
 const LT_SECS: u64 = 240;
-
-/// The gateway's `/api/dht/stats` (404 until the node has ticked once).
-fn dht_stats(server: &Server) -> Option<Value> {
-    let r = server.get("/api/dht/stats");
-    (r.status == 200).then(|| r.json())
-}
-
-/// The gateway's DHT node address, once it runs.
-fn dht_addr(server: &Server) -> SocketAddr {
-    let mut addr = None;
-    let up = eventually(20, || {
-        addr = dht_stats(server).and_then(|s| s["addr"].as_str()?.parse().ok());
-        addr.is_some()
-    });
-    assert!(up, "the gateway's DHT node did not start: {}", server.log());
-    addr.unwrap()
-}
 
 /// A gateway whose DHT node is on 127.0.0.1 and bootstraps from `nodes` only.
 fn gateway(data: &std::path::Path, nodes: &[SocketAddr]) -> Server {
@@ -50,34 +34,6 @@ fn gateway_knows(server: &Server, n: u64) -> bool {
     eventually(30, || {
         dht_stats(server).is_some_and(|s| s["nodes"].as_u64().unwrap_or(0) >= n)
     })
-}
-
-fn bare_magnet(ih: &str) -> String {
-    format!("magnet:?xt=urn:btih:{ih}")
-}
-
-/// Runs `dht get-peers IH --json --timeout SECS --bootstrap B...`: the exit code and the
-/// peers it printed.
-fn cli_get_peers(ih: &str, bootstrap: &[SocketAddr], secs: u64) -> (Option<i32>, Vec<String>) {
-    let dir = tempdir();
-    let secs = secs.to_string();
-    let nodes: Vec<String> = bootstrap.iter().map(SocketAddr::to_string).collect();
-    let mut args = vec!["dht", "get-peers", ih, "--json", "--timeout", &secs];
-    for n in &nodes {
-        args.extend(["--bootstrap", n.as_str()]);
-    }
-    let o = run(dir.path(), &args);
-    let v: Value = serde_json::from_str(&stdout(&o))
-        .unwrap_or_else(|e| panic!("{args:?}: {e}: {} {}", stdout(&o), stderr(&o)));
-    assert_eq!(v["info_hash"], ih, "{v}");
-    let peers = v["peers"].as_array().unwrap();
-    let peers = peers.iter().map(|p| p.as_str().unwrap().to_string());
-    (o.status.code(), peers.collect())
-}
-
-/// A random info-hash for a torrent nobody has.
-fn random_ih(seed: u64) -> String {
-    hex(&bytes(20, seed ^ std::process::id() as u64))
 }
 
 #[test]

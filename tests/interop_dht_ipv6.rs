@@ -15,6 +15,7 @@ mod support;
 use serde_json::Value;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
+use support::dht_gateway::{bare_magnet, cli_get_peers, dht_addr, dht_stats, random_ih};
 use support::dht_nodes::DhtNode;
 use support::seeders::hex;
 use support::server::{upload, Server};
@@ -25,22 +26,6 @@ use torrent_gateway::proto::dht::NodeId;
 
 /// Longest a libtorrent helper lives (it also ends when the test drops it).
 const LT_SECS: u64 = 240;
-
-fn dht_stats(server: &Server) -> Option<Value> {
-    let r = server.get("/api/dht/stats");
-    (r.status == 200).then(|| r.json())
-}
-
-/// The gateway's DHT node address, once it runs.
-fn dht_addr(server: &Server) -> SocketAddr {
-    let mut addr = None;
-    let up = eventually(20, || {
-        addr = dht_stats(server).and_then(|s| s["addr"].as_str()?.parse().ok());
-        addr.is_some()
-    });
-    assert!(up, "the gateway's DHT node did not start: {}", server.log());
-    addr.unwrap()
-}
 
 /// A gateway whose DHT node is bound to `dht` and bootstraps from `nodes` only.
 fn gateway(data: &std::path::Path, dht: &str, nodes: &[SocketAddr], extra: &str) -> Server {
@@ -56,31 +41,6 @@ fn gateway_knows(server: &Server, v4: u64, v6: u64) -> bool {
             s["nodes"].as_u64().unwrap_or(0) >= v4 && s["nodes6"].as_u64().unwrap_or(0) >= v6
         })
     })
-}
-
-fn random_ih(seed: u64) -> String {
-    hex(&bytes(20, seed ^ std::process::id() as u64))
-}
-
-fn bare_magnet(ih: &str) -> String {
-    format!("magnet:?xt=urn:btih:{ih}")
-}
-
-/// `dht get-peers IH --json --timeout SECS --bootstrap B...`: the exit code and the peers.
-fn cli_get_peers(ih: &str, bootstrap: &[SocketAddr], secs: u64) -> (Option<i32>, Vec<String>) {
-    let dir = tempdir();
-    let secs = secs.to_string();
-    let nodes: Vec<String> = bootstrap.iter().map(SocketAddr::to_string).collect();
-    let mut args = vec!["dht", "get-peers", ih, "--json", "--timeout", &secs];
-    for n in &nodes {
-        args.extend(["--bootstrap", n.as_str()]);
-    }
-    let o = run(dir.path(), &args);
-    let v: Value = serde_json::from_str(&stdout(&o))
-        .unwrap_or_else(|e| panic!("{args:?}: {e}: {} {}", stdout(&o), stderr(&o)));
-    let peers = v["peers"].as_array().unwrap();
-    let peers = peers.iter().map(|p| p.as_str().unwrap().to_string());
-    (o.status.code(), peers.collect())
 }
 
 /// The libtorrent node's address on [::1] as the gateway's loopback DHT sees it.

@@ -36,18 +36,7 @@ pub fn command(out: &mut Vec<u8>, args: &[&[u8]]) {
 
 fn header(out: &mut Vec<u8>, kind: u8, n: usize) {
     out.push(kind);
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    let mut n = n;
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
+    out.extend_from_slice(&num(n as u64));
     out.extend_from_slice(b"\r\n");
 }
 

@@ -5,6 +5,7 @@
 
 pub mod bad_seed;
 pub mod client;
+pub mod dht_gateway;
 pub mod dht_nodes;
 pub mod nostr;
 pub mod peer;
