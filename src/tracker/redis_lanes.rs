@@ -1,6 +1,7 @@
 //! The Redis backend's connections: `redis_pool` lanes, each one connection
-//! ([`super::redis_conn`]) driven by its own thread (`redis-N`). HTTP workers and the UDP thread hand a lane a request (one packed
-//! pipeline) through a bounded queue and wait for its replies; a lane sends everything
+//! ([`super::redis_conn`]) driven by its own thread (`redis-N`). HTTP workers and the UDP
+//! thread hand a lane a request (one packed pipeline) through a bounded queue (a mutex and
+//! condition variables) and wait for its replies; a lane sends everything
 //! waiting in the queue as one write and reads the replies back in order, so under load one
 //! pair of syscalls on each side carries many announces instead of one (Redis answers a batch
 //! with one `writev` and one wake-up of the lane).
