@@ -38,7 +38,7 @@ fn gateway(data: &std::path::Path, dht: &str, nodes: &[SocketAddr], extra: &str)
 fn gateway_knows(server: &Server, v4: u64, v6: u64) -> bool {
     eventually(30, || {
         dht_stats(server).is_some_and(|s| {
-            s["nodes"].as_u64().unwrap_or(0) >= v4 && s["nodes6"].as_u64().unwrap_or(0) >= v6
+            s["nodes4"].as_u64().unwrap_or(0) >= v4 && s["nodes6"].as_u64().unwrap_or(0) >= v6
         })
     })
 }
@@ -61,7 +61,10 @@ fn libtorrent_on_ipv6_finds_the_gateways_announce_of_an_uploaded_file() {
     assert!(gateway_knows(&server, 0, 1), "{:?}", dht_stats(&server));
     assert!(lt.wait_nodes(1, 30), "libtorrent never added the gateway");
     let stats = dht_stats(&server).unwrap();
-    assert_eq!(stats["nodes"], 0, "no IPv4 node on an IPv6 socket: {stats}");
+    assert_eq!(
+        stats["nodes4"], 0,
+        "no IPv4 node on an IPv6 socket: {stats}"
+    );
 
     let up = upload(&server, "announced6.bin", &bytes(300_000, 11));
     let ih = up["info_hash"].as_str().unwrap().to_string();

@@ -48,7 +48,7 @@ pub fn families(snapshot: Option<&Value>) -> Vec<Family> {
             "tg_dht_nodes",
             "gauge",
             "Nodes in the DHT routing tables (IPv4 and IPv6).",
-            plain(num(s, "nodes") + num(s, "nodes6")),
+            plain(num(s, "nodes")),
         ),
         (
             "tg_dht_table_nodes",
@@ -56,7 +56,7 @@ pub fn families(snapshot: Option<&Value>) -> Vec<Family> {
             "Nodes in each DHT routing table, by address family (BEP-32).",
             labelled(
                 "family",
-                &[("ipv4", num(s, "nodes")), ("ipv6", num(s, "nodes6"))],
+                &[("ipv4", num(s, "nodes4")), ("ipv6", num(s, "nodes6"))],
             ),
         ),
         (
@@ -168,7 +168,7 @@ mod tests {
         });
         let f = families(Some(&snap));
         assert_eq!(sample(&f, "tg_dht_nodes", ""), Some(&12.0));
-        let six = json!({ "nodes": 12, "nodes6": 3 });
+        let six = json!({ "nodes": 15, "nodes4": 12, "nodes6": 3 });
         let f6 = families(Some(&six));
         assert_eq!(sample(&f6, "tg_dht_nodes", ""), Some(&15.0));
         let t = "tg_dht_table_nodes";

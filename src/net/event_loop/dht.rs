@@ -273,7 +273,8 @@ fn dht_json(d: &Dht) -> serde_json::Value {
     serde_json::json!({
         "node_id": crate::proto::hex::encode(&d.id().0),
         "families": d.families().name(),
-        "nodes": d.table().len(),
+        "nodes": d.table().len() + d.table6().len(),
+        "nodes4": d.table().len(),
         "buckets": buckets(d.table()),
         "nodes6": d.table6().len(),
         "buckets6": buckets(d.table6()),
