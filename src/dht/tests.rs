@@ -161,6 +161,52 @@ fn outbound_queries_stay_within_the_budget() {
 }
 
 #[test]
+fn ten_thousand_announced_torrents_stay_within_the_outbound_budget() {
+    let s = Settings {
+        restrict_ips: false,
+        ..Settings::default()
+    };
+    let rate = u64::from(s.outbound_per_sec);
+    let mut d = Dht::new(None, s, 12, 0);
+    // A table of nodes that answered once and are silent from now on.
+    for i in 0..300u32 {
+        let mut id = [0u8; 20];
+        id[..4].copy_from_slice(&(i.wrapping_mul(0x9E37_79B9)).to_be_bytes());
+        let a = SocketAddr::new([10, 1, (i / 250) as u8, (i % 250) as u8 + 1].into(), 6881);
+        d.heard(NodeId(id), a, crate::proto::dht::routing::Contact::Response);
+    }
+    assert!(d.table().len() >= 20, "{} nodes", d.table().len());
+    for i in 0..10_000u32 {
+        let mut ih = [7; 20];
+        ih[..4].copy_from_slice(&i.to_be_bytes());
+        d.announce(ih, 6881);
+    }
+    // Two simulated minutes, ticked every 100 ms; nobody answers (each lookup ends on its
+    // timeouts).
+    let (mut sent, mut worst) = (0u64, 0u64);
+    let mut window = 0u64;
+    for step in 1..=1_200u64 {
+        d.tick(step * 100);
+        let n = std::iter::from_fn(|| d.poll_send()).count() as u64;
+        sent += n;
+        window += n;
+        if step % 10 == 0 {
+            worst = worst.max(window);
+            window = 0;
+        }
+        assert!(d.lookups_running() <= MAX_LOOKUPS);
+    }
+    assert!(worst <= 2 * rate, "{worst} queries in one second");
+    assert!(sent <= 120 * rate + 2 * rate, "{sent} queries in 120 s");
+    // 10,000 in one 30-minute re-announce period is 667 every two minutes.
+    assert!(
+        d.stats.lookups_started >= 700,
+        "announce lookups in 120 s: {}",
+        d.stats.lookups_started
+    );
+}
+
+#[test]
 fn queries_time_out_and_lookups_end() {
     let mut d = Dht::new(None, settings(), 13, 0);
     d.set_bootstrap(vec![addr("127.0.0.1:9")]);
