@@ -82,8 +82,8 @@ pub(super) fn parse_info_hash(text: &str) -> Result<[u8; 20], CliError> {
     Ok(found)
 }
 
-/// Resolves the bootstrap hosts (IPv4 and IPv6, `[::1]:port` too) before the loop starts; a name that does not
-/// resolve is skipped with a warning, one without a port is bad input.
+/// Resolves the bootstrap hosts (IPv4 and IPv6, `[::1]:port` too) before the loop starts; a
+/// name that does not resolve is skipped with a warning, one without a port is bad input.
 pub(super) fn resolve(hosts: &[String]) -> Result<Vec<SocketAddr>, CliError> {
     let mut out = Vec::new();
     for h in hosts {
