@@ -11,7 +11,8 @@ use crate::config::Config;
 use crate::http::pool::{self, HttpPool, PoolLimits, PoolState};
 use crate::http::ratelimit::RateLimiter;
 use crate::http::respond::{Deferred, Wake};
-use crate::http::router::{self, Reply, ReplyBody, Req};
+use crate::http::early::{EarlyRoute, Later};
+use crate::http::router::{self, Method, Reply, ReplyBody, Req};
 use crate::http::stats::Stats;
 use crate::net::stats::NetStats;
 use crate::net::{Command, Deps, Net};
@@ -96,6 +97,42 @@ impl Gateway {
             Ok(()) => route(self, req),
         };
         counted(&self.stats, reply)
+    }
+}
+
+/// The API listener's early route: with the Redis backend, `GET /announce` is started by
+/// the poller and answered on a Redis lane's thread, so no worker sits waiting on Redis
+/// (every announce would otherwise cost a hand-off to a worker, one to the lane and two
+/// back). The rate limit and counters are the same as for the routed requests.
+struct EarlyAnnounce(Arc<Gateway>);
+
+impl EarlyRoute for EarlyAnnounce {
+    fn claims(&self, method: Method, path: &str) -> bool {
+        method == Method::Get && path == "/announce" && self.0.tracker.redis.is_some()
+    }
+
+    fn start(&self, req: &mut Req<'_>, later: Later) {
+        let gw = &self.0;
+        let ip = req.remote.map(|a| crate::http::conn::canonical(a.ip()));
+        if let Err(wait) = gw.limiter.check(ip, router::RouteClass::Read) {
+            gw.stats.rate_limited.add(1);
+            let reply =
+                Reply::error(429, "rate limit exceeded").header("Retry-After", wait.to_string());
+            return later.answer(counted(&gw.stats, reply));
+        }
+        let asked = match crate::http::tracker::read_announce(gw, req) {
+            Ok(asked) => asked,
+            Err(reply) => return later.answer(counted(&gw.stats, reply)),
+        };
+        let stats = Arc::clone(&gw.stats);
+        let a = asked.a.clone();
+        gw.tracker.announce_later(
+            &a,
+            Box::new(move |result, peers| {
+                let reply = crate::http::tracker::answer(&asked, result, &peers);
+                later.answer(counted(&stats, reply));
+            }),
+        );
     }
 }
 
@@ -267,15 +304,17 @@ pub fn run_server(config: Config) -> Result<Running, String> {
         blossom: OnceLock::new(),
     });
     announce_stored_files(&gateway);
-    let api = start_pool(
-        &gateway,
-        "http-api",
-        listener,
-        gateway.config.api_pool_limits(),
-        router::route,
-        |r| r,
-    )
-    .map_err(|e| format!("starting the API: {e}"))?;
+    let api = {
+        let gw = Arc::clone(&gateway);
+        HttpPool::start_with_early(
+            "http-api",
+            listener,
+            gateway.config.api_pool_limits(),
+            Arc::new(move |req| gw.handle(req, router::route)),
+            Some(Arc::new(EarlyAnnounce(Arc::clone(&gateway)))),
+        )
+        .map_err(|e| format!("starting the API: {e}"))?
+    };
     let _ = gateway.api.set(Arc::clone(api.state()));
     let blossom = match blossom_listener {
         Some(listener) => {

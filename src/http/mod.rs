@@ -9,6 +9,7 @@ pub mod body;
 pub mod conn;
 pub mod dht_metrics;
 pub mod download;
+pub mod early;
 pub mod mirror;
 pub mod overview;
 pub mod poller;

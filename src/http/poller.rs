@@ -5,13 +5,18 @@
 //! part of a large one) is in, holds replies whose reader is slow or whose source is waiting,
 //! and enforces the deadlines: header (slowloris), idle, slow reader, lingering close.
 //!
+//! Requests an [`EarlyRoute`] claims are started here instead, and their connection waits in
+//! the poller until the answer comes back (see `early`).
+//!
 //! At the connection cap a new connection closes the longest-waiting connection that has no
 //! request in progress, so a flood of idle sockets cannot lock out a real client.
 
 use super::admission::Admission;
 use super::conn::{canonical, Conn};
-use super::pool::{Job, PoolState};
-use super::respond::{self, Outgoing};
+use super::early::{EarlyRoute, Later};
+use super::pool::{Job, LayerStats, PoolState};
+use super::respond::{self, Drive, Outgoing, Wake};
+use super::router::{Method, Req};
 use crate::proto::http::chunked::Decoder;
 use crate::proto::http::head::{self, Framing, Head};
 use crossbeam_channel::{Receiver, Sender};
@@ -46,6 +51,16 @@ pub enum Back {
     Wake(u64),
     /// Close after reading what the client still sends, for a short while.
     Linger(Conn),
+    /// The answer to a request the poller started (see `early`); None closes the connection.
+    Answer(u64, Option<Outgoing>),
+}
+
+/// What the poller needs to start requests itself and hand out their [`Later`]s.
+pub(super) struct Early {
+    pub route: Arc<dyn EarlyRoute>,
+    pub back: Sender<Back>,
+    pub waker: Arc<mio::Waker>,
+    pub notify: Arc<dyn Fn(u64) + Send + Sync>,
 }
 
 enum Phase {
@@ -57,6 +72,9 @@ enum Phase {
     Body(Head),
     Writing(Outgoing),
     Source(Outgoing),
+    /// A request the poller started waits for its answer; `readable`: the client sent
+    /// something meanwhile (read once the answer is out).
+    Early { readable: bool },
     Linger(usize),
 }
 
@@ -86,6 +104,9 @@ struct Poller {
     free: Vec<usize>,
     /// Connections waiting for their source, by connection id.
     sourced: HashMap<u64, usize>,
+    /// Connections waiting for an early request's answer, by connection id.
+    answering: HashMap<u64, usize>,
+    early: Option<Early>,
     admission: Admission,
     retry_accept: bool,
 }
@@ -96,6 +117,7 @@ pub(super) fn run(
     state: Arc<PoolState>,
     jobs: Sender<Job>,
     back: Receiver<Back>,
+    early: Option<Early>,
 ) {
     if let Err(e) = poll
         .registry()
@@ -118,6 +140,8 @@ pub(super) fn run(
         slots: Vec::new(),
         free: Vec::new(),
         sourced: HashMap::new(),
+        answering: HashMap::new(),
+        early,
         admission,
         retry_accept: false,
     };
@@ -289,16 +313,7 @@ impl Poller {
     }
 
     fn gauge(&self, phase: &Phase, up: isize) {
-        let stats = &self.state.stats;
-        let g = match phase {
-            Phase::Writing(_) | Phase::Source(_) => &stats.waiting_write,
-            _ => &stats.parked,
-        };
-        if up > 0 {
-            g.fetch_add(1, Ordering::Relaxed);
-        } else {
-            g.fetch_sub(1, Ordering::Relaxed);
-        }
+        gauge(&self.state.stats, phase, up);
     }
 
     /// Takes a connection out of the poller (deregistered) with its phase.
@@ -307,8 +322,10 @@ impl Poller {
         let _ = self.poll.registry().deregister(&mut slot.conn.stream);
         self.free.push(i);
         self.gauge(&slot.phase, -1);
-        if matches!(slot.phase, Phase::Source(_)) {
-            self.sourced.remove(&slot.conn.id);
+        match slot.phase {
+            Phase::Source(_) => drop(self.sourced.remove(&slot.conn.id)),
+            Phase::Early { .. } => drop(self.answering.remove(&slot.conn.id)),
+            _ => {}
         }
         Some(slot)
     }
@@ -354,6 +371,7 @@ impl Poller {
                     self.remove(i);
                 }
             }
+            Phase::Early { readable } => *readable = true,
             Phase::Linger(read) => {
                 let mut scratch = [0u8; 8192];
                 loop {
@@ -435,6 +453,9 @@ impl Poller {
         if !eof && !body_ready(head, &slot.conn.buf) {
             return;
         }
+        if self.start_early(i) {
+            return;
+        }
         if let Some(slot) = self.take(i) {
             if let Phase::Body(head) = slot.phase {
                 self.dispatch(Job::Request(slot.conn, head));
@@ -455,6 +476,110 @@ impl Poller {
         conn.buf = Vec::new();
         let deadline = Instant::now() + LINGER_FOR;
         self.insert(conn, Phase::Linger(0), deadline, Interest::READABLE);
+    }
+
+    /// Starts slot `i`'s request here if the early route claims it (a request without a
+    /// body); the connection then waits in [`Phase::Early`] for its answer.
+    fn start_early(&mut self, i: usize) -> bool {
+        let Some(early) = &self.early else {
+            return false;
+        };
+        let Some(Some(slot)) = self.slots.get_mut(i) else {
+            return false;
+        };
+        let Phase::Body(head) = &slot.phase else {
+            return false;
+        };
+        let method = Method::parse(&head.method);
+        let (path, query) = head.target.split_once('?').unwrap_or((&head.target, ""));
+        if head.framing != Framing::None
+            || head.expect_continue
+            || self.state.stopping.load(Ordering::Relaxed)
+            || !early.route.claims(method, path)
+        {
+            return false;
+        }
+        self.state.stats.requests.fetch_add(1, Ordering::Relaxed);
+        slot.conn.served += 1;
+        let later = Later {
+            id: slot.conn.id,
+            close: !head.keep_alive,
+            minor: head.minor,
+            back: early.back.clone(),
+            waker: Arc::clone(&early.waker),
+            answered: false,
+        };
+        let mut empty = io::empty();
+        let mut req = Req {
+            method,
+            path,
+            query,
+            headers: head.headers.clone(),
+            remote: Some(slot.conn.peer),
+            body: &mut empty,
+            body_len: None,
+            chunked: false,
+        };
+        let route = Arc::clone(&early.route);
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| route.start(&mut req, later)))
+            .is_err()
+        {
+            log::error!("an early request handler panicked");
+        }
+        // Waiting for the answer counts with the replies being written.
+        gauge(&self.state.stats, &slot.phase, -1);
+        slot.phase = Phase::Early { readable: false };
+        gauge(&self.state.stats, &slot.phase, 1);
+        slot.deadline = Instant::now() + self.state.limits.io_timeout * 3;
+        self.answering.insert(slot.conn.id, i);
+        true
+    }
+
+    /// Writes an early request's answer; the connection then waits for its next request.
+    fn answered(&mut self, id: u64, out: Option<Outgoing>) {
+        let Some(i) = self.answering.get(&id).copied() else {
+            return;
+        };
+        let Some(mut out) = out else {
+            return self.remove(i);
+        };
+        let (Some(early), Some(Some(slot))) = (&self.early, self.slots.get_mut(i)) else {
+            return;
+        };
+        let wake = Wake::new(id, &out, &early.notify);
+        match out.drive(&mut slot.conn, &wake) {
+            Ok(Drive::Done) if out.close || self.state.stopping.load(Ordering::SeqCst) => {
+                self.linger(i)
+            }
+            Ok(Drive::Done) => {
+                let Phase::Early { readable } = slot.phase else {
+                    return;
+                };
+                self.answering.remove(&id);
+                gauge(&self.state.stats, &slot.phase, -1);
+                slot.phase = Phase::Idle;
+                gauge(&self.state.stats, &slot.phase, 1);
+                let now = Instant::now();
+                slot.deadline = now + self.state.limits.io_timeout;
+                slot.since = now;
+                if readable || !slot.conn.buf.is_empty() {
+                    // A pipelined or next request may already be here.
+                    self.ready(i);
+                } else {
+                    slot.conn.shrink();
+                }
+            }
+            Ok(Drive::Blocked | Drive::SourcePending) => {
+                // A slow reader: a worker writes the rest as for any reply.
+                if let Some(slot) = self.take(i) {
+                    self.dispatch(Job::Resume(slot.conn, out));
+                }
+            }
+            Err(e) => {
+                log::debug!("writing a reply failed: {e}");
+                self.remove(i);
+            }
+        }
     }
 
     fn back(&mut self, b: Back) {
@@ -503,6 +628,7 @@ impl Poller {
                 }
             }
             Back::Linger(conn) => self.start_linger(conn),
+            Back::Answer(id, out) => self.answered(id, out),
         }
     }
 
@@ -529,7 +655,7 @@ impl Poller {
                     discard_input(&mut slot.conn.stream);
                     let _ = slot.conn.stream.write(&reply);
                 }
-                Phase::Writing(_) | Phase::Source(_) => {
+                Phase::Writing(_) | Phase::Source(_) | Phase::Early { .. } => {
                     stats.io_timeouts.fetch_add(1, Ordering::Relaxed);
                 }
                 Phase::Idle | Phase::Linger(_) => {}
@@ -551,6 +677,19 @@ impl Poller {
         for i in idle {
             self.remove(i);
         }
+    }
+}
+
+/// Counts a connection in (`up` > 0) or out of its phase's gauge.
+fn gauge(stats: &LayerStats, phase: &Phase, up: isize) {
+    let g = match phase {
+        Phase::Writing(_) | Phase::Source(_) | Phase::Early { .. } => &stats.waiting_write,
+        _ => &stats.parked,
+    };
+    if up > 0 {
+        g.fetch_add(1, Ordering::Relaxed);
+    } else {
+        g.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

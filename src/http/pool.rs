@@ -6,6 +6,7 @@
 
 use super::body::{self, BodyReader, Left};
 use super::conn::{Census, Conn};
+use super::early::EarlyRoute;
 use super::poller::{self, Back};
 use super::respond::{Drive, Outgoing, Wake};
 use super::router::{Method, Reply, Req};
@@ -191,6 +192,17 @@ impl HttpPool {
         limits: PoolLimits,
         handler: Handler,
     ) -> io::Result<HttpPool> {
+        HttpPool::start_with_early(name, listener, limits, handler, None)
+    }
+
+    /// [`HttpPool::start`], the requests `early` claims started by the poller itself.
+    pub fn start_with_early(
+        name: &str,
+        listener: TcpListener,
+        limits: PoolLimits,
+        handler: Handler,
+        early: Option<Arc<dyn EarlyRoute>>,
+    ) -> io::Result<HttpPool> {
         let addr = listener.local_addr()?;
         listener.set_nonblocking(true)?;
         let state = Arc::new(PoolState {
@@ -214,6 +226,12 @@ impl HttpPool {
                 }
             })
         };
+        let early = early.map(|route| poller::Early {
+            route,
+            back: back_tx.clone(),
+            waker: Arc::clone(&waker),
+            notify: Arc::clone(&notify),
+        });
         let shared = Arc::new(Shared {
             state: Arc::clone(&state),
             back: back_tx,
@@ -227,7 +245,7 @@ impl HttpPool {
             let listener = mio::net::TcpListener::from_std(listener);
             std::thread::Builder::new()
                 .name(format!("http-accept-{short}"))
-                .spawn(move || poller::run(poll, listener, state, jobs_tx, back_rx))?
+                .spawn(move || poller::run(poll, listener, state, jobs_tx, back_rx, early))?
         };
         let mut workers = Vec::with_capacity(limits.workers);
         for i in 0..limits.workers {

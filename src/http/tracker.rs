@@ -7,7 +7,8 @@ use crate::proto::hex;
 use crate::proto::tracker::http::{self as tracker_http, DictPeer, Peers};
 use crate::server::Gateway;
 use crate::tracker::canonical;
-use crate::tracker::registry::{AnnounceIn, Family};
+use crate::proto::tracker::http::SwarmCounts;
+use crate::tracker::registry::{AnnounceIn, Family, Peer, Refusal};
 use serde_json::json;
 use std::net::IpAddr;
 
@@ -43,18 +44,28 @@ fn client_ip(gw: &Gateway, req: &Req<'_>, ip_param: Option<&str>) -> Option<IpAd
     Some(ip)
 }
 
-pub fn announce(gw: &Gateway, req: &Req<'_>) -> Reply {
+/// An announce as read from its request: what the swarm is asked, and how to answer.
+pub struct Asked {
+    pub a: AnnounceIn,
+    compact: bool,
+    no_peer_id: bool,
+    interval: u32,
+    min_interval: u32,
+}
+
+/// Reads an announce request; a malformed one is answered with its failure reason.
+pub fn read_announce(gw: &Gateway, req: &Req<'_>) -> Result<Asked, Reply> {
     let tracker = &gw.tracker;
     tracker.stats.http_announces.add(1);
     let q = match tracker_http::parse_announce(req.query) {
         Ok(q) => q,
         Err(reason) => {
             tracker.stats.bad_requests.add(1);
-            return failure(&reason);
+            return Err(failure(&reason));
         }
     };
     let Some(ip) = client_ip(gw, req, q.ip) else {
-        return failure("client address unknown");
+        return Err(failure("client address unknown"));
     };
     log::debug!(
         "announce {} from {ip}:{} event {:?} left {:?}",
@@ -82,14 +93,35 @@ pub fn announce(gw: &Gateway, req: &Req<'_>) -> Reply {
         family,
         min_interval,
     };
+    Ok(Asked {
+        a,
+        compact: q.compact,
+        no_peer_id: q.no_peer_id,
+        interval,
+        min_interval,
+    })
+}
+
+pub fn announce(gw: &Gateway, req: &Req<'_>) -> Reply {
+    let asked = match read_announce(gw, req) {
+        Ok(asked) => asked,
+        Err(reply) => return reply,
+    };
     let mut peers = Vec::new();
-    let counts = match tracker.announce(&a, &mut peers) {
+    let result = gw.tracker.announce(&asked.a, &mut peers);
+    answer(&asked, result, &peers)
+}
+
+/// The bencoded answer to an announce: its failure reason, or the counts and `peers`.
+pub fn answer(asked: &Asked, result: Result<SwarmCounts, Refusal>, peers: &[Peer]) -> Reply {
+    let counts = match result {
         Ok(c) => c,
         Err(refusal) => return failure(refusal.reason()),
     };
-    let body = if q.compact {
+    let (interval, min_interval) = (asked.interval, asked.min_interval);
+    let body = if asked.compact {
         let (mut v4, mut v6) = (Vec::new(), Vec::new());
-        for p in &peers {
+        for p in peers {
             p.write_compact(if p.is_v6() { &mut v6 } else { &mut v4 });
         }
         tracker_http::announce_response(
@@ -105,7 +137,7 @@ pub fn announce(gw: &Gateway, req: &Req<'_>) -> Reply {
             .map(|p| DictPeer {
                 ip: p.ip(),
                 port: p.port,
-                peer_id: (!q.no_peer_id).then_some(p.id),
+                peer_id: (!asked.no_peer_id).then_some(p.id),
             })
             .collect();
         tracker_http::announce_response(

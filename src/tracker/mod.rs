@@ -19,11 +19,11 @@ use crate::proto::tracker::http::Event;
 use crate::proto::tracker::http::SwarmCounts;
 use crate::store::db::Db;
 use parking_lot::RwLock;
-use redis_swarms::{RedisSettings, RedisSwarms};
+use redis_swarms::{Done, RedisSettings, RedisSwarms};
 use registry::{AnnounceIn, Limits, Peer, PeerSink, Refusal, Registry};
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 /// IPv4-mapped IPv6 addresses (a dual-stack socket's IPv4 clients) as IPv4.
@@ -54,12 +54,20 @@ pub struct TrackerStats {
     pub udp_dropped: Counter,
 }
 
+/// An announce the policy let through: as the swarm is asked (`numwant` less the gateway's
+/// own seeder when that was handed out), and what [`Tracker::conclude`] needs.
+struct Admitted {
+    a: AnnounceIn,
+    seeds_it: bool,
+    hosted: bool,
+}
+
 pub struct Tracker {
     pub config: TrackerConfig,
     /// The swarms of the memory backend (empty with Redis).
     pub registry: Registry,
     /// The swarms of the Redis backend.
-    pub redis: Option<RedisSwarms>,
+    pub redis: Option<Arc<RedisSwarms>>,
     pub stats: TrackerStats,
     hosted: HostedFn,
     allowlist: RwLock<HashSet<[u8; 20]>>,
@@ -107,13 +115,13 @@ impl Tracker {
     ) -> Result<Tracker, String> {
         let redis = match config.backend {
             TrackerBackend::Memory => None,
-            TrackerBackend::Redis => Some(RedisSwarms::new(RedisSettings {
+            TrackerBackend::Redis => Some(Arc::new(RedisSwarms::new(RedisSettings {
                 url: config.redis_url.clone(),
                 pool: config.redis_pool,
                 timeout: std::time::Duration::from_millis(config.redis_timeout_ms),
                 peer_timeout_secs: config.peer_timeout_secs,
                 max_peers_per_torrent: config.max_peers_per_torrent,
-            })?),
+            })?)),
         };
         let registry = Registry::new(Limits {
             max_torrents: config.max_torrents,
@@ -206,44 +214,91 @@ impl Tracker {
         now: u32,
         out: &mut impl PeerSink,
     ) -> Result<SwarmCounts, Refusal> {
-        let result = if self.permits(&a.info_hash) {
-            let leecher = a.left != Some(0) && a.event != Event::Stopped;
-            // Asked at most once per announce, and only when the gateway seeds or dials.
-            let seeds_it = self.own_peer.get().is_some() && (self.hosted)(&a.info_hash);
-            let hosted = leecher
-                && (seeds_it
-                    || (self.own_peer.get().is_none()
-                        && self.leecher_hint.get().is_some()
-                        && (self.hosted)(&a.info_hash)));
-            let mut numwant = a.numwant;
-            if let Some(own) = self.own_peer.get() {
-                let family_ok = a.family.admits(own.is_ipv6());
-                let me = SocketAddr::new(a.ip, a.port) == *own;
-                if hosted && numwant > 0 && family_ok && !me {
-                    out.take(&Peer::seed(*own));
-                    numwant -= 1;
-                }
+        let admitted = match self.admit(a, out) {
+            Ok(admitted) => admitted,
+            Err(refusal) => return self.conclude(None, Err(refusal)),
+        };
+        let result = match &self.redis {
+            Some(r) => r.announce(&admitted.a, out),
+            None => self.registry.announce(&admitted.a, now, out),
+        };
+        self.conclude(Some(&admitted), result)
+    }
+
+    /// [`Tracker::announce`] without waiting for Redis: `done` gets the outcome and the
+    /// peers (the gateway's own seeder first) once, on a Redis lane's thread, or on this one
+    /// at once when nothing needs Redis (the memory backend, a refusal, Redis known down).
+    pub fn announce_later(self: &Arc<Self>, a: &AnnounceIn, done: Done) {
+        let mut peers = Vec::new();
+        let admitted = match self.admit(a, &mut peers) {
+            Ok(admitted) => admitted,
+            Err(refusal) => return done(self.conclude(None, Err(refusal)), peers),
+        };
+        let Some(redis) = &self.redis else {
+            let result = self.registry.announce(&admitted.a, self.now(), &mut peers);
+            return done(self.conclude(Some(&admitted), result), peers);
+        };
+        let me = Arc::clone(self);
+        let asked = admitted.a.clone();
+        redis.submit(
+            &asked,
+            Box::new(move |result, sampled| {
+                let result = me.conclude(Some(&admitted), result);
+                peers.extend(sampled);
+                done(result, peers)
+            }),
+        );
+    }
+
+    /// The policy's part before the swarm is asked: whether the torrent is tracked here,
+    /// and the gateway's own seeder (for hosted torrents, to leechers of its family) into
+    /// `out` ahead of the others.
+    fn admit(&self, a: &AnnounceIn, out: &mut impl PeerSink) -> Result<Admitted, Refusal> {
+        if !self.permits(&a.info_hash) {
+            return Err(Refusal::NotTracked);
+        }
+        let leecher = a.left != Some(0) && a.event != Event::Stopped;
+        // Asked at most once per announce, and only when the gateway seeds or dials.
+        let seeds_it = self.own_peer.get().is_some() && (self.hosted)(&a.info_hash);
+        let hosted = leecher
+            && (seeds_it
+                || (self.own_peer.get().is_none()
+                    && self.leecher_hint.get().is_some()
+                    && (self.hosted)(&a.info_hash)));
+        let mut numwant = a.numwant;
+        if let Some(own) = self.own_peer.get() {
+            let family_ok = a.family.admits(own.is_ipv6());
+            let me = SocketAddr::new(a.ip, a.port) == *own;
+            if hosted && numwant > 0 && family_ok && !me {
+                out.take(&Peer::seed(*own));
+                numwant -= 1;
             }
-            let a = &AnnounceIn {
+        }
+        Ok(Admitted {
+            a: AnnounceIn {
                 numwant,
                 ..a.clone()
-            };
-            let mut result = match &self.redis {
-                Some(r) => r.announce(a, out),
-                None => self.registry.announce(a, now, out),
-            };
-            if let Ok(c) = &mut result {
-                c.complete += u32::from(seeds_it);
-            }
-            if result.is_ok() && hosted && a.event == Event::Started {
+            },
+            seeds_it,
+            hosted,
+        })
+    }
+
+    /// The policy's part once the swarm answered: the gateway's own seed in the counts, the
+    /// peer wire told of a new leecher of a hosted torrent, refusals counted.
+    fn conclude(
+        &self,
+        admitted: Option<&Admitted>,
+        mut result: Result<SwarmCounts, Refusal>,
+    ) -> Result<SwarmCounts, Refusal> {
+        if let (Some(adm), Ok(c)) = (admitted, &mut result) {
+            c.complete += u32::from(adm.seeds_it);
+            if adm.hosted && adm.a.event == Event::Started {
                 if let Some(hint) = self.leecher_hint.get() {
                     hint();
                 }
             }
-            result
-        } else {
-            Err(Refusal::NotTracked)
-        };
+        }
         if result.is_err() {
             self.stats.refused.add(1);
         }

@@ -1,7 +1,9 @@
 //! The Redis backend's connections: `redis_pool` lanes, each one connection
-//! ([`super::redis_conn`]) driven by its own thread (`redis-N`). HTTP workers and the UDP
-//! thread hand a lane a request (one packed pipeline) through a bounded queue (a mutex and
-//! condition variables) and wait for its replies; a lane sends everything
+//! ([`super::redis_conn`]) driven by its own thread (`redis-N`). A request (one packed
+//! pipeline) reaches a lane through a bounded queue (a mutex and condition variables): HTTP
+//! workers and the UDP thread wait for its replies ([`Lanes::run`]); the HTTP poller's
+//! announces leave a callback that the lane runs with them ([`Lanes::submit`]), so no thread
+//! waits on Redis for them. A lane sends everything
 //! waiting in the queue as one write and reads the replies back in order, so under load one
 //! pair of syscalls on each side carries many announces instead of one (Redis answers a batch
 //! with one `writev` and one wake-up of the lane).
@@ -34,7 +36,28 @@ const QUEUE_CAP: usize = 1024;
 struct Job {
     packed: Vec<u8>,
     count: usize,
-    reply: Arc<Slot>,
+    answer: Answer,
+    queued: Instant,
+}
+
+/// What a lane runs with a request's replies on its own thread ([`Lanes::submit`]).
+pub type Callback = Box<dyn FnOnce(Result<Replies, Refusal>) + Send>;
+
+/// Where a request's outcome goes.
+enum Answer {
+    /// A thread waits for it.
+    Wait(Arc<Slot>),
+    /// Called on the lane's thread.
+    Call(Callback),
+}
+
+impl Answer {
+    fn give(self, outcome: Result<Replies, String>) {
+        match self {
+            Answer::Wait(slot) => slot.fill(outcome),
+            Answer::Call(f) => f(outcome.map_err(|_| Refusal::Unavailable)),
+        }
+    }
 }
 
 /// Where a lane leaves one request's outcome for the thread waiting on it. A mutex and a
@@ -73,16 +96,16 @@ struct Queue {
 }
 
 impl Queue {
-    /// Queues `job`; false when the queue is full.
-    fn push(&self, job: Job) -> bool {
+    /// Queues `job`; gives it back when the queue is full.
+    fn push(&self, job: Job) -> Result<(), Job> {
         let mut jobs = self.jobs.lock();
         if jobs.len() >= QUEUE_CAP {
-            return false;
+            return Err(job);
         }
         jobs.push_back(job);
         drop(jobs);
         self.ready.notify_one();
-        true
+        Ok(())
     }
 
     /// Moves up to [`BATCH_MAX`] waiting jobs into `batch`, parking until there is one;
@@ -194,26 +217,39 @@ impl Lanes {
         Lanes { queue, shared }
     }
 
+    /// Queues a request, unless Redis is known to be down, no lane runs or the queue is full
+    /// (then `answer` is given back).
+    fn enqueue(&self, packed: Vec<u8>, count: usize, answer: Answer) -> Result<(), Answer> {
+        if self.shared.backing_off() {
+            self.shared.errors.add(1);
+            return Err(answer);
+        }
+        if self.queue.closed.load(Ordering::Relaxed) {
+            self.shared.failed("no redis lane is running");
+            return Err(answer);
+        }
+        let job = Job {
+            packed,
+            count,
+            answer,
+            queued: Instant::now(),
+        };
+        if let Err(job) = self.queue.push(job) {
+            self.shared.errors.add(1);
+            return Err(job.answer);
+        }
+        Ok(())
+    }
+
     /// Sends `packed` (`count` commands, see [`resp::command`]) and returns their replies
     /// (server errors among them as error replies); a dead or slow Redis, or a full queue, is
     /// [`Refusal::Unavailable`].
     pub fn run(&self, packed: Vec<u8>, count: usize) -> Result<Replies, Refusal> {
-        if self.shared.backing_off() {
-            self.shared.errors.add(1);
-            return Err(Refusal::Unavailable);
-        }
-        if self.queue.closed.load(Ordering::Relaxed) {
-            self.shared.failed("no redis lane is running");
-            return Err(Refusal::Unavailable);
-        }
         let reply = Arc::new(Slot::default());
-        let job = Job {
-            packed,
-            count,
-            reply: Arc::clone(&reply),
-        };
-        if !self.queue.push(job) {
-            self.shared.errors.add(1);
+        if self
+            .enqueue(packed, count, Answer::Wait(Arc::clone(&reply)))
+            .is_err()
+        {
             return Err(Refusal::Unavailable);
         }
         // The lane's own socket timeouts end a stuck exchange; this bounds the wait in the
@@ -225,6 +261,16 @@ impl Lanes {
                 self.shared.failed("no answer within the deadline");
                 Err(Refusal::Unavailable)
             }
+        }
+    }
+
+    /// Queues `packed` like [`Lanes::run`] without waiting: `done` gets the replies (or
+    /// [`Refusal::Unavailable`]) once, on a lane's thread, or on this one at once when the
+    /// request cannot be queued. A request still queued past the deadline is answered
+    /// unavailable without being sent.
+    pub fn submit(&self, packed: Vec<u8>, count: usize, done: Callback) {
+        if let Err(answer) = self.enqueue(packed, count, Answer::Call(done)) {
+            answer.give(Err("not queued".into()));
         }
     }
 
@@ -262,22 +308,34 @@ impl Lanes {
 }
 
 /// One lane: takes what waits in the queue, sends it as one pipeline, hands out the replies.
+/// Requests that waited in the queue past the deadline (their waiter has given up) are
+/// answered unavailable unsent.
 fn lane(shared: &Shared, queue: &Queue) {
     let mut conn: Option<Conn> = None;
     let mut batch: Vec<Job> = Vec::with_capacity(BATCH_MAX);
     let mut packed = Vec::new();
     while queue.take(&mut batch) {
+        let cutoff = Instant::now().checked_sub(shared.timeout * 2);
+        if let Some(cutoff) = cutoff.filter(|c| batch.iter().any(|j| j.queued < *c)) {
+            shared.failed("no answer within the deadline");
+            for job in batch.extract_if(.., |j| j.queued < cutoff) {
+                job.answer.give(Err("waited past the deadline".into()));
+            }
+            if batch.is_empty() {
+                continue;
+            }
+        }
         match exchange(shared, &mut conn, &batch, &mut packed) {
             Ok(replies) => {
                 for (job, r) in batch.drain(..).zip(replies) {
-                    job.reply.fill(Ok(r));
+                    job.answer.give(Ok(r));
                 }
             }
             Err(e) => {
                 conn = None;
                 shared.failed(&e);
                 for job in batch.drain(..) {
-                    job.reply.fill(Err(e.clone()));
+                    job.answer.give(Err(e.clone()));
                 }
             }
         }

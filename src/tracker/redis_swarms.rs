@@ -23,7 +23,8 @@
 //! Differences from the memory backend: `max_torrents` and `max_peers` (global caps) are not
 //! enforced here (Redis' own `maxmemory` is that cap); `max_peers_per_torrent` is.
 
-use super::redis_lanes::Lanes;
+use super::redis_conn::Replies;
+use super::redis_lanes::{Callback, Lanes};
 use super::registry::{ident_bytes, AnnounceIn, Family, Peer, PeerSink, Refusal};
 use crate::hash::Counter;
 use crate::proto::hex;
@@ -33,6 +34,7 @@ use parking_lot::Mutex;
 use redis::IntoConnectionInfo;
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Bytes of a peer identity (`registry::ident_bytes`), the tail of every set member.
@@ -155,6 +157,17 @@ impl Sizes {
         }
         map.insert(ih, sizes);
     }
+}
+
+/// What an announce that does not wait calls with its outcome and peers.
+pub type Done = Box<dyn FnOnce(Result<SwarmCounts, Refusal>, Vec<Peer>) + Send>;
+
+/// What reading an announce's replies needs: the torrent, the announcer's compact address
+/// (never handed out to itself) and how many peers it wants.
+struct Staged {
+    ih: [u8; 20],
+    addr: Vec<u8>,
+    want: usize,
 }
 
 /// One `ZRANGE set start stop` of a sample.
@@ -302,12 +315,34 @@ impl RedisSwarms {
         Refusal::Unavailable
     }
 
-    /// Records an announce and appends up to `numwant` other peers to `out`.
+    /// Records an announce and appends up to `numwant` other peers to `out` (waiting for
+    /// a lane).
     pub fn announce(
         &self,
         a: &AnnounceIn,
         out: &mut impl PeerSink,
     ) -> Result<SwarmCounts, Refusal> {
+        let (packed, count, staged) = self.stage(a);
+        let reply = self.lanes.run(packed, count)?;
+        self.settle(&staged, &reply, out)
+    }
+
+    /// [`RedisSwarms::announce`] without waiting: `done` gets the outcome and the peers
+    /// once, as [`Lanes::submit`] calls back.
+    pub fn submit(self: &Arc<Self>, a: &AnnounceIn, done: Done) {
+        let (packed, count, staged) = self.stage(a);
+        let me = Arc::clone(self);
+        let call: Callback = Box::new(move |reply| {
+            let mut peers = Vec::new();
+            let result = reply.and_then(|r| me.settle(&staged, &r, &mut peers));
+            done(result, peers)
+        });
+        self.lanes.submit(packed, count, call);
+    }
+
+    /// An announce's pipeline (`count` commands: the script, then the sampling `ZRANGE`s)
+    /// and what reading its replies needs.
+    fn stage(&self, a: &AnnounceIn) -> (Vec<u8>, usize, Staged) {
         let seed = a.left == Some(0) || (a.left.is_none() && a.event == Event::Completed);
         let ident = ident_bytes(a);
         let announcer = Peer::seed(SocketAddr::new(a.ip, a.port));
@@ -377,7 +412,19 @@ impl RedisSwarms {
                 ],
             );
         }
-        let reply = self.lanes.run(packed, 1 + plan.len())?;
+        let count = 1 + plan.len();
+        (packed, count, Staged { ih: *ih, addr, want })
+    }
+
+    /// Reads an announce's replies: the counts, and up to `want` peers into `out`.
+    fn settle(
+        &self,
+        staged: &Staged,
+        reply: &Replies,
+        out: &mut impl PeerSink,
+    ) -> Result<SwarmCounts, Refusal> {
+        let Staged { ih, addr, want } = staged;
+        let (ih, want) = (ih, *want);
         let counts: Vec<Reply<'_>> = match reply.get(0) {
             Reply::Array(counts) => counts.take(8).collect(),
             Reply::Error(e) => {
