@@ -8,10 +8,10 @@
 
 use crate::catalog::{Catalog, Change, SweepReport};
 use crate::config::Config;
+use crate::http::early::{EarlyRoute, Later};
 use crate::http::pool::{self, HttpPool, PoolLimits, PoolState};
 use crate::http::ratelimit::RateLimiter;
 use crate::http::respond::{Deferred, Wake};
-use crate::http::early::{EarlyRoute, Later};
 use crate::http::router::{self, Method, Reply, ReplyBody, Req};
 use crate::http::stats::Stats;
 use crate::net::stats::NetStats;

@@ -1,15 +1,18 @@
 //! The connection layer on its own (`http::pool` with a test handler, real sockets on
 //! 127.0.0.1): long responses and slow readers never hold a worker, pipelined and HTTP/1.0
-//! requests, HEAD, `Expect: 100-continue`, and bodies cut anywhere are errors.
+//! requests, HEAD, `Expect: 100-continue`, bodies cut anywhere are errors, and requests an
+//! early route claims wait in the poller for answers from other threads.
 
 use crossbeam_channel::{Receiver, Sender};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
+use torrent_gateway::http::early::{EarlyRoute, Later};
 use torrent_gateway::http::pool::{self, HttpPool, PoolLimits};
 use torrent_gateway::http::respond::{Pull, Source, Wake};
-use torrent_gateway::http::router::{Reply, ReplyBody, Req};
+use torrent_gateway::http::router::{Method, Reply, ReplyBody, Req};
 use torrent_gateway::proto::http::head::HeadLimits;
 
 fn limits(workers: usize) -> PoolLimits {
@@ -437,5 +440,104 @@ fn uploads_in_progress_never_take_the_last_worker() {
         "{}",
         String::from_utf8_lossy(&reply)
     );
+    assert!(pool.stop(Duration::from_secs(2)));
+}
+
+/// An early route over `/early`: `?now` is answered at once, `?drop` never (its `Later` is
+/// dropped), anything else is handed to the test through `held`, to answer when it likes.
+struct TestEarly {
+    held: Sender<(String, Later)>,
+}
+
+impl EarlyRoute for TestEarly {
+    fn claims(&self, method: Method, path: &str) -> bool {
+        method == Method::Get && path == "/early"
+    }
+
+    fn start(&self, req: &mut Req<'_>, later: Later) {
+        match req.query {
+            "now" => later.answer(Reply::bytes(200, "text/plain", b"now".to_vec())),
+            "drop" => drop(later),
+            q => self.held.send((q.to_string(), later)).unwrap(),
+        }
+    }
+}
+
+#[test]
+fn early_requests_wait_in_the_poller_and_hold_no_worker() {
+    let (held_tx, held) = crossbeam_channel::unbounded();
+    let listener = pool::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let handler = Arc::new(|_: &mut Req<'_>| Reply::bytes(200, "text/plain", b"ok".to_vec()));
+    let early: Arc<dyn EarlyRoute> = Arc::new(TestEarly { held: held_tx });
+    let pool =
+        HttpPool::start_with_early("http-test", listener, limits(1), handler, Some(early)).unwrap();
+
+    // More waiting early requests than workers: the one worker still serves others.
+    let mut waiting: Vec<TcpStream> = (0..4).map(|_| connect(pool.addr)).collect();
+    for (i, c) in waiting.iter_mut().enumerate() {
+        write!(c, "GET /early?w{i} HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    }
+    let mut laters: Vec<(String, Later)> = (0..4)
+        .map(|_| held.recv_timeout(Duration::from_secs(10)).unwrap())
+        .collect();
+    assert!(
+        get_ok(pool.addr),
+        "the worker is free while early requests wait"
+    );
+    assert_eq!(pool.state().stats.busy_workers.load(Ordering::Relaxed), 0);
+    // Answered from other threads, in any order; each connection then takes more requests.
+    laters.sort_by(|a, b| b.0.cmp(&a.0));
+    for (q, later) in laters {
+        std::thread::spawn(move || {
+            later.answer(Reply::bytes(200, "text/plain", q.into_bytes()));
+        });
+    }
+    for (i, c) in waiting.iter_mut().enumerate() {
+        let out = read_until(c, format!("w{i}").as_bytes());
+        assert!(out.starts_with(b"HTTP/1.1 200"), "{i}");
+        c.write_all(b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        assert!(
+            read_until(c, b"ok").ends_with(b"ok"),
+            "keep-alive after an early answer"
+        );
+    }
+
+    // Pipelined: an early request held, one answered at once, one for a worker; the
+    // answers keep the requests' order.
+    let mut c = connect(pool.addr);
+    c.write_all(
+        b"GET /early?first HTTP/1.1\r\nHost: t\r\n\r\nGET /early?now HTTP/1.1\r\nHost: t\r\n\r\n\
+          GET /x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let (q, later) = held.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(q, "first");
+    later.answer(Reply::bytes(200, "text/plain", b"first".to_vec()));
+    let mut out = Vec::new();
+    c.read_to_end(&mut out).unwrap();
+    let text = String::from_utf8_lossy(&out);
+    let (a, b, x) = (
+        text.find("\r\n\r\nfirst"),
+        text.find("\r\n\r\nnow"),
+        text.rfind("\r\n\r\nok"),
+    );
+    assert!(a < b && b < x && a.is_some(), "{text}");
+
+    // A request whose answer is given up closes its connection; others are unaffected.
+    let mut c = connect(pool.addr);
+    c.write_all(b"GET /early?drop HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = c.read_to_end(&mut out);
+    assert!(out.is_empty(), "closed without an answer");
+    // POST is not claimed: a worker answers it as before.
+    let mut c = connect(pool.addr);
+    c.write_all(
+        b"POST /early HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    c.read_to_end(&mut out).unwrap();
+    assert!(out.ends_with(b"\r\n\r\nok"));
     assert!(pool.stop(Duration::from_secs(2)));
 }

@@ -224,3 +224,82 @@ fn redis_killed_and_restarted_under_a_running_gateway() {
     let health = gw.get("/api/health").json();
     assert_eq!(health["components"]["tracker"]["status"], "ok", "{health}");
 }
+
+/// HTTP announces on the Redis backend are answered by the API poller with a lane (no
+/// worker): pipelined ones keep their order on one keep-alive connection, malformed ones get
+/// their failure reason, the rate limit still applies, and /announce's other methods still
+/// get 405 from the router.
+#[test]
+fn redis_announces_pipeline_fail_clearly_and_keep_the_rate_limit() {
+    use std::io::{Read, Write};
+    let dir = tempdir();
+    let redis = Redis::start();
+    let config = format!(
+        "{}[rate_limit]\nexempt_loopback = false\nread_per_sec = 1\nread_burst = 6\n",
+        redis_config(&redis)
+    );
+    let gw = Server::start(&dir.path().join("gw"), &config);
+    let ih = [0x42; 20];
+    let mut c = std::net::TcpStream::connect(gw.addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut batch = String::new();
+    for (peer, left) in [(1, 0), (2, 10), (3, 10)] {
+        batch += &format!(
+            "GET {} HTTP/1.1\r\nHost: t\r\n\r\n",
+            announce_query(&ih, peer, 7000 + u16::from(peer), left, "started")
+        );
+    }
+    batch += "GET /announce?info_hash=short HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    c.write_all(batch.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    c.read_to_end(&mut out).unwrap();
+    // The answers, one after the other, each as long as its Content-Length says.
+    let mut bodies: Vec<Value> = Vec::new();
+    let mut rest = &out[..];
+    while let Some(end) = rest.windows(4).position(|w| w == b"\r\n\r\n") {
+        let head = String::from_utf8_lossy(&rest[..end]).to_ascii_lowercase();
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("a Content-Length");
+        let body = &rest[end + 4..end + 4 + len];
+        bodies.push(bencode::decode(body).unwrap());
+        rest = &rest[end + 4 + len..];
+    }
+    let counts: Vec<(i64, i64)> = bodies
+        .iter()
+        .take(3)
+        .map(|v| {
+            let n = |k| v.get(k).and_then(Value::as_int).unwrap_or(-1);
+            (n("complete"), n("incomplete"))
+        })
+        .collect();
+    assert_eq!(counts, [(1, 0), (1, 1), (1, 2)], "answers in request order");
+    let last = bodies
+        .get(3)
+        .and_then(|v| v.get("failure reason")?.as_str());
+    assert!(last.is_some_and(|r| r.contains("info_hash")), "{last:?}");
+    // The burst of 6 is spent (4 above, and this one); then 429 with Retry-After.
+    let statuses: Vec<u16> = (0..4)
+        .map(|i| {
+            request(
+                gw.addr,
+                "GET",
+                &announce_query(&ih, 9, 7100 + i, 5, ""),
+                &[],
+                b"",
+            )
+            .status
+        })
+        .collect();
+    assert!(statuses.contains(&429), "{statuses:?}");
+    let r = request(
+        gw.addr,
+        "POST",
+        &announce_query(&ih, 9, 7200, 5, ""),
+        &[],
+        b"",
+    );
+    assert!(r.status == 405 || r.status == 429, "{}", r.status);
+}

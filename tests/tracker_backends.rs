@@ -6,9 +6,10 @@
 mod support;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use support::redis::Redis;
 use torrent_gateway::config::{TrackerBackend, TrackerConfig, TrackerMode};
-use torrent_gateway::proto::tracker::http::Event;
+use torrent_gateway::proto::tracker::http::{Event, SwarmCounts};
 use torrent_gateway::tracker::registry::{AnnounceIn, Family, Peer, Refusal};
 use torrent_gateway::tracker::Tracker;
 
@@ -308,4 +309,48 @@ fn redis_swarms_expire_on_their_own() {
         == 0));
     let (_, i, _, _) = go(&t, &ann(1, 2, "127.0.0.1", 1002, 1, Event::Started));
     assert_eq!(i, 1, "the expired member is gone from the set too");
+}
+
+/// An announce that does not wait (as the HTTP poller starts them): its outcome and peers.
+fn later(t: &Arc<Tracker>, a: &AnnounceIn) -> (Result<SwarmCounts, Refusal>, Vec<SocketAddr>) {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    t.announce_later(
+        a,
+        Box::new(move |result, peers| {
+            let _ = tx.send((result, peers.iter().map(Peer::addr).collect()));
+        }),
+    );
+    rx.recv_timeout(std::time::Duration::from_secs(10))
+        .expect("answered once")
+}
+
+#[test]
+fn announces_that_do_not_wait_answer_like_those_that_do() {
+    let mut redis = Redis::start();
+    for backend in [None, Some(&redis)] {
+        let t = Arc::new(tracker(config(TrackerMode::Open), backend));
+        t.set_own_peer(addr("127.0.0.1:6881"));
+        go(&t, &ann(1, 1, "127.0.0.1", 1001, 0, Event::Started));
+        let (r, peers) = later(&t, &ann(1, 2, "127.0.0.1", 1002, 5, Event::Started));
+        let c = r.unwrap();
+        assert_eq!((c.complete, c.incomplete, c.downloaded), (1, 1, 0));
+        assert_eq!(peers, [addr("127.0.0.1:1001")]);
+        // What one kind recorded, the other sees.
+        let (_, _, _, peers) = go(&t, &ann(1, 3, "127.0.0.1", 1003, 0, Event::Started));
+        assert_eq!(peers, [addr("127.0.0.1:1002")]);
+        // The gateway's own seeder comes first for a hosted torrent, and is counted.
+        let (r, peers) = later(&t, &ann(0xAA, 4, "127.0.0.1", 1004, 5, Event::Started));
+        assert_eq!(r.unwrap().complete, 1);
+        assert_eq!(peers, [addr("127.0.0.1:6881")]);
+    }
+    let t = Arc::new(tracker(config(TrackerMode::Open), Some(&redis)));
+    redis.kill();
+    let started = std::time::Instant::now();
+    let (r, _) = later(&t, &ann(1, 2, "127.0.0.1", 1002, 1, Event::Started));
+    assert_eq!(r.unwrap_err(), Refusal::Unavailable);
+    // Known down now: the next one is answered on this thread, before the call returns.
+    let (r, _) = later(&t, &ann(1, 2, "127.0.0.1", 1002, 1, Event::Started));
+    assert_eq!(r.unwrap_err(), Refusal::Unavailable);
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    assert!(!t.health().0, "degraded");
 }

@@ -74,7 +74,9 @@ enum Phase {
     Source(Outgoing),
     /// A request the poller started waits for its answer; `readable`: the client sent
     /// something meanwhile (read once the answer is out).
-    Early { readable: bool },
+    Early {
+        readable: bool,
+    },
     Linger(usize),
 }
 
@@ -521,8 +523,10 @@ impl Poller {
             chunked: false,
         };
         let route = Arc::clone(&early.route);
-        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| route.start(&mut req, later)))
-            .is_err()
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            route.start(&mut req, later)
+        }))
+        .is_err()
         {
             log::error!("an early request handler panicked");
         }

@@ -4,10 +4,10 @@
 
 use super::router::{Reply, Req};
 use crate::proto::hex;
+use crate::proto::tracker::http::SwarmCounts;
 use crate::proto::tracker::http::{self as tracker_http, DictPeer, Peers};
 use crate::server::Gateway;
 use crate::tracker::canonical;
-use crate::proto::tracker::http::SwarmCounts;
 use crate::tracker::registry::{AnnounceIn, Family, Peer, Refusal};
 use serde_json::json;
 use std::net::IpAddr;

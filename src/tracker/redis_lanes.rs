@@ -318,7 +318,10 @@ fn lane(shared: &Shared, queue: &Queue) {
         let cutoff = Instant::now().checked_sub(shared.timeout * 2);
         if let Some(cutoff) = cutoff.filter(|c| batch.iter().any(|j| j.queued < *c)) {
             shared.failed("no answer within the deadline");
-            for job in batch.extract_if(.., |j| j.queued < cutoff) {
+            let (stale, fresh): (Vec<Job>, Vec<Job>) =
+                batch.drain(..).partition(|j| j.queued < cutoff);
+            batch.extend(fresh);
+            for job in stale {
                 job.answer.give(Err("waited past the deadline".into()));
             }
             if batch.is_empty() {

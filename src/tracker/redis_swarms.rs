@@ -413,7 +413,15 @@ impl RedisSwarms {
             );
         }
         let count = 1 + plan.len();
-        (packed, count, Staged { ih: *ih, addr, want })
+        (
+            packed,
+            count,
+            Staged {
+                ih: *ih,
+                addr,
+                want,
+            },
+        )
     }
 
     /// Reads an announce's replies: the counts, and up to `want` peers into `out`.
