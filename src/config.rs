@@ -124,9 +124,10 @@ backend = "memory"
 redis_url = ""
 # Connections to Redis at most, and the deadline of each command (an announce that misses
 # it is answered "tracker storage is unavailable" and the tracker health turns degraded).
-# Every announce holds its HTTP worker (or the UDP thread) for one round trip: with Redis,
-# api.workers and redis_pool above the core count pay off (16 each in bench-tracker-redis).
-redis_pool = 4
+# HTTP announces hold no worker (the API poller starts them and a connection's thread
+# answers them); UDP announces and scrapes wait one round trip. Each connection sends what
+# waits for it as one pipeline, so two carry the load of a busy tracker.
+redis_pool = 2
 redis_timeout_ms = 500
 
 [tracker.intervals]

@@ -73,7 +73,7 @@ impl Default for TrackerConfig {
             flush_secs: 10,
             backend: TrackerBackend::Memory,
             redis_url: String::new(),
-            redis_pool: 4,
+            redis_pool: 2,
             redis_timeout_ms: 500,
             intervals: Intervals::default(),
         }

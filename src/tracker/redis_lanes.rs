@@ -55,7 +55,15 @@ impl Answer {
     fn give(self, outcome: Result<Replies, String>) {
         match self {
             Answer::Wait(slot) => slot.fill(outcome),
-            Answer::Call(f) => f(outcome.map_err(|_| Refusal::Unavailable)),
+            Answer::Call(f) => {
+                // What the callback holds is dropped if it panics (a waiting HTTP connection
+                // is closed); the lane goes on.
+                let call =
+                    std::panic::AssertUnwindSafe(|| f(outcome.map_err(|_| Refusal::Unavailable)));
+                if std::panic::catch_unwind(call).is_err() {
+                    log::error!("tracker: a redis reply callback panicked");
+                }
+            }
         }
     }
 }
