@@ -81,22 +81,22 @@ impl Gateway {
     /// Handles one request from a pool (the API's or Blossom's) with that pool's router:
     /// the per-IP rate limit first, then the route.
     fn handle(&self, req: &mut Req<'_>, route: Route) -> Reply {
-        let ip = req.remote.map(|a| crate::http::conn::canonical(a.ip()));
         // The probes answer whatever the load: no rate limit.
         let probe = matches!(req.path, "/livez" | "/readyz");
-        let limited = if probe {
-            Ok(())
-        } else {
-            self.limiter.check(ip, router::class_of(req.method))
-        };
+        let limited = if probe { None } else { self.rate_limited(req) };
         let reply = match limited {
-            Err(wait) => {
-                self.stats.rate_limited.add(1);
-                Reply::error(429, "rate limit exceeded").header("Retry-After", wait.to_string())
-            }
-            Ok(()) => route(self, req),
+            Some(refusal) => refusal,
+            None => route(self, req),
         };
         counted(&self.stats, reply)
+    }
+
+    /// The 429 for a client past its rate limit (counted), or None.
+    fn rate_limited(&self, req: &Req<'_>) -> Option<Reply> {
+        let ip = req.remote.map(|a| crate::http::conn::canonical(a.ip()));
+        let wait = self.limiter.check(ip, router::class_of(req.method)).err()?;
+        self.stats.rate_limited.add(1);
+        Some(Reply::error(429, "rate limit exceeded").header("Retry-After", wait.to_string()))
     }
 }
 
@@ -113,12 +113,8 @@ impl EarlyRoute for EarlyAnnounce {
 
     fn start(&self, req: &mut Req<'_>, later: Later) {
         let gw = &self.0;
-        let ip = req.remote.map(|a| crate::http::conn::canonical(a.ip()));
-        if let Err(wait) = gw.limiter.check(ip, router::RouteClass::Read) {
-            gw.stats.rate_limited.add(1);
-            let reply =
-                Reply::error(429, "rate limit exceeded").header("Retry-After", wait.to_string());
-            return later.answer(counted(&gw.stats, reply));
+        if let Some(refusal) = gw.rate_limited(req) {
+            return later.answer(counted(&gw.stats, refusal));
         }
         let asked = match crate::http::tracker::read_announce(gw, req) {
             Ok(asked) => asked,
@@ -304,17 +300,16 @@ pub fn run_server(config: Config) -> Result<Running, String> {
         blossom: OnceLock::new(),
     });
     announce_stored_files(&gateway);
-    let api = {
-        let gw = Arc::clone(&gateway);
-        HttpPool::start_with_early(
-            "http-api",
-            listener,
-            gateway.config.api_pool_limits(),
-            Arc::new(move |req| gw.handle(req, router::route)),
-            Some(Arc::new(EarlyAnnounce(Arc::clone(&gateway)))),
-        )
-        .map_err(|e| format!("starting the API: {e}"))?
-    };
+    let api = start_pool(
+        &gateway,
+        "http-api",
+        listener,
+        gateway.config.api_pool_limits(),
+        router::route,
+        |r| r,
+        Some(Arc::new(EarlyAnnounce(Arc::clone(&gateway)))),
+    )
+    .map_err(|e| format!("starting the API: {e}"))?;
     let _ = gateway.api.set(Arc::clone(api.state()));
     let blossom = match blossom_listener {
         Some(listener) => {
@@ -325,6 +320,7 @@ pub fn run_server(config: Config) -> Result<Running, String> {
                 gateway.config.blossom_pool_limits(),
                 crate::http::blossom::route,
                 crate::http::blossom::cors,
+                None,
             )
             .map_err(|e| format!("starting Blossom: {e}"))?;
             let _ = gateway.blossom.set(Arc::clone(pool.state()));
@@ -348,8 +344,8 @@ pub fn run_server(config: Config) -> Result<Running, String> {
     })
 }
 
-/// Starts a listener whose requests go through `Gateway::handle` with `route`.
-/// `decorate` is applied to every reply (Blossom's CORS headers).
+/// Starts a listener whose requests go through `Gateway::handle` with `route`, but for
+/// those `early` claims. `decorate` is applied to every routed reply (Blossom's CORS headers).
 fn start_pool(
     gateway: &Arc<Gateway>,
     name: &'static str,
@@ -357,13 +353,15 @@ fn start_pool(
     limits: PoolLimits,
     route: Route,
     decorate: fn(Reply) -> Reply,
+    early: Option<Arc<dyn EarlyRoute>>,
 ) -> std::io::Result<HttpPool> {
     let gw = Arc::clone(gateway);
-    HttpPool::start(
+    HttpPool::start_with_early(
         name,
         listener,
         limits,
         Arc::new(move |req| decorate(gw.handle(req, route))),
+        early,
     )
 }
 

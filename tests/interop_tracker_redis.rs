@@ -301,5 +301,6 @@ fn redis_announces_pipeline_fail_clearly_and_keep_the_rate_limit() {
         &[],
         b"",
     );
-    assert!(r.status == 405 || r.status == 429, "{}", r.status);
+    // POST draws from the write bucket, untouched above: the router's 405.
+    assert_eq!(r.status, 405);
 }
