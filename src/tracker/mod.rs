@@ -9,6 +9,7 @@ pub mod redis_conn;
 pub mod redis_lanes;
 pub mod redis_swarms;
 pub mod registry;
+mod swarm;
 pub mod udp;
 pub mod udp_batch;
 

@@ -4,10 +4,11 @@
 //! changes address stays one peer while a dual-stack client that announces one key from its
 //! IPv4 and its IPv6 socket is two (as aquatic keeps separate IPv4 and IPv6 swarms); a peer
 //! without a key is identified by (peer_id, address). Nobody can move
-//! or stop another client's entry without its key. Small swarms are scanned linearly (a peer
-//! is 48 bytes); swarms past [`INDEX_FROM`] peers get a hash index. Every table has a cap, and
+//! or stop another client's entry without its key. Each torrent's peers are a
+//! [`Swarm`](super::swarm), 52 bytes a peer in two parallel arrays. Every table has a cap, and
 //! refusing is a [`Refusal`] with a reason.
 
+use super::swarm::Swarm;
 use crate::proto::tracker::http::{Event, SwarmCounts};
 use parking_lot::Mutex;
 use std::cell::Cell;
@@ -16,14 +17,12 @@ use std::hash::{BuildHasher, Hasher};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// Swarms with at least this many peers keep a peer_id index.
-const INDEX_FROM: usize = 48;
 const SHARDS: usize = 64;
 
-const SEED: u8 = 1;
-const COUNTED: u8 = 2;
-const V6: u8 = 4;
-const HAS_KEY: u8 = 8;
+pub(super) const SEED: u8 = 1;
+pub(super) const COUNTED: u8 = 2;
+pub(super) const V6: u8 = 4;
+pub(super) const HAS_KEY: u8 = 8;
 
 /// Caps and timing of the registry.
 #[derive(Debug, Clone, Copy)]
@@ -83,6 +82,8 @@ impl Family {
 
 /// Where an announce puts the peers it hands out.
 pub trait PeerSink {
+    /// Whether `take` reads peer ids (else they are zeros, and the registry reads less).
+    const WANTS_ID: bool = true;
     fn take(&mut self, peer: &Peer);
 }
 
@@ -96,6 +97,7 @@ impl PeerSink for Vec<Peer> {
 pub struct CompactPeers<'a>(pub &'a mut Vec<u8>);
 
 impl PeerSink for CompactPeers<'_> {
+    const WANTS_ID: bool = false;
     fn take(&mut self, peer: &Peer) {
         peer.write_compact(self.0);
     }
@@ -119,18 +121,25 @@ pub struct AnnounceIn {
     pub min_interval: u32,
 }
 
-/// A tracked peer (48 bytes).
+/// A peer as an announce hands it out.
 #[derive(Debug, Clone, Copy)]
 pub struct Peer {
     pub id: [u8; 20],
     ip: [u8; 16],
     pub port: u16,
     flags: u8,
-    key: u32,
-    seen: u32,
 }
 
 impl Peer {
+    pub(super) fn new(id: [u8; 20], ip: [u8; 16], port: u16, flags: u8) -> Peer {
+        Peer {
+            id,
+            ip,
+            port,
+            flags,
+        }
+    }
+
     /// A seeder at `addr` that is not in any swarm (the gateway itself).
     pub fn seed(addr: std::net::SocketAddr) -> Peer {
         let (ip, v6) = ip_bytes(addr.ip());
@@ -139,8 +148,6 @@ impl Peer {
             ip,
             port: addr.port(),
             flags: v6 | SEED,
-            key: 0,
-            seen: 0,
         }
     }
 
@@ -171,15 +178,6 @@ impl Peer {
         out.extend_from_slice(&self.ip[..n]);
         out.extend_from_slice(&self.port.to_be_bytes());
     }
-
-    fn same_address(&self, ip: &[u8; 16], port: u16, flags: u8) -> bool {
-        self.ip == *ip && self.port == port && (self.flags & V6) == (flags & V6)
-    }
-
-    fn ident(&self) -> Ident {
-        let key = (self.flags & HAS_KEY != 0).then_some(self.key);
-        Ident::new(self.id, key, &self.ip, self.port, self.flags)
-    }
 }
 
 /// The identity of an announcer as bytes (peer_id, then a tag with the family, then the key
@@ -195,14 +193,14 @@ pub(crate) fn ident_bytes(a: &AnnounceIn) -> [u8; 39] {
 
 /// Who a peer is: (peer_id, key) when it sent a key, else (peer_id, address).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-struct Ident {
-    id: [u8; 20],
+pub(super) struct Ident {
+    pub(super) id: [u8; 20],
     /// A tag byte, then the key or the address and port.
     rest: [u8; 19],
 }
 
 impl Ident {
-    fn new(id: [u8; 20], key: Option<u32>, ip: &[u8; 16], port: u16, flags: u8) -> Ident {
+    pub(super) fn new(id: [u8; 20], key: Option<u32>, ip: &[u8; 16], port: u16, flags: u8) -> Ident {
         let mut rest = [0u8; 19];
         match key {
             Some(k) => {
@@ -219,7 +217,7 @@ impl Ident {
     }
 
     /// (key, address, port, family flag) back out of the packed form.
-    fn parts(&self) -> (Option<u32>, [u8; 16], u16, u8) {
+    pub(super) fn parts(&self) -> (Option<u32>, [u8; 16], u16, u8) {
         let r = &self.rest;
         if r[0] & 1 == 1 {
             let key = u32::from_be_bytes([r[1], r[2], r[3], r[4]]);
@@ -244,86 +242,6 @@ fn ip_bytes(ip: IpAddr) -> ([u8; 16], u8) {
     }
 }
 
-#[derive(Default)]
-struct Swarm {
-    peers: Vec<Peer>,
-    /// Boxed: 8 bytes in every swarm instead of a 48-byte map in the many that need none.
-    #[allow(clippy::box_collection)]
-    index: Option<Box<HashMap<Ident, u32>>>,
-    seeders: u32,
-    downloaded: u64,
-    /// Completed events not yet written to SQLite.
-    unsaved: u64,
-}
-
-impl Swarm {
-    fn find(&self, who: &Ident) -> Option<usize> {
-        match &self.index {
-            Some(ix) => ix.get(who).map(|&i| i as usize),
-            None => {
-                let (key, ip, port, flags) = who.parts();
-                self.peers.iter().position(|p| {
-                    p.id == who.id
-                        && match key {
-                            Some(k) => {
-                                p.flags & HAS_KEY != 0 && p.key == k && p.flags & V6 == flags
-                            }
-                            None => p.flags & HAS_KEY == 0 && p.same_address(&ip, port, flags),
-                        }
-                })
-            }
-        }
-    }
-
-    fn counts(&self) -> SwarmCounts {
-        SwarmCounts {
-            complete: self.seeders,
-            incomplete: self.peers.len() as u32 - self.seeders,
-            downloaded: self.downloaded,
-        }
-    }
-
-    fn push(&mut self, p: Peer) {
-        if let Some(ix) = &mut self.index {
-            ix.insert(p.ident(), self.peers.len() as u32);
-        }
-        self.seeders += u32::from(p.is_seed());
-        // Most swarms hold one to three peers: grow those one slot at a time (Vec would
-        // jump to four), larger ones by half.
-        let len = self.peers.len();
-        if len == self.peers.capacity() {
-            self.peers.reserve_exact(if len < 8 { 1 } else { len / 2 });
-        }
-        self.peers.push(p);
-        if self.index.is_none() && self.peers.len() >= INDEX_FROM {
-            self.reindex();
-        }
-    }
-
-    fn remove(&mut self, i: usize) {
-        let gone = self.peers.swap_remove(i);
-        self.seeders -= u32::from(gone.is_seed());
-        if let Some(ix) = &mut self.index {
-            ix.remove(&gone.ident());
-            if let Some(moved) = self.peers.get(i) {
-                ix.insert(moved.ident(), i as u32);
-            }
-        }
-    }
-
-    fn reindex(&mut self) {
-        self.index = (self.peers.len() >= INDEX_FROM / 2).then(|| {
-            Box::new(
-                self.peers
-                    .iter()
-                    .enumerate()
-                    .map(|(i, p)| (p.ident(), i as u32))
-                    .collect(),
-            )
-        });
-    }
-}
-
 type Shard = HashMap<[u8; 20], Swarm>;
 
 pub struct Registry {
@@ -333,6 +251,8 @@ pub struct Registry {
     peers: AtomicUsize,
     /// Re-announces sooner than the client's minimum interval (answered with counts only).
     pub too_fast: crate::hash::Counter,
+    /// Keys the peers' tags (a client cannot pick an identity that collides with others').
+    tags: std::collections::hash_map::RandomState,
 }
 
 thread_local! {
@@ -363,6 +283,7 @@ impl Registry {
             torrents: AtomicUsize::new(0),
             peers: AtomicUsize::new(0),
             too_fast: Default::default(),
+            tags: Default::default(),
         }
     }
 
@@ -408,12 +329,14 @@ impl Registry {
             }
         };
         let who = Ident::new(a.peer_id, a.key, &ip, a.port, flags);
-        let me = match swarm.find(&who) {
+        let tag = self.tags.hash_one(who) as u32;
+        let me = match swarm.find(&who, tag) {
             Some(i) => {
-                let p = &mut swarm.peers[i];
+                let old = swarm.flags(i);
+                let was_seed = old & SEED != 0;
                 if a.event == Event::None
-                    && p.is_seed() == seed
-                    && now.saturating_sub(p.seen) < a.min_interval
+                    && was_seed == seed
+                    && now.saturating_sub(swarm.seen(i)) < a.min_interval
                 {
                     // The cheap path: no write, no peers.
                     self.too_fast.add(1);
@@ -424,12 +347,7 @@ impl Registry {
                     self.peers.fetch_sub(1, Ordering::Relaxed);
                     return Ok(swarm.counts());
                 }
-                let was_seed = p.is_seed();
-                let counted = p.flags & COUNTED;
-                p.ip = ip;
-                p.port = a.port;
-                p.flags = flags | counted;
-                p.seen = now;
+                swarm.update(i, &ip, a.port, flags | (old & COUNTED), now);
                 if was_seed != seed {
                     if seed {
                         swarm.seeders += 1;
@@ -443,30 +361,23 @@ impl Registry {
                 if a.event == Event::Stopped {
                     return Ok(swarm.counts());
                 }
-                if swarm.peers.len() >= self.limits.max_peers_per_torrent {
+                if swarm.len() >= self.limits.max_peers_per_torrent {
                     return Err(Refusal::SwarmFull);
                 }
                 if self.peers() >= self.limits.max_peers {
                     return Err(Refusal::TooManyPeers);
                 }
                 self.peers.fetch_add(1, Ordering::Relaxed);
-                swarm.push(Peer {
-                    id: a.peer_id,
-                    ip,
-                    port: a.port,
-                    flags,
-                    key: a.key.unwrap_or(0),
-                    seen: now,
-                });
-                swarm.peers.len() - 1
+                swarm.push(&who, tag, &ip, a.port, flags, now)
             }
         };
-        if a.event == Event::Completed && swarm.peers[me].flags & COUNTED == 0 {
-            swarm.peers[me].flags |= COUNTED;
+        if a.event == Event::Completed && swarm.flags(me) & COUNTED == 0 {
+            swarm.set_flags(me, swarm.flags(me) | COUNTED);
             swarm.downloaded += 1;
             swarm.unsaved += 1;
         }
-        select(swarm, me, a.numwant, a.family, seed, out);
+        let start = || random() as usize;
+        swarm.select(me, a.numwant, a.family, seed, start, out);
         Ok(swarm.counts())
     }
 
@@ -535,17 +446,8 @@ impl Registry {
         for shard in self.shards.iter() {
             let mut shard = shard.lock();
             shard.retain(|_, s| {
-                let before = s.peers.len();
-                s.peers.retain(|p| now.saturating_sub(p.seen) <= timeout);
-                if s.peers.len() != before {
-                    peers += before - s.peers.len();
-                    s.seeders = s.peers.iter().filter(|p| p.is_seed()).count() as u32;
-                    s.reindex();
-                    if s.peers.capacity() > 2 * s.peers.len() + 8 {
-                        s.peers.shrink_to_fit();
-                    }
-                }
-                let keep = !s.peers.is_empty() || s.unsaved > 0 || (s.downloaded > 0 && !pressure);
+                peers += s.expire(now, timeout);
+                let keep = !s.is_empty() || s.unsaved > 0 || (s.downloaded > 0 && !pressure);
                 torrents += usize::from(!keep);
                 keep
             });
@@ -571,20 +473,15 @@ impl Registry {
         for i in 0..SHARDS {
             let shard = self.shards[(start + i) % SHARDS].lock();
             for (h, s) in shard.iter() {
-                if s.peers.len() as u32 == s.seeders || !wanted(h) {
+                if s.len() as u32 == s.seeders || !wanted(h) {
                     continue;
                 }
-                let n = s.peers.len();
-                let from = random() as usize % n.max(1);
-                let leechers = (0..n)
-                    .map(|k| &s.peers[(from + k) % n])
-                    .filter(|p| !p.is_seed())
-                    .take(per_swarm);
-                for p in leechers {
+                let from = random() as usize % s.len().max(1);
+                for (id, addr) in s.leechers(from, per_swarm) {
                     if out.len() >= max {
                         return out;
                     }
-                    out.push((*h, p.id, p.addr()));
+                    out.push((*h, id, addr));
                 }
             }
         }
@@ -594,7 +491,7 @@ impl Registry {
     /// Forgets one torrent (it stopped being allowed).
     pub fn remove(&self, info_hash: &[u8; 20]) {
         if let Some(s) = self.shard(info_hash).lock().remove(info_hash) {
-            self.peers.fetch_sub(s.peers.len(), Ordering::Relaxed);
+            self.peers.fetch_sub(s.len(), Ordering::Relaxed);
             self.torrents.fetch_sub(1, Ordering::Relaxed);
         }
     }
@@ -605,51 +502,10 @@ impl Registry {
         for shard in self.shards.iter() {
             for s in shard.lock().values() {
                 seeds += s.seeders as u64;
-                all += s.peers.len() as u64;
+                all += s.len() as u64;
             }
         }
         (seeds, all - seeds)
-    }
-}
-
-/// Appends up to `want` peers other than `me`, starting at a random place: the requester's
-/// address family (or both), and no seeds for a seed. At most `8 * want + 64` entries are
-/// looked at, so a seed in a huge swarm of seeds costs little; the random start means every
-/// leecher is still handed out over successive announces.
-fn select(
-    swarm: &Swarm,
-    me: usize,
-    want: usize,
-    family: Family,
-    seed: bool,
-    out: &mut impl PeerSink,
-) {
-    let n = swarm.peers.len();
-    if want == 0 || n < 2 {
-        return;
-    }
-    let mine = &swarm.peers[me];
-    let passes: &[Family] = match family {
-        Family::V4First => &[Family::V4, Family::V6],
-        Family::V6First => &[Family::V6, Family::V4],
-        _ => std::slice::from_ref(&family),
-    };
-    let mut taken = 0;
-    for &pass in passes {
-        let start = (random() % n as u64) as usize;
-        let (first, second) = swarm.peers.split_at(start);
-        for p in second.iter().chain(first).take(want * 8 + 64) {
-            if taken == want {
-                return;
-            }
-            if pass.admits(p.is_v6())
-                && !(seed && p.is_seed())
-                && !p.same_address(&mine.ip, mine.port, mine.flags)
-            {
-                out.take(p);
-                taken += 1;
-            }
-        }
     }
 }
 

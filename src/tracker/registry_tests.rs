@@ -259,3 +259,99 @@ fn leechers_to_dial_rotate_within_and_across_swarms() {
         (0..20).map(|_| r.leechers(4, |_| true)[0].2).collect();
     assert!(firsts.len() > 1, "{firsts:?}");
 }
+
+/// Random announces, moves, stops and sweeps in one swarm that grows past the index size and
+/// shrinks below it, against a plain map: the counts, who is handed out (addresses, ids, never
+/// the announcer itself), and compact answers equal to the full ones.
+#[test]
+fn a_swarm_agrees_with_a_plain_model_through_growth_and_expiry() {
+    use std::collections::HashMap;
+    use std::net::SocketAddr;
+    let r = Registry::new(Limits {
+        max_torrents: 10,
+        max_peers_per_torrent: 1000,
+        max_peers: 1000,
+        peer_timeout_secs: 60,
+    });
+    // (peer number, family, the address for a keyless peer) -> (address, seed, last seen)
+    type Who = (u32, bool, Option<SocketAddr>);
+    let mut model: HashMap<Who, (SocketAddr, bool, u32)> = HashMap::new();
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut rand = move |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    };
+    let mut now = 0u32;
+    for step in 0..6000 {
+        if step % 500 == 499 {
+            now += 40;
+            let expired = model.values().filter(|v| now - v.2 > 60).count();
+            model.retain(|_, v| now - v.2 <= 60);
+            assert_eq!(r.sweep(now, false).0, expired, "step {step}");
+        }
+        let (peer, keyed, v6) = (rand(90) as u32, rand(2) == 0, rand(4) == 0);
+        let host = rand(3) as u8 + 1;
+        let ip: IpAddr = if v6 {
+            format!("fd00::{host}").parse().unwrap()
+        } else {
+            format!("10.0.0.{host}").parse().unwrap()
+        };
+        let port = 3000 + rand(3) as u16;
+        let left = rand(3);
+        let event = if rand(8) == 0 {
+            Event::Stopped
+        } else {
+            Event::None
+        };
+        let mut a = ann(7, peer, port, left, event);
+        a.ip = ip;
+        a.key = keyed.then_some(peer * 7);
+        a.numwant = rand(40) as usize;
+        let mut full: Vec<Peer> = Vec::new();
+        let c = r.announce(&a, now, &mut full).unwrap();
+        let me = SocketAddr::new(ip, port);
+        let who = (peer, v6, (!keyed).then_some(me));
+        if event == Event::Stopped {
+            model.remove(&who);
+        } else {
+            model.insert(who, (me, left == 0, now));
+        }
+        let seeds = model.values().filter(|v| v.1).count() as u32;
+        assert_eq!(
+            (c.complete, c.incomplete),
+            (seeds, model.len() as u32 - seeds),
+            "step {step}"
+        );
+        assert_eq!(r.peers(), model.len(), "step {step}");
+        if event == Event::Stopped {
+            continue;
+        }
+        assert!(full.len() <= a.numwant);
+        for p in &full {
+            assert_ne!(p.addr(), me, "never handed itself");
+            assert!(!(left == 0 && p.is_seed()), "no seeds for a seed");
+            let n = u32::from_be_bytes(p.id[..4].try_into().unwrap());
+            let known = model
+                .iter()
+                .any(|(k, v)| k.0 == n && v.0 == p.addr() && v.1 == p.is_seed());
+            assert!(known, "step {step}: {p:?} is tracked as handed out");
+        }
+        // The compact answer of a re-announce (the peer is known now) lists tracked
+        // addresses the same way, without reading ids.
+        a.event = Event::None;
+        let mut compact = Vec::new();
+        r.announce(&a, now, &mut CompactPeers(&mut compact)).unwrap();
+        let width = if v6 { 18 } else { 6 };
+        let addrs: Vec<SocketAddr> = model.values().map(|v| v.0).collect();
+        assert_eq!(compact.len() % 6, 0);
+        if !v6 && a.family == Family::Both && model.values().all(|v| !v.0.is_ipv6()) {
+            assert!(compact.chunks(width).all(|c| {
+                let ip = std::net::Ipv4Addr::new(c[0], c[1], c[2], c[3]);
+                addrs.contains(&SocketAddr::new(ip.into(), u16::from_be_bytes([c[4], c[5]])))
+            }));
+        }
+    }
+    assert!(model.len() > 48, "the swarm grew past the index size");
+}
