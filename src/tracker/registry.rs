@@ -200,7 +200,13 @@ pub(super) struct Ident {
 }
 
 impl Ident {
-    pub(super) fn new(id: [u8; 20], key: Option<u32>, ip: &[u8; 16], port: u16, flags: u8) -> Ident {
+    pub(super) fn new(
+        id: [u8; 20],
+        key: Option<u32>,
+        ip: &[u8; 16],
+        port: u16,
+        flags: u8,
+    ) -> Ident {
         let mut rest = [0u8; 19];
         match key {
             Some(k) => {

@@ -342,14 +342,18 @@ fn a_swarm_agrees_with_a_plain_model_through_growth_and_expiry() {
         // addresses the same way, without reading ids.
         a.event = Event::None;
         let mut compact = Vec::new();
-        r.announce(&a, now, &mut CompactPeers(&mut compact)).unwrap();
+        r.announce(&a, now, &mut CompactPeers(&mut compact))
+            .unwrap();
         let width = if v6 { 18 } else { 6 };
         let addrs: Vec<SocketAddr> = model.values().map(|v| v.0).collect();
         assert_eq!(compact.len() % 6, 0);
         if !v6 && a.family == Family::Both && model.values().all(|v| !v.0.is_ipv6()) {
             assert!(compact.chunks(width).all(|c| {
                 let ip = std::net::Ipv4Addr::new(c[0], c[1], c[2], c[3]);
-                addrs.contains(&SocketAddr::new(ip.into(), u16::from_be_bytes([c[4], c[5]])))
+                addrs.contains(&SocketAddr::new(
+                    ip.into(),
+                    u16::from_be_bytes([c[4], c[5]]),
+                ))
             }));
         }
     }

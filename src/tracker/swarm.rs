@@ -322,7 +322,6 @@ impl Swarm {
     /// address family (or both), and no seeds for a seed. At most `8 * want + 64` entries
     /// are looked at, so a seed in a huge swarm of seeds costs little; a random start means
     /// every leecher is still handed out over successive announces.
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn select<S: PeerSink>(
         &self,
         me: usize,
