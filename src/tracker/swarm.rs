@@ -8,7 +8,7 @@
 
 use super::registry::{Family, Ident, Peer, PeerSink, HAS_KEY, SEED, V6};
 
-/// Swarms with at least this many peers keep an identity index.
+/// Swarms with at least this many peers keep an [`Index`].
 const INDEX_FROM: usize = 48;
 
 /// The part of a peer that scans read.
