@@ -54,7 +54,10 @@ local now = tonumber(ARGV[1])
 local meta = redis.call('HMGET', KEYS[6], 'd', 'x')
 local downloaded = tonumber(meta[1] or '0')
 if meta[2] ~= ARGV[1] then
-  -- At most once a second per swarm: drop expired members, refresh every TTL.
+  -- At most once a second per swarm: drop expired members, refresh every TTL. The HSET
+  -- comes first: Redis refuses a script's first deny-oom write when out of memory but lets
+  -- every write through once one has run, so out of memory refuses the whole announce.
+  redis.call('HSET', KEYS[6], 'x', ARGV[1])
   local cutoff = '(' .. (now - tonumber(ARGV[2]))
   for i = 1, 4 do
     local old = redis.call('ZRANGEBYSCORE', KEYS[i], '-inf', cutoff, 'LIMIT', 0, ARGV[11])
@@ -67,7 +70,6 @@ if meta[2] ~= ARGV[1] then
     redis.call('EXPIRE', KEYS[i], ARGV[10])
   end
   redis.call('EXPIRE', KEYS[5], ARGV[10])
-  redis.call('HSET', KEYS[6], 'x', ARGV[1])
   redis.call('EXPIRE', KEYS[6], ARGV[12])
 end
 local n = {}
