@@ -40,7 +40,7 @@ fn relay_gets_every_stored_file_even_after_downtime_and_restart() {
     let diag = server.get("/api/diagnostics").json();
     let gateway_key = diag["nostr"]["pubkey"].as_str().unwrap().to_string();
     assert!(diag["nostr"]["npub"].as_str().unwrap().starts_with("npub1"));
-    // The publisher thread logs the key as it starts, which may be after the API answers.
+    // serve logs the key once all its listeners are up, which can be after the API answers.
     let npub = diag["nostr"]["npub"].as_str().unwrap();
     assert!(
         eventually(10, || server.log().contains(npub)),

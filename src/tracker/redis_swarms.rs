@@ -55,8 +55,10 @@ local meta = redis.call('HMGET', KEYS[6], 'd', 'x')
 local downloaded = tonumber(meta[1] or '0')
 if meta[2] ~= ARGV[1] then
   -- At most once a second per swarm: drop expired members, refresh every TTL. The HSET
-  -- comes first: Redis refuses a script's first deny-oom write when out of memory but lets
-  -- every write through once one has run, so out of memory refuses the whole announce.
+  -- comes first: out of memory, Redis refuses a script's first deny-oom write but lets every
+  -- write through once any has run. With it first, an announce that would add an entry is
+  -- refused before it writes anything (later in the second, its first write is the identity
+  -- HSET; re-announces from the same address only move a score, and go through).
   redis.call('HSET', KEYS[6], 'x', ARGV[1])
   local cutoff = '(' .. (now - tonumber(ARGV[2]))
   for i = 1, 4 do
